@@ -1,0 +1,169 @@
+"""The ``relay-peewee`` command line: thin click wrappers over ``commands``.
+
+User errors (``RelayError``, a database that refuses a statement) become a
+one-line ``click.ClickException`` and exit code 1; ``status`` exits 1 while
+migrations are pending so it can gate a deploy.
+"""
+
+from __future__ import annotations
+
+import functools
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any, TypeVar
+
+import click
+from peewee import Database, DatabaseError, InterfaceError
+
+from . import commands
+from .db import DEFAULT_URL, open_database, resolve_url
+from .errors import RelayError
+
+__all__ = ["cli", "main"]
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+@contextmanager
+def _database(url: str | None) -> Iterator[Database]:
+    db = open_database(url)
+    try:
+        yield db
+    finally:
+        db.close()
+
+
+def _user_errors(fn: F) -> F:
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except RelayError as exc:
+            raise click.ClickException(_one_line(exc)) from None
+        except (DatabaseError, InterfaceError) as exc:
+            raise click.ClickException(f"database error: {_one_line(exc)}") from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+database_option = click.option(
+    "--database",
+    "database",
+    metavar="URL",
+    envvar="DATABASE_URL",
+    default=None,
+    help=f"Database URL (sqlite:///path.db, postgresql://user@host:port/db). "
+    f"Default: $DATABASE_URL, else {DEFAULT_URL}.",
+)
+
+
+@click.group()
+@click.version_option(package_name="relay_peewee")
+def cli() -> None:
+    """Multi-tenancy for Relay's Peewee database: migrate, inspect, manage tenants."""
+
+
+@cli.command()
+@database_option
+@click.option("--to", "target", metavar="NAME", help="Stop after this migration (name or number).")
+@click.option(
+    "--sql", "show_sql", is_flag=True, help="Print the SQL that would run; change nothing."
+)
+@click.option("-q", "--quiet", is_flag=True, help="Do not print progress.")
+@_user_errors
+def migrate(database: str | None, target: str | None, show_sql: bool, quiet: bool) -> None:
+    """Apply pending migrations (all of them, or up to --to)."""
+    with _database(database) as db:
+        if show_sql:
+            for statement in commands.migration_sql(db, target):
+                click.echo(statement)
+            return
+        progress = None if quiet else (lambda label: click.echo(f"  {label}", err=True))
+        result = commands.migrate(db, target, progress=progress)
+    if result.adopted_legacy:
+        click.echo("recognised a legacy Relay database: recorded 0001_baseline as applied")
+    for name in result.applied:
+        click.echo(f"applied: {name}")
+    if not result.applied:
+        click.echo("nothing to do.")
+
+
+@cli.command()
+@database_option
+@_user_errors
+def status(database: str | None) -> None:
+    """List applied and pending migrations; exit 1 while any is pending."""
+    with _database(database) as db:
+        rows = commands.status(db)
+    for row in rows:
+        if row.applied is None:
+            click.echo(f"[ ] {row.name}")
+        else:
+            mark = "x" if row.known else "?"
+            note = "" if row.known else "  (unknown to this version of relay_peewee)"
+            click.echo(f"[{mark}] {row.name}  {row.applied:%Y-%m-%d %H:%M:%S}{note}")
+    pending = [r.name for r in rows if r.applied is None]
+    if pending:
+        click.echo(f"{len(pending)} pending: run `relay-peewee migrate`", err=True)
+        sys.exit(1)
+
+
+@cli.command()
+@database_option
+@click.option("--to", "target", metavar="NAME", help="Undo every migration back through this one.")
+@click.option("-q", "--quiet", is_flag=True, help="Do not print progress.")
+@_user_errors
+def rollback(database: str | None, target: str | None, quiet: bool) -> None:
+    """Undo the last migration (or back through --to)."""
+    progress = None if quiet else (lambda label: click.echo(f"  {label}", err=True))
+    with _database(database) as db:
+        names = commands.rollback(db, target, progress=progress)
+    for name in names:
+        click.echo(f"reverted: {name}")
+    if not names:
+        click.echo("nothing to do.")
+
+
+@cli.group()
+def tenants() -> None:
+    """Create and list tenants."""
+
+
+@tenants.command("create")
+@database_option
+@click.option(
+    "--slug", required=True, help="Unique short name: lower-case letters, digits, dashes."
+)
+@click.option("--name", required=True, help="Display name.")
+@click.option("--domain", default=None, help="The tenant's own domain, if any.")
+@_user_errors
+def tenants_create(database: str | None, slug: str, name: str, domain: str | None) -> None:
+    """Create a tenant and print its id."""
+    with _database(database) as db:
+        tenant = commands.create_tenant(db, slug, name, domain)
+    click.echo(f"created tenant {tenant.slug}: {tenant.id}")
+
+
+@tenants.command("list")
+@database_option
+@_user_errors
+def tenants_list(database: str | None) -> None:
+    """List tenants: id, slug, name, domain, active."""
+    with _database(database) as db:
+        rows = commands.list_tenants(db)
+    for t in rows:
+        active = "active" if t.is_active else "inactive"
+        click.echo(f"{t.id}  {t.slug}  {t.name}  {t.domain or '-'}  {active}")
+
+
+def main() -> None:
+    cli(prog_name="relay-peewee")
+
+
+__all__ += ["resolve_url"]

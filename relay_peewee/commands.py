@@ -1,0 +1,90 @@
+"""The operations behind every CLI command, as plain typed functions.
+
+An application, a deploy script or a test calls these directly; the click
+commands in ``cli.py`` only parse options, call one of them and print.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from peewee import Database, IntegrityError
+
+from .errors import MigrationError, RelayError
+from .migrator import MigrationRunner, MigrationStatus
+from .migrator.backends import Progress
+from .models import Tenant
+
+__all__ = [
+    "MigrateResult",
+    "create_tenant",
+    "list_tenants",
+    "migrate",
+    "migration_sql",
+    "rollback",
+    "status",
+]
+
+
+@dataclass(frozen=True)
+class MigrateResult:
+    adopted_legacy: bool  # True: a legacy database's baseline was recorded, not run
+    applied: list[str]
+
+
+def migrate(db: Database, to: str | None = None, progress: Progress | None = None) -> MigrateResult:
+    """Apply pending migrations (through ``to``, if given)."""
+    adopted, applied = MigrationRunner(db, progress).upgrade(to)
+    return MigrateResult(adopted, applied)
+
+
+def migration_sql(db: Database, to: str | None = None) -> list[str]:
+    """The SQL ``migrate`` would run, found by running it and rolling back."""
+    return MigrationRunner(db).plan_sql(to)
+
+
+def status(db: Database) -> list[MigrationStatus]:
+    """Every migration, applied or pending, plus history rows with no file."""
+    runner = MigrationRunner(db)
+    # A legacy database's baseline is pending until `migrate` records it.
+    return runner.statuses()
+
+
+def rollback(db: Database, to: str | None = None, progress: Progress | None = None) -> list[str]:
+    """Undo the last migration, or every migration back through ``to``."""
+    return MigrationRunner(db, progress).downgrade(to)
+
+
+_SLUG = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$")
+
+
+def create_tenant(db: Database, slug: str, name: str, domain: str | None = None) -> Tenant:
+    """Create a tenant; the slug is lower-case letters, digits and dashes."""
+    _require_schema(db)
+    if not _SLUG.match(slug):
+        raise RelayError(
+            f"invalid slug {slug!r}: use 1-64 lower-case letters, digits and dashes, "
+            "starting and ending with a letter or digit"
+        )
+    if not name.strip():
+        raise RelayError("a tenant needs a non-empty name")
+    with db.bind_ctx([Tenant]):
+        if Tenant.select().where(Tenant.slug == slug).exists():
+            raise RelayError(f"a tenant with slug {slug!r} already exists")
+        try:
+            with db.atomic():
+                return Tenant.create(slug=slug, name=name.strip(), domain=domain)
+        except IntegrityError:  # lost a race with another writer
+            raise RelayError(f"a tenant with slug {slug!r} already exists") from None
+
+
+def list_tenants(db: Database) -> list[Tenant]:
+    _require_schema(db)
+    with db.bind_ctx([Tenant]):
+        return list(Tenant.select().order_by(Tenant.created_at, Tenant.slug))
+
+
+def _require_schema(db: Database) -> None:
+    if "tenants" not in db.get_tables():
+        raise MigrationError("this database has no tenants table yet: run `relay-peewee migrate`")

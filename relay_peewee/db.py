@@ -1,0 +1,98 @@
+"""Opening a database from a URL and binding every model to it.
+
+All models are declared against ``database_proxy``; ``connect()`` opens the
+real database (through ``playhouse.db_url``) and points the proxy at it, so
+an application and the CLI configure the models the same way.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+from urllib.parse import urlparse
+
+from peewee import Database, DatabaseProxy, PostgresqlDatabase, SqliteDatabase
+from playhouse import db_url
+
+from .errors import ConfigurationError
+
+__all__ = [
+    "DEFAULT_URL",
+    "connect",
+    "database_proxy",
+    "is_postgres",
+    "is_sqlite",
+    "resolve_url",
+    "unwrap",
+]
+
+DEFAULT_URL = "sqlite:///relay.db"
+
+# SQLite enforces foreign keys only when asked to, per connection. Without
+# this pragma a row pointing at a missing tenant would be accepted silently.
+SQLITE_PRAGMAS = {"foreign_keys": 1, "busy_timeout": 10_000}
+
+database_proxy = DatabaseProxy()
+
+
+def resolve_url(url: str | None = None) -> str:
+    """The URL to use: the argument, else ``$DATABASE_URL``, else the default."""
+    return url or os.environ.get("DATABASE_URL") or DEFAULT_URL
+
+
+def open_database(url: str | None = None) -> Database:
+    """Open (but do not bind) the database a URL names."""
+    url = resolve_url(url)
+    scheme = urlparse(url).scheme
+    db_class = db_url.schemes.get(scheme)
+    if db_class is None:
+        known = ", ".join(sorted(s for s in db_url.schemes if "+" not in s))
+        raise ConfigurationError(
+            f"unsupported database URL {url!r}: scheme {scheme!r} is not one of {known}"
+        )
+    kwargs: dict[str, Any] = {}
+    if issubclass(db_class, SqliteDatabase):
+        kwargs["pragmas"] = dict(SQLITE_PRAGMAS)
+        if not db_url.parse(url).get("database"):
+            raise ConfigurationError(f"database URL {url!r} names no file (sqlite:///path.db)")
+    try:
+        db: Database = db_url.connect(url, **kwargs)
+    except (ImportError, RuntimeError, ValueError) as exc:
+        raise ConfigurationError(f"cannot open {url!r}: {exc}") from None
+    try:
+        db.connect(reuse_if_open=True)
+    except Exception as exc:  # the driver's own error type varies
+        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ConfigurationError(f"cannot connect to {_redact(url)}: {first_line}") from None
+    return db
+
+
+def connect(url: str | None = None) -> Database:
+    """Open the database and bind every relay_peewee model (and TenantModel) to it."""
+    db = open_database(url)
+    database_proxy.initialize(db)
+    return db
+
+
+def unwrap(db: Database | DatabaseProxy) -> Database:
+    """The real database behind a proxy."""
+    if isinstance(db, DatabaseProxy):
+        if db.obj is None:
+            raise ConfigurationError("no database: call relay_peewee.connect(url) first")
+        return db.obj
+    return db
+
+
+def is_postgres(db: Database | DatabaseProxy) -> bool:
+    return isinstance(unwrap(db), PostgresqlDatabase)
+
+
+def is_sqlite(db: Database | DatabaseProxy) -> bool:
+    return isinstance(unwrap(db), SqliteDatabase)
+
+
+def _redact(url: str) -> str:
+    parsed = urlparse(url)
+    if parsed.password:
+        return url.replace(f":{parsed.password}@", ":***@")
+    return url

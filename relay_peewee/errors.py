@@ -1,0 +1,40 @@
+"""Exceptions that mean "the user asked for something that cannot be done".
+
+Every error the CLI should print as one line derives from ``RelayError``;
+anything else is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "ConfigurationError",
+    "CrossTenantWrite",
+    "MigrationError",
+    "RelayError",
+    "TenantRequired",
+    "UnrecognisedSchema",
+]
+
+
+class RelayError(Exception):
+    """Base class for errors that are the caller's to fix."""
+
+
+class ConfigurationError(RelayError):
+    """A bad database URL, a missing driver, an unreachable server."""
+
+
+class MigrationError(RelayError):
+    """A migration cannot run, or was refused before it changed anything."""
+
+
+class UnrecognisedSchema(MigrationError):
+    """The database holds tables this package does not know how to adopt."""
+
+
+class TenantRequired(RelayError):
+    """A TenantModel was queried outside of any tenant context."""
+
+
+class CrossTenantWrite(RelayError):
+    """A write would put or point a row into another tenant."""

@@ -1,0 +1,76 @@
+"""Field types that store natively on PostgreSQL and as JSON text on SQLite.
+
+Relay's PostgreSQL schema uses jsonb, text[] and real[]; SQLite has none of
+them. One field class per kind keeps the models backend-neutral: the column
+type is chosen when DDL is generated and values are converted on the way in
+and out according to the database the model is bound to.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from peewee import Field
+
+from .db import is_postgres
+
+__all__ = ["FloatListField", "JSONField", "TextListField"]
+
+
+class _PortableField(Field):
+    pg_type = "TEXT"
+
+    def _on_postgres(self) -> bool:
+        return is_postgres(self.model._meta.database)
+
+    def ddl_datatype(self, ctx: Any) -> Any:
+        from peewee import SQL
+
+        return SQL(self.pg_type if self._on_postgres() else "TEXT")
+
+    def db_value(self, value: Any) -> Any:
+        if value is None:
+            return None
+        if self._on_postgres():
+            return self._pg_value(value)
+        return json.dumps(value)
+
+    def _pg_value(self, value: Any) -> Any:
+        return value
+
+    def python_value(self, value: Any) -> Any:
+        # psycopg2 already decodes jsonb and arrays; SQLite hands back text.
+        if isinstance(value, str) and not self._on_postgres():
+            return json.loads(value)
+        return value
+
+
+class JSONField(_PortableField):
+    """jsonb on PostgreSQL, JSON text on SQLite."""
+
+    field_type = "JSON"
+    pg_type = "JSONB"
+
+    def _pg_value(self, value: Any) -> Any:
+        return json.dumps(value)
+
+
+class TextListField(_PortableField):
+    """text[] on PostgreSQL, a JSON list on SQLite."""
+
+    field_type = "TEXT_LIST"
+    pg_type = "TEXT[]"
+
+    def _pg_value(self, value: Any) -> Any:
+        return list(value)
+
+
+class FloatListField(_PortableField):
+    """real[] on PostgreSQL, a JSON list of numbers on SQLite."""
+
+    field_type = "FLOAT_LIST"
+    pg_type = "REAL[]"
+
+    def _pg_value(self, value: Any) -> Any:
+        return [float(v) for v in value]

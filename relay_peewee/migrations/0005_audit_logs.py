@@ -1,0 +1,53 @@
+"""audit_logs: the append-only record of security events."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from peewee import DateTimeField, Model, TextField, UUIDField
+
+from relay_peewee.errors import MigrationError
+
+
+def _audit_model(db: Any) -> Any:
+    class AuditLog(Model):
+        id = UUIDField(primary_key=True)
+        actor_id = TextField(null=True)
+        tenant_id = TextField(null=True)
+        action = TextField()
+        resource_type = TextField(null=True)
+        resource_id = TextField(null=True)
+        ip_address = TextField(null=True)
+        metadata = TextField(null=True)  # replaced by jsonb below on PostgreSQL
+        created_at = DateTimeField()
+
+        class Meta:
+            database = db
+            table_name = "audit_logs"
+            indexes = (
+                (("tenant_id", "created_at"), False),
+                (("actor_id", "created_at"), False),
+                (("action", "created_at"), False),
+            )
+
+    return AuditLog
+
+
+def up(migrator: Any, db: Any) -> None:
+    from relay_peewee.db import is_postgres
+
+    migrator.step("creating audit_logs")
+    model = _audit_model(db)
+    if is_postgres(db):
+        model.metadata.field_type = "JSONB"
+    model.create_table(safe=False)
+
+
+def down(migrator: Any, db: Any) -> None:
+    count = _audit_model(db).select().count()
+    if count:
+        raise MigrationError(
+            f"refusing to drop audit_logs: it holds {count} security event(s); "
+            "export and delete them first if you really mean to"
+        )
+    migrator.migrate(migrator.drop_table("audit_logs"))

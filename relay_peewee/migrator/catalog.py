@@ -1,0 +1,101 @@
+"""What the live database says about a table, on SQLite and PostgreSQL.
+
+Migrations decide what to drop and rebuild from the catalog, not from what
+they expect to find: a legacy database may name its unique constraint
+``skills_slug_unique``, ``uniq_slug`` or nothing at all (an inline UNIQUE).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from peewee import Database
+
+from ..db import is_postgres
+
+__all__ = ["Index", "indexes", "primary_key", "table_columns", "table_exists", "unique_on"]
+
+
+@dataclass(frozen=True)
+class Index:
+    name: str
+    columns: tuple[str, ...]
+    unique: bool
+    # 'primary' or 'constraint' (dropped with ALTER TABLE / a SQLite rebuild)
+    # or 'index' (dropped with DROP INDEX).
+    origin: str
+    valid: bool = True
+    partial: bool = False
+
+
+def table_exists(db: Database, table: str) -> bool:
+    return table in db.get_tables()
+
+
+def table_columns(db: Database, table: str) -> list[str]:
+    return [c.name for c in db.get_columns(table)]
+
+
+def indexes(db: Database, table: str) -> list[Index]:
+    """Every index on ``table`` with the columns it covers, in order."""
+    return _pg_indexes(db, table) if is_postgres(db) else _sqlite_indexes(db, table)
+
+
+def unique_on(db: Database, table: str, columns: tuple[str, ...]) -> list[Index]:
+    """The unique keys (constraints or indexes) over exactly ``columns``."""
+    return [
+        ix
+        for ix in indexes(db, table)
+        if ix.unique and not ix.partial and ix.columns == tuple(columns)
+    ]
+
+
+def primary_key(db: Database, table: str) -> tuple[str, ...]:
+    if is_postgres(db):
+        return next((ix.columns for ix in indexes(db, table) if ix.origin == "primary"), ())
+    rows = db.execute_sql(f'PRAGMA table_info("{table}")').fetchall()
+    return tuple(r[1] for r in sorted((r for r in rows if r[5]), key=lambda r: r[5]))
+
+
+def _sqlite_indexes(db: Database, table: str) -> list[Index]:
+    out = []
+    for _seq, name, unique, origin, partial in db.execute_sql(
+        f'PRAGMA index_list("{table}")'
+    ).fetchall():
+        cols = tuple(r[2] for r in db.execute_sql(f'PRAGMA index_info("{name}")').fetchall())
+        kind = {"pk": "primary", "u": "constraint"}.get(origin, "index")
+        out.append(Index(name, cols, bool(unique), kind, True, bool(partial)))
+    return out
+
+
+_PG_INDEXES = """
+SELECT i.relname,
+       array(SELECT a.attname::text
+               FROM unnest(ix.indkey) WITH ORDINALITY AS k(attnum, ord)
+               JOIN pg_attribute a ON a.attrelid = ix.indrelid AND a.attnum = k.attnum
+              ORDER BY k.ord),
+       ix.indisunique, ix.indisprimary, c.contype, ix.indisvalid,
+       ix.indpred IS NOT NULL OR ix.indexprs IS NOT NULL
+  FROM pg_index ix
+  JOIN pg_class i ON i.oid = ix.indexrelid
+  JOIN pg_class t ON t.oid = ix.indrelid
+  JOIN pg_namespace n ON n.oid = t.relnamespace
+  LEFT JOIN pg_constraint c ON c.conindid = ix.indexrelid AND c.conrelid = t.oid
+ WHERE t.relname = %s AND n.nspname = current_schema()
+ ORDER BY i.relname
+"""
+
+
+def _pg_indexes(db: Database, table: str) -> list[Index]:
+    out = []
+    for name, cols, unique, primary, contype, valid, partial in db.execute_sql(
+        _PG_INDEXES, (table,)
+    ).fetchall():
+        if primary:
+            kind = "primary"
+        elif contype in ("u", "x"):
+            kind = "constraint"
+        else:
+            kind = "index"
+        out.append(Index(name, tuple(cols), unique, kind, valid, partial))
+    return out

@@ -1,0 +1,327 @@
+"""The migration engine: history, legacy adoption, dry runs.
+
+Built on ``playhouse.migrations.Runner`` (numbered files, a history table,
+one transaction per migration). What it adds:
+
+* the backend migrators of ``backends.py``, whose SQLite context turns
+  ``foreign_keys`` off before the transaction opens - the Runner's own
+  transaction would otherwise make that pragma a silent no-op;
+* adoption of a legacy Relay database that has no history table;
+* refusal to run against a history that names migrations this package
+  does not have (a newer release migrated this database);
+* ``plan_sql``: run the plan inside a transaction, record every statement,
+  roll back.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from peewee import Database
+from playhouse.migrations import MigrationError as PlayhouseMigrationError
+from playhouse.migrations import Runner
+
+from ..db import is_postgres
+from ..errors import MigrationError, UnrecognisedSchema
+from .backends import Progress, migrator_for
+
+__all__ = [
+    "HISTORY_TABLE",
+    "MigrationRunner",
+    "MigrationStatus",
+    "classify_schema",
+]
+
+HISTORY_TABLE = "relay_peewee_migrations"
+MIGRATIONS_DIR = os.path.join(os.path.dirname(os.path.dirname(__file__)), "migrations")
+BASELINE = "0001_baseline"
+
+# The pre-tenancy schema, as a legacy database must have it to be adopted.
+LEGACY_COLUMNS: dict[str, set[str]] = {
+    "users": {"id", "email", "name", "email_verified", "image", "created_at", "updated_at"},
+    "skills": {
+        "id",
+        "name",
+        "slug",
+        "description",
+        "category",
+        "tags",
+        "published_version_id",
+        "draft_version_id",
+        "total_uses",
+        "average_rating",
+        "content",
+        "hours_saved",
+        "forked_from_id",
+        "author_id",
+        "created_at",
+        "updated_at",
+    },
+    "skill_versions": {
+        "id",
+        "skill_id",
+        "version",
+        "content_url",
+        "content_hash",
+        "content_type",
+        "name",
+        "description",
+        "metadata",
+        "created_by",
+        "created_at",
+    },
+    "ratings": {
+        "id",
+        "skill_id",
+        "user_id",
+        "rating",
+        "comment",
+        "hours_saved_estimate",
+        "created_at",
+    },
+    "usage_events": {"id", "tool_name", "skill_id", "user_id", "metadata", "created_at"},
+    "skill_embeddings": {
+        "id",
+        "skill_id",
+        "embedding",
+        "model_name",
+        "dimensions",
+        "input_hash",
+        "created_at",
+        "updated_at",
+    },
+    "skill_reviews": {
+        "id",
+        "skill_id",
+        "requested_by",
+        "categories",
+        "summary",
+        "reviewed_content_hash",
+        "model_name",
+        "is_visible",
+        "created_at",
+    },
+    "api_keys": {
+        "id",
+        "user_id",
+        "key_hash",
+        "key_prefix",
+        "name",
+        "last_used_at",
+        "created_at",
+        "revoked_at",
+        "expires_at",
+    },
+    "site_settings": {
+        "id",
+        "semantic_similarity_enabled",
+        "ollama_url",
+        "ollama_model",
+        "embedding_dimensions",
+        "last_successful_connection",
+        "updated_at",
+    },
+}
+NEW_TABLES = ("tenants", "audit_logs")
+
+
+@dataclass(frozen=True)
+class MigrationStatus:
+    name: str
+    applied: datetime | None
+    known: bool  # False: in the history, but this package has no such file
+
+
+def classify_schema(db: Database) -> str:
+    """'managed' (has history), 'empty' or 'legacy'; raises if unrecognisable."""
+    tables = set(db.get_tables())
+    if HISTORY_TABLE in tables:
+        return "managed"
+    present = tables & (set(LEGACY_COLUMNS) | set(NEW_TABLES))
+    if not present:
+        return "empty"
+    problems = []
+    missing = sorted(set(LEGACY_COLUMNS) - tables)
+    if missing:
+        problems.append("missing tables " + ", ".join(missing))
+    for table in sorted(present & set(NEW_TABLES)):
+        problems.append(f"{table} already exists")
+    for table in sorted(present & set(LEGACY_COLUMNS)):
+        columns = {c.name for c in db.get_columns(table)}
+        lacking = sorted(LEGACY_COLUMNS[table] - columns)
+        if lacking:
+            problems.append(f"{table} lacks column(s) {', '.join(lacking)}")
+        if "tenant_id" in columns:
+            problems.append(f"{table} already has tenant_id")
+    if problems:
+        raise UnrecognisedSchema(
+            "not a Relay database relay_peewee can adopt (no "
+            f"{HISTORY_TABLE} table, and: {'; '.join(problems)}); nothing was changed"
+        )
+    return "legacy"
+
+
+class MigrationRunner(Runner):
+    """playhouse's Runner on relay_peewee's migrations and backend migrators."""
+
+    def __init__(self, database: Database, progress: Progress | None = None) -> None:
+        super().__init__(database, directory=MIGRATIONS_DIR, table_name=HISTORY_TABLE)
+        self.migrator = migrator_for(database)
+        self.migrator.progress = progress
+        self._capture: list[str] | None = None
+
+    # -- reading ---------------------------------------------------------
+    def statuses(self) -> list[MigrationStatus]:
+        return [MigrationStatus(m.name, m.applied, m.path is not None) for m in self.status()]
+
+    def resolve(self, target: str | None) -> str | None:
+        """Accept a full name (0003_tenant_columns) or its number (3, 0003)."""
+        if target is None:
+            return None
+        names = [m.name for m in self.status()]
+        if target in names:
+            return target
+        if target.isdigit():
+            hits = [n for n in names if n.split("_", 1)[0].lstrip("0") == target.lstrip("0")]
+            if len(hits) == 1:
+                return hits[0]
+        raise MigrationError(f"unknown migration {target!r}; known: {', '.join(names)}")
+
+    def _refuse_unknown_history(self) -> None:
+        unknown = [s.name for s in self.statuses() if not s.known]
+        if unknown:
+            raise MigrationError(
+                "the history lists migration(s) this version of relay_peewee does not have: "
+                + ", ".join(unknown)
+                + "; upgrade relay_peewee before migrating"
+            )
+
+    # -- writing ---------------------------------------------------------
+    def adopt_legacy_schema(self) -> bool:
+        """Record the baseline as applied on a legacy database. True if it did."""
+        if classify_schema(self.database) != "legacy":
+            return False
+        self.fake(BASELINE)
+        return True
+
+    def upgrade(self, target: str | None = None) -> tuple[bool, list[str]]:
+        kind = classify_schema(self.database)
+        if kind == "managed":
+            self._refuse_unknown_history()
+        target = self.resolve(target)
+        adopted = self.adopt_legacy_schema() if kind == "legacy" else False
+        return adopted, self._wrap(self.up, target)
+
+    def downgrade(self, target: str | None = None) -> list[str]:
+        if classify_schema(self.database) != "managed":
+            raise MigrationError("nothing to roll back: this database has no migration history")
+        target = self.resolve(target)
+        if target is not None and not any(s.name == target and s.applied for s in self.statuses()):
+            raise MigrationError(f"{target} is not applied; nothing to roll back to it")
+        return self._wrap(self.down, target)
+
+    def plan_sql(self, target: str | None = None) -> list[str]:
+        """The statements ``upgrade(target)`` would run; the database is left as it was."""
+        captured: list[str] = []
+        self._capture = captured
+        db = self.database
+        sqlite_fk = not is_postgres(db) and bool(db.pragma("foreign_keys"))
+        if sqlite_fk:
+            db.pragma("foreign_keys", 0)
+        try:
+            with _recording(db, captured), db.atomic() as txn:
+                adopted, _names = self.upgrade(target)
+                if adopted:
+                    captured.insert(
+                        0, f"-- recognised a legacy Relay database: {BASELINE} recorded as applied"
+                    )
+                txn.rollback()
+        finally:
+            self._capture = None
+            if sqlite_fk:
+                db.pragma("foreign_keys", 1)
+        return captured
+
+    def _run(self, name: str, module: Any, direction: str, fake: bool = False) -> None:
+        if self._capture is not None:
+            self._capture.append(f"-- {direction}: {name}")
+        super()._run(name, module, direction, fake=fake)
+
+    def _wrap(self, fn: Any, target: str | None) -> list[str]:
+        try:
+            return list(fn(target))
+        except PlayhouseMigrationError as exc:
+            raise MigrationError(str(exc)) from None
+
+
+_SKIP = (
+    "SELECT",
+    "PRAGMA TABLE",
+    "PRAGMA INDEX",
+    "PRAGMA FOREIGN_KEY_CHECK",
+    "SAVEPOINT",
+    "RELEASE",
+    "ROLLBACK",
+    "BEGIN",
+    "COMMIT",
+    "WITH ",
+)
+
+
+class _Recorder(logging.Handler):
+    def __init__(self, db: Database, out: list[str]) -> None:
+        super().__init__(logging.DEBUG)
+        self.db, self.out = db, out
+
+    def emit(self, record: logging.LogRecord) -> None:
+        msg = record.msg
+        if not (isinstance(msg, tuple) and len(msg) == 2):
+            return
+        sql, params = msg
+        head = " ".join(str(sql).split()).upper()
+        if head.startswith(_SKIP) or (head.startswith("PRAGMA") and "=" not in head):
+            return
+        self.out.append(_render(self.db, str(sql), params) + ";")
+
+
+@contextmanager
+def _recording(db: Database, out: list[str]) -> Iterator[None]:
+    logger = logging.getLogger("peewee")
+    handler = _Recorder(db, out)
+    old_level = logger.level
+    logger.setLevel(logging.DEBUG)
+    logger.addHandler(handler)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(old_level)
+
+
+def _render(db: Database, sql: str, params: Any) -> str:
+    if not params:
+        return sql
+    if is_postgres(db):
+        rendered = db.cursor().mogrify(sql, params)
+        return rendered.decode() if isinstance(rendered, bytes) else str(rendered)
+    parts = sql.split("?")
+    out = parts[0]
+    for value, part in zip(params, parts[1:], strict=False):
+        out += _literal(value) + part
+    return out
+
+
+def _literal(value: Any) -> str:
+    if value is None:
+        return "NULL"
+    if isinstance(value, bool):
+        return "1" if value else "0"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    return "'" + str(value).replace("'", "''") + "'"

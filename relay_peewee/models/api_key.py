@@ -1,0 +1,29 @@
+"""api_keys: hashed credentials. key_hash stays unique across all tenants."""
+
+from __future__ import annotations
+
+import uuid
+
+from peewee import DateTimeField, ForeignKeyField, TextField, UUIDField
+
+from ..tenancy import TenantModel
+from ._columns import utcnow
+from .user import User
+
+__all__ = ["ApiKey"]
+
+
+class ApiKey(TenantModel):
+    id = UUIDField(primary_key=True, default=uuid.uuid4)
+    user = ForeignKeyField(User, backref="api_keys", on_delete="CASCADE", index=False)
+    # Globally unique: a presented key must resolve to exactly one tenant.
+    key_hash = TextField(unique=True)
+    key_prefix = TextField()
+    name = TextField(default="Default")
+    last_used_at = DateTimeField(null=True)
+    created_at = DateTimeField(default=utcnow)
+    revoked_at = DateTimeField(null=True)
+    expires_at = DateTimeField(null=True)
+
+    class Meta:
+        table_name = "api_keys"

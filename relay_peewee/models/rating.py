@@ -1,0 +1,25 @@
+"""ratings: a user's score for a skill."""
+
+from __future__ import annotations
+
+from peewee import DateTimeField, ForeignKeyField, IntegerField, TextField
+
+from ..tenancy import TenantModel
+from ._columns import new_id, utcnow
+from .skill import Skill
+from .user import User
+
+__all__ = ["Rating"]
+
+
+class Rating(TenantModel):
+    id = TextField(primary_key=True, default=new_id)
+    skill = ForeignKeyField(Skill, backref="ratings", on_delete="CASCADE", index=False)
+    user = ForeignKeyField(User, backref="ratings", on_delete="CASCADE", index=False)
+    rating = IntegerField()
+    comment = TextField(null=True)
+    hours_saved_estimate = IntegerField(null=True)
+    created_at = DateTimeField(default=utcnow)
+
+    class Meta:
+        table_name = "ratings"

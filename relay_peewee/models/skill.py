@@ -1,0 +1,40 @@
+"""skills: the marketplace's items. A slug is unique within its tenant."""
+
+from __future__ import annotations
+
+from peewee import DateTimeField, ForeignKeyField, IntegerField, TextField
+
+from ..fields import TextListField
+from ..tenancy import TenantModel
+from ._columns import new_id, utcnow
+from .user import User
+
+__all__ = ["Skill"]
+
+
+class Skill(TenantModel):
+    id = TextField(primary_key=True, default=new_id)
+    name = TextField()
+    slug = TextField()
+    description = TextField()
+    category = TextField()
+    tags = TextListField(default=list, null=True)
+    published_version_id = TextField(null=True)
+    draft_version_id = TextField(null=True)
+    total_uses = IntegerField(default=0)
+    average_rating = IntegerField(null=True)
+    content = TextField()
+    hours_saved = IntegerField(default=1, null=True)
+    forked_from_id = TextField(null=True)
+    author = ForeignKeyField(
+        User, null=True, backref="skills", column_name="author_id", index=False
+    )
+    created_at = DateTimeField(default=utcnow)
+    updated_at = DateTimeField(default=utcnow)
+    # On PostgreSQL the table also has a generated `search_vector` tsvector
+    # column with a GIN index. It is not a field: SQLite has no such column,
+    # and the database computes it, so the ORM never writes it.
+
+    class Meta:
+        table_name = "skills"
+        tenant_unique = [("slug",)]

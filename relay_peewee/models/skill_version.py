@@ -1,0 +1,32 @@
+"""skill_versions: the published and draft contents of a skill."""
+
+from __future__ import annotations
+
+from peewee import DateTimeField, ForeignKeyField, IntegerField, TextField
+
+from ..fields import JSONField
+from ..tenancy import TenantModel
+from ._columns import new_id, utcnow
+from .skill import Skill
+from .user import User
+
+__all__ = ["SkillVersion"]
+
+
+class SkillVersion(TenantModel):
+    id = TextField(primary_key=True, default=new_id)
+    skill = ForeignKeyField(Skill, backref="versions", on_delete="CASCADE", index=False)
+    version = IntegerField()
+    content_url = TextField()
+    content_hash = TextField()
+    content_type = TextField()
+    name = TextField()
+    description = TextField(null=True)
+    metadata = JSONField(null=True)
+    created_by = ForeignKeyField(
+        User, null=True, backref="skill_versions", column_name="created_by", index=False
+    )
+    created_at = DateTimeField(default=utcnow)
+
+    class Meta:
+        table_name = "skill_versions"

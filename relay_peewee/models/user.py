@@ -1,0 +1,25 @@
+"""users: the people who sign in. email stays unique across all tenants."""
+
+from __future__ import annotations
+
+from peewee import DateTimeField, TextField
+
+from ..tenancy import TenantModel
+from ._columns import new_id, utcnow
+
+__all__ = ["User"]
+
+
+class User(TenantModel):
+    id = TextField(primary_key=True, default=new_id)
+    # Globally unique on purpose: the address is the login identity, and one
+    # person must not be able to hold two accounts that resolve ambiguously.
+    email = TextField(unique=True)
+    name = TextField(null=True)
+    email_verified = DateTimeField(null=True)
+    image = TextField(null=True)
+    created_at = DateTimeField(default=utcnow)
+    updated_at = DateTimeField(default=utcnow)
+
+    class Meta:
+        table_name = "users"
