@@ -7,18 +7,16 @@ and trigger a legacy install has, on every SQLite style and on PostgreSQL.
 
 from __future__ import annotations
 
-import os
-import secrets
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, NamedTuple, NoReturn
+from typing import Any
 
 import pytest
+from conftest import LEGACY_SKILLS as N_SKILLS
+from conftest import Legacy as LegacyFixture
 from legacy import (
     EXTRA_INDEX,
     FOREIGN_TABLES,
     LEGACY_TABLES,
-    POSTGRES_STYLES,
     SLUG_TRIGGER,
     SQLITE_STYLES,
     STATS_VIEW,
@@ -28,9 +26,8 @@ from legacy import (
     row_counts,
     snapshot,
 )
-from peewee import Database, IntegrityError, PostgresqlDatabase, SqliteDatabase
+from peewee import Database, IntegrityError, SqliteDatabase
 
-N_SKILLS = 30
 UNIQUES = (
     ("users", "email"),
     ("skills", "slug"),
@@ -39,86 +36,16 @@ UNIQUES = (
     ("api_keys", "key_hash"),
 )
 
-# Connection settings follow libpq's variables so CI can point elsewhere.
-PG_HOST = os.environ.get("PGHOST", "127.0.0.1")
-PG_PORT = int(os.environ.get("PGPORT", "5432"))
-PG_USER = os.environ.get("PGUSER", "root")
-PG_ADMIN_DB = os.environ.get("PGDATABASE", "test")
-
-
-class Legacy(NamedTuple):
-    db: Database
-    backend: str
-    style: str
-
-
-def _unavailable(reason: str) -> NoReturn:
-    # Locally a missing server is a skip; in CI it must not hide the PG run.
-    if os.environ.get("CI", "").lower() == "true":
-        pytest.fail(f"PostgreSQL required in CI: {reason}")
-    pytest.skip(reason)
-
-
-@pytest.fixture
-def pg_database() -> Iterator[PostgresqlDatabase]:
-    """A throw-away PostgreSQL database, dropped (forcibly) afterwards."""
-    try:
-        import psycopg2
-    except ImportError:
-        _unavailable("psycopg2 is not installed")
-    try:
-        admin = psycopg2.connect(
-            host=PG_HOST, port=PG_PORT, user=PG_USER, dbname=PG_ADMIN_DB, connect_timeout=3
-        )
-    except psycopg2.OperationalError as exc:
-        # libpq's message spans lines; one line keeps the skip summary readable.
-        detail = " ".join(str(exc).split())
-        _unavailable(f"PostgreSQL unreachable at {PG_HOST}:{PG_PORT}: {detail}")
-    # CREATE/DROP DATABASE cannot run inside a transaction block.
-    admin.autocommit = True
-    name = f"relay_legacy_{secrets.token_hex(6)}"
-    with admin.cursor() as cur:
-        cur.execute(f'CREATE DATABASE "{name}"')
-    db = PostgresqlDatabase(name, host=PG_HOST, port=PG_PORT, user=PG_USER)
-    try:
-        yield db
-    finally:
-        db.close()
-        with admin.cursor() as cur:
-            cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.close()
+Legacy = LegacyFixture
 
 
 def _sqlite(path: Path) -> SqliteDatabase:
     return SqliteDatabase(str(path), pragmas={"foreign_keys": 1})
 
 
-BACKENDS = [
-    *(
-        pytest.param(("sqlite", s), id=f"sqlite-{s}", marks=pytest.mark.sqlite_only)
-        for s in SQLITE_STYLES
-    ),
-    *(
-        pytest.param(("postgres", s), id=f"postgres-{s}", marks=pytest.mark.postgres_only)
-        for s in POSTGRES_STYLES
-    ),
-]
-
-
-@pytest.fixture(params=BACKENDS)
-def legacy_db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Legacy]:
-    backend, style = request.param
-    if backend == "postgres":
-        # Resolved lazily so SQLite runs never need a PG server.
-        db: Database = request.getfixturevalue("pg_database")
-    else:
-        db = _sqlite(tmp_path / f"legacy-{style}.db")
-    create_legacy_schema(db, style)
-    populate(db, n_skills=N_SKILLS)
-    try:
-        yield Legacy(db, backend, style)
-    finally:
-        db.close()
+@pytest.fixture
+def legacy_db(legacy: LegacyFixture) -> LegacyFixture:
+    return legacy
 
 
 def _scalar(db: Database, sql: str, params: tuple[Any, ...] = ()) -> Any:
