@@ -149,7 +149,11 @@ def up(migrator: Any, db: Any) -> None:
     migrator.migrate(*[migrator.sql(s) for s in (POSTGRES if is_postgres(db) else SQLITE)])
 
 
-def down(migrator: Any, db: Any) -> None:
+def check_down(migrator: Any, db: Any) -> None:
     raise MigrationError(
         "0001_baseline cannot be rolled back: it would drop every Relay table and its rows"
     )
+
+
+def down(migrator: Any, db: Any) -> None:
+    check_down(migrator, db)

@@ -42,7 +42,7 @@ def up(migrator: Any, db: Any) -> None:
     ).execute()
 
 
-def down(migrator: Any, db: Any) -> None:
+def check_down(migrator: Any, db: Any) -> None:
     tenant = _tenant_model(db)
     others = [t.slug for t in tenant.select().where(tenant.id != DEFAULT_TENANT_ID).limit(6)]
     if others:
@@ -52,4 +52,8 @@ def down(migrator: Any, db: Any) -> None:
             + (", ..." if len(others) > 5 else "")
             + "); delete them first"
         )
+
+
+def down(migrator: Any, db: Any) -> None:
+    check_down(migrator, db)
     migrator.migrate(migrator.drop_table("tenants"))

@@ -30,8 +30,12 @@ def up(migrator: Any, db: Any) -> None:
         migrator.add_tenant_column(table, DEFAULT_TENANT_ID)
 
 
-def down(migrator: Any, db: Any) -> None:
+def check_down(migrator: Any, db: Any) -> None:
     migrator.refuse_unless_single_tenant(TABLES, DEFAULT_TENANT_ID)
+
+
+def down(migrator: Any, db: Any) -> None:
+    check_down(migrator, db)
     for table in reversed(TABLES):
         migrator.step(f"{table}: drop tenant_id")
         migrator.drop_tenant_column(table)

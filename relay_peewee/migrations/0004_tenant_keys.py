@@ -30,8 +30,12 @@ def up(migrator: Any, db: Any) -> None:
     migrator.enforce_tenant_keys(SPECS)
 
 
-def down(migrator: Any, db: Any) -> None:
+def check_down(migrator: Any, db: Any) -> None:
     migrator.refuse_unless_single_tenant([s.table for s in SPECS], DEFAULT_TENANT_ID)
+
+
+def down(migrator: Any, db: Any) -> None:
+    check_down(migrator, db)
     from relay_peewee.db import is_postgres
 
     if is_postgres(db):

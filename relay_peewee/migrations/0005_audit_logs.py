@@ -43,11 +43,15 @@ def up(migrator: Any, db: Any) -> None:
     model.create_table(safe=False)
 
 
-def down(migrator: Any, db: Any) -> None:
+def check_down(migrator: Any, db: Any) -> None:
     count = _audit_model(db).select().count()
     if count:
         raise MigrationError(
             f"refusing to drop audit_logs: it holds {count} security event(s); "
             "export and delete them first if you really mean to"
         )
+
+
+def down(migrator: Any, db: Any) -> None:
+    check_down(migrator, db)
     migrator.migrate(migrator.drop_table("audit_logs"))

@@ -23,13 +23,14 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from peewee import Database
+from peewee import Database, SqliteDatabase
 from playhouse.migrations import MigrationError as PlayhouseMigrationError
 from playhouse.migrations import Runner
 
 from ..db import is_postgres
 from ..errors import MigrationError, UnrecognisedSchema
 from .backends import Progress, migrator_for
+from .sqlite_rebuild import check_foreign_keys
 
 __all__ = [
     "HISTORY_TABLE",
@@ -193,6 +194,9 @@ class MigrationRunner(Runner):
                 return hits[0]
         raise MigrationError(f"unknown migration {target!r}; known: {', '.join(names)}")
 
+    def _pending(self) -> bool:
+        return any(s.applied is None for s in self.statuses())
+
     def _refuse_unknown_history(self) -> None:
         unknown = [s.name for s in self.statuses() if not s.known]
         if unknown:
@@ -215,6 +219,11 @@ class MigrationRunner(Runner):
         if kind == "managed":
             self._refuse_unknown_history()
         target = self.resolve(target)
+        if isinstance(self.database, SqliteDatabase) and self._pending():
+            # SQLite may hold dangling references written while foreign keys
+            # were off; every rebuild ends with foreign_key_check, so report
+            # them now, before anything (even the history table) is written.
+            check_foreign_keys(self.database)
         adopted = self.adopt_legacy_schema() if kind == "legacy" else False
         return adopted, self._wrap(self.up, target)
 
@@ -224,7 +233,24 @@ class MigrationRunner(Runner):
         target = self.resolve(target)
         if target is not None and not any(s.name == target and s.applied for s in self.statuses()):
             raise MigrationError(f"{target} is not applied; nothing to roll back to it")
+        # Ask every migration in the plan first: a rollback of several
+        # migrations must not undo some and then stop at a refusal.
+        for migration in self._down_plan(target):
+            check = getattr(migration.load(), "check_down", None)
+            if check is not None:
+                check(self.migrator, self.database)
         return self._wrap(self.down, target)
+
+    def _down_plan(self, target: str | None) -> list[Any]:
+        applied = [m for m in self.status() if m.applied]
+        plan = []
+        for migration in reversed(applied):
+            if migration.path is None:
+                raise MigrationError(f"cannot roll back {migration.name}: its file is missing")
+            plan.append(migration)
+            if target is None or migration.name == target:
+                break
+        return plan
 
     def plan_sql(self, target: str | None = None) -> list[str]:
         """The statements ``upgrade(target)`` would run; the database is left as it was."""
