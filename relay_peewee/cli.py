@@ -8,6 +8,7 @@ migrations are pending so it can gate a deploy.
 from __future__ import annotations
 
 import functools
+import os
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -17,7 +18,7 @@ import click
 from peewee import Database, DatabaseError, InterfaceError
 
 from . import commands
-from .db import DEFAULT_URL, open_database, resolve_url
+from .db import DEFAULT_URL, open_database, sqlite_path
 from .errors import RelayError
 
 __all__ = ["cli", "main"]
@@ -31,8 +32,8 @@ def _one_line(exc: BaseException) -> str:
 
 
 @contextmanager
-def _database(url: str | None) -> Iterator[Database]:
-    db = open_database(url)
+def _database(url: str | None, *, must_exist: bool = True) -> Iterator[Database]:
+    db = open_database(url, must_exist=must_exist)
     try:
         yield db
     finally:
@@ -79,11 +80,17 @@ def cli() -> None:
 @_user_errors
 def migrate(database: str | None, target: str | None, show_sql: bool, quiet: bool) -> None:
     """Apply pending migrations (all of them, or up to --to)."""
-    with _database(database) as db:
-        if show_sql:
+    if show_sql:
+        path = sqlite_path(database)
+        if path is not None and not os.path.exists(path):
+            # Plan against the empty database migrate would create, without
+            # leaving an empty file behind.
+            database = "sqlite:///:memory:"
+        with _database(database, must_exist=False) as db:
             for statement in commands.migration_sql(db, target):
                 click.echo(statement)
-            return
+        return
+    with _database(database, must_exist=False) as db:
         progress = None if quiet else (lambda label: click.echo(f"  {label}", err=True))
         result = commands.migrate(db, target, progress=progress)
     if result.adopted_legacy:
@@ -164,6 +171,3 @@ def tenants_list(database: str | None) -> None:
 
 def main() -> None:
     cli(prog_name="relay-peewee")
-
-
-__all__ += ["resolve_url"]

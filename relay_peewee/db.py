@@ -40,9 +40,24 @@ def resolve_url(url: str | None = None) -> str:
     return url or os.environ.get("DATABASE_URL") or DEFAULT_URL
 
 
-def open_database(url: str | None = None) -> Database:
-    """Open (but do not bind) the database a URL names."""
+def sqlite_path(url: str | None) -> str | None:
+    """The file a ``sqlite://`` URL names, or None for other URLs."""
     url = resolve_url(url)
+    if not url.startswith("sqlite://"):
+        return None
+    path = db_url.parse(url).get("database")
+    return None if not path or path == ":memory:" else str(path)
+
+
+def open_database(url: str | None = None, *, must_exist: bool = False) -> Database:
+    """Open (but do not bind) the database a URL names.
+
+    ``must_exist``: refuse a SQLite path with no file rather than create one.
+    """
+    url = resolve_url(url)
+    path = sqlite_path(url)
+    if must_exist and path is not None and not os.path.exists(path):
+        raise ConfigurationError(f"no such database file: {path}")
     scheme = urlparse(url).scheme
     db_class = db_url.schemes.get(scheme)
     if db_class is None:
