@@ -33,15 +33,35 @@ class MigrateResult:
     applied: list[str]
 
 
-def migrate(db: Database, to: str | None = None, progress: Progress | None = None) -> MigrateResult:
-    """Apply pending migrations (through ``to``, if given)."""
-    adopted, applied = MigrationRunner(db, progress).upgrade(to)
+def migrate(
+    db: Database,
+    to: str | None = None,
+    progress: Progress | None = None,
+    *,
+    online: bool = False,
+    lock_timeout: float = 1.0,
+    wait: bool = True,
+) -> MigrateResult:
+    """Apply pending migrations (through ``to``, if given).
+
+    ``online`` (PostgreSQL): short lock-bounded steps, concurrent index builds,
+    foreign keys validated separately; resumable after a crash. ``wait``:
+    wait for another migrator holding the migration lock, else refuse.
+    """
+    runner = MigrationRunner(db, progress, online=online, lock_timeout=lock_timeout, wait=wait)
+    adopted, applied = runner.upgrade(to)
     return MigrateResult(adopted, applied)
 
 
-def migration_sql(db: Database, to: str | None = None) -> list[str]:
-    """The SQL ``migrate`` would run, found by running it and rolling back."""
-    return MigrationRunner(db).plan_sql(to)
+def migration_sql(
+    db: Database, to: str | None = None, *, online: bool = False, lock_timeout: float = 1.0
+) -> list[str]:
+    """The SQL ``migrate`` would run; the database is left as it was.
+
+    The transactional plan is found by running it and rolling back; the
+    online plan's steps are recorded from the catalog without running them.
+    """
+    return MigrationRunner(db, online=online, lock_timeout=lock_timeout).plan_sql(to)
 
 
 def status(db: Database) -> list[MigrationStatus]:
@@ -51,9 +71,11 @@ def status(db: Database) -> list[MigrationStatus]:
     return runner.statuses()
 
 
-def rollback(db: Database, to: str | None = None, progress: Progress | None = None) -> list[str]:
+def rollback(
+    db: Database, to: str | None = None, progress: Progress | None = None, *, wait: bool = True
+) -> list[str]:
     """Undo the last migration, or every migration back through ``to``."""
-    return MigrationRunner(db, progress).downgrade(to)
+    return MigrationRunner(db, progress, wait=wait).downgrade(to)
 
 
 _SLUG = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$")

@@ -1,14 +1,20 @@
 """tenant_id on the nine data tables; every existing row joins the default tenant.
 
 The column is added NOT NULL with a constant default, which both backends
-store in the catalog instead of writing it into every row. On PostgreSQL
-the default is dropped at once; on SQLite it goes with the table rebuild
-of 0004 (dropping a default is itself a rebuild there).
+store in the catalog instead of writing it into every row. The default
+stays until 0004 drops it (on SQLite with the table rebuild, where dropping
+a default is itself a rebuild): while an online migration runs, inserts by
+the still tenant-unaware application land in the default tenant instead of
+failing.
 """
 
 from __future__ import annotations
 
 from typing import Any
+
+# With `migrate --online` on PostgreSQL, this migration's steps run one short
+# transaction each and resume from the catalog after an interruption.
+ONLINE = True
 
 DEFAULT_TENANT_ID = "default-tenant-000-0000-000000000000"
 TABLES = (

@@ -1,5 +1,8 @@
 """Tenant foreign keys, per-tenant uniques in place of global ones, tenant indexes.
 
+It also drops the default 0003 put on tenant_id: from here on a row that
+omits its tenant is refused.
+
 users.email and api_keys.key_hash stay globally unique: they are identities
 (a login, a presented credential) that must resolve to exactly one tenant.
 """
@@ -9,6 +12,10 @@ from __future__ import annotations
 from typing import Any
 
 from relay_peewee.migrator.backends import TenantTable
+
+# With `migrate --online` on PostgreSQL, this migration's steps run one short
+# transaction each and resume from the catalog after an interruption.
+ONLINE = True
 
 DEFAULT_TENANT_ID = "default-tenant-000-0000-000000000000"
 T = "tenant_id"
@@ -36,9 +43,4 @@ def check_down(migrator: Any, db: Any) -> None:
 
 def down(migrator: Any, db: Any) -> None:
     check_down(migrator, db)
-    from relay_peewee.db import is_postgres
-
-    if is_postgres(db):
-        migrator.relax_tenant_keys(SPECS)
-    else:
-        migrator.relax_tenant_keys(SPECS, DEFAULT_TENANT_ID)
+    migrator.relax_tenant_keys(SPECS, DEFAULT_TENANT_ID)

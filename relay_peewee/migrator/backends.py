@@ -115,12 +115,6 @@ class _TenancyOperations:
 
 
 class RelayPostgresqlMigrator(_TenancyOperations, PostgresqlMigrator):
-    def add_tenant_column(self, table: str, tenant_id: str) -> None:
-        super().add_tenant_column(table, tenant_id)
-        # No default may stay behind: an application row that omits the
-        # tenant must be refused, not silently filed under the default one.
-        self.migrate(self.drop_column_default(table, TENANT_COLUMN))
-
     def enforce_tenant_keys(self, specs: Sequence[TenantTable]) -> None:
         for spec in specs:
             self.step(f"{spec.table}: tenant foreign key, keys and indexes")
@@ -137,9 +131,12 @@ class RelayPostgresqlMigrator(_TenancyOperations, PostgresqlMigrator):
                 ops += [self._drop_key(t, ix) for ix in catalog.unique_on(self.database, t, old)]
             if spec.primary_key:
                 ops += self._replace_primary_key(t, spec.primary_key)
+            # No default may stay behind: an application row that omits the
+            # tenant must be refused, not silently filed under the default one.
+            ops.append(self.drop_column_default(t, TENANT_COLUMN))
             self.migrate(*ops)
 
-    def relax_tenant_keys(self, specs: Sequence[TenantTable]) -> None:
+    def relax_tenant_keys(self, specs: Sequence[TenantTable], tenant_id: str) -> None:
         for spec in specs:
             self.step(f"{spec.table}: restore global keys")
             t = spec.table
@@ -154,6 +151,7 @@ class RelayPostgresqlMigrator(_TenancyOperations, PostgresqlMigrator):
             if spec.primary_key:
                 ops += self._replace_primary_key(t, spec.old_primary_key)
             ops.append(self.drop_constraint(t, f"{t}_tenant_id_fkey"))
+            ops.append(self.add_column_default(t, TENANT_COLUMN, f"'{tenant_id}'"))
             self.migrate(*ops)
 
     def drop_tenant_column(self, table: str) -> None:

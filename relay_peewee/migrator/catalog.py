@@ -13,7 +13,16 @@ from peewee import Database
 
 from ..db import is_postgres
 
-__all__ = ["Index", "indexes", "primary_key", "table_columns", "table_exists", "unique_on"]
+__all__ = [
+    "ForeignKey",
+    "Index",
+    "foreign_keys",
+    "indexes",
+    "primary_key",
+    "table_columns",
+    "table_exists",
+    "unique_on",
+]
 
 
 @dataclass(frozen=True)
@@ -99,3 +108,66 @@ def _pg_indexes(db: Database, table: str) -> list[Index]:
             kind = "index"
         out.append(Index(name, tuple(cols), unique, kind, valid, partial))
     return out
+
+
+@dataclass(frozen=True)
+class ForeignKey:
+    # None on SQLite: its pragmas do not report constraint names.
+    name: str | None
+    columns: tuple[str, ...]
+    ref_table: str
+    ref_columns: tuple[str, ...]
+    # False for a PostgreSQL constraint added NOT VALID and never validated:
+    # new rows are checked, the rows that were already there never were.
+    validated: bool = True
+
+
+def foreign_keys(db: Database, table: str) -> list[ForeignKey]:
+    """Every foreign key of ``table``, composite ones as one entry."""
+    return _pg_foreign_keys(db, table) if is_postgres(db) else _sqlite_foreign_keys(db, table)
+
+
+def _sqlite_foreign_keys(db: Database, table: str) -> list[ForeignKey]:
+    grouped: dict[int, list[tuple[str, str, str | None]]] = {}
+    for fk_id, _seq, parent, column, ref_column, *_rest in db.execute_sql(
+        f'PRAGMA foreign_key_list("{table}")'
+    ).fetchall():
+        grouped.setdefault(fk_id, []).append((parent, column, ref_column))
+    out = []
+    for _fk_id, rows in sorted(grouped.items()):
+        parent = rows[0][0]
+        named = [r[2] for r in rows]
+        # `REFERENCES parent` without columns means the parent's primary key.
+        ref_columns = primary_key(db, parent) if None in named else tuple(map(str, named))
+        out.append(ForeignKey(None, tuple(r[1] for r in rows), parent, ref_columns))
+    return out
+
+
+_PG_FOREIGN_KEYS = """
+SELECT c.conname,
+       array(SELECT a.attname::text
+               FROM unnest(c.conkey) WITH ORDINALITY AS k(attnum, ord)
+               JOIN pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = k.attnum
+              ORDER BY k.ord),
+       r.relname,
+       array(SELECT a.attname::text
+               FROM unnest(c.confkey) WITH ORDINALITY AS k(attnum, ord)
+               JOIN pg_attribute a ON a.attrelid = c.confrelid AND a.attnum = k.attnum
+              ORDER BY k.ord),
+       c.convalidated
+  FROM pg_constraint c
+  JOIN pg_class t ON t.oid = c.conrelid
+  JOIN pg_namespace n ON n.oid = t.relnamespace
+  JOIN pg_class r ON r.oid = c.confrelid
+ WHERE c.contype = 'f' AND t.relname = %s AND n.nspname = current_schema()
+ ORDER BY c.conname
+"""
+
+
+def _pg_foreign_keys(db: Database, table: str) -> list[ForeignKey]:
+    return [
+        ForeignKey(name, tuple(cols), parent, tuple(ref_cols), validated)
+        for name, cols, parent, ref_cols, validated in db.execute_sql(
+            _PG_FOREIGN_KEYS, (table,)
+        ).fetchall()
+    ]

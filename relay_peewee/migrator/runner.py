@@ -30,6 +30,8 @@ from playhouse.migrations import Runner
 from ..db import is_postgres
 from ..errors import MigrationError, UnrecognisedSchema
 from .backends import Progress, migrator_for
+from .locking import migration_lock
+from .online import OnlinePostgresqlMigrator
 from .sqlite_rebuild import check_foreign_keys
 
 __all__ = [
@@ -38,6 +40,8 @@ __all__ = [
     "MigrationStatus",
     "classify_schema",
 ]
+
+logger = logging.getLogger(__name__)
 
 HISTORY_TABLE = "relay_peewee_migrations"
 MIGRATIONS_DIR = os.path.join(os.path.dirname(os.path.dirname(__file__)), "migrations")
@@ -171,10 +175,28 @@ def classify_schema(db: Database) -> str:
 class MigrationRunner(Runner):
     """playhouse's Runner on relay_peewee's migrations and backend migrators."""
 
-    def __init__(self, database: Database, progress: Progress | None = None) -> None:
+    def __init__(
+        self,
+        database: Database,
+        progress: Progress | None = None,
+        *,
+        online: bool = False,
+        lock_timeout: float = 1.0,
+        wait: bool = True,
+    ) -> None:
         super().__init__(database, directory=MIGRATIONS_DIR, table_name=HISTORY_TABLE)
-        self.migrator = migrator_for(database)
+        if online and not is_postgres(database):
+            raise MigrationError(
+                "--online is for PostgreSQL; SQLite migrations always run as one "
+                "transaction per migration"
+            )
+        self.online = online
+        self.migrator: Any = (
+            OnlinePostgresqlMigrator(database, lock_timeout) if online else migrator_for(database)
+        )
         self.migrator.progress = progress
+        self.progress = progress
+        self.wait = wait
         self._capture: list[str] | None = None
 
     # -- reading ---------------------------------------------------------
@@ -194,6 +216,18 @@ class MigrationRunner(Runner):
                 return hits[0]
         raise MigrationError(f"unknown migration {target!r}; known: {', '.join(names)}")
 
+    def _create_history_table(self) -> None:
+        # In a transaction of its own, so the table and its unique index
+        # appear together (the Runner's later create_table is then a no-op).
+        if self.History.table_exists():
+            return
+        if self._capture is not None:
+            self._capture.append("BEGIN;")
+        with self.migrator.migration_context():
+            self.History.create_table()
+        if self._capture is not None:
+            self._capture.append("COMMIT;")
+
     def _pending(self) -> bool:
         return any(s.applied is None for s in self.statuses())
 
@@ -207,14 +241,13 @@ class MigrationRunner(Runner):
             )
 
     # -- writing ---------------------------------------------------------
-    def adopt_legacy_schema(self) -> bool:
-        """Record the baseline as applied on a legacy database. True if it did."""
-        if classify_schema(self.database) != "legacy":
-            return False
-        self.fake(BASELINE)
-        return True
-
     def upgrade(self, target: str | None = None) -> tuple[bool, list[str]]:
+        with migration_lock(self.database, self.wait, self.progress):
+            # Everything is decided after the lock is held: another migrator
+            # may have applied (or adopted) while this one waited.
+            return self._upgrade(target)
+
+    def _upgrade(self, target: str | None) -> tuple[bool, list[str]]:
         kind = classify_schema(self.database)
         if kind == "managed":
             self._refuse_unknown_history()
@@ -224,10 +257,18 @@ class MigrationRunner(Runner):
             # were off; every rebuild ends with foreign_key_check, so report
             # them now, before anything (even the history table) is written.
             check_foreign_keys(self.database)
-        adopted = self.adopt_legacy_schema() if kind == "legacy" else False
+        self._create_history_table()
+        adopted = kind == "legacy"
+        if adopted:
+            # Adoption: the legacy tables are the baseline; record, don't run.
+            self.fake(BASELINE)
         return adopted, self._wrap(self.up, target)
 
     def downgrade(self, target: str | None = None) -> list[str]:
+        with migration_lock(self.database, self.wait, self.progress):
+            return self._downgrade(target)
+
+    def _downgrade(self, target: str | None) -> list[str]:
         if classify_schema(self.database) != "managed":
             raise MigrationError("nothing to roll back: this database has no migration history")
         target = self.resolve(target)
@@ -256,13 +297,15 @@ class MigrationRunner(Runner):
         """The statements ``upgrade(target)`` would run; the database is left as it was."""
         captured: list[str] = []
         self._capture = captured
+        if self.online:
+            self.migrator.record = captured
         db = self.database
         sqlite_fk = not is_postgres(db) and bool(db.pragma("foreign_keys"))
         if sqlite_fk:
             db.pragma("foreign_keys", 0)
         try:
             with _recording(db, captured), db.atomic() as txn:
-                adopted, _names = self.upgrade(target)
+                adopted, _names = self._upgrade(target)
                 if adopted:
                     captured.insert(
                         0, f"-- recognised a legacy Relay database: {BASELINE} recorded as applied"
@@ -270,6 +313,8 @@ class MigrationRunner(Runner):
                 txn.rollback()
         finally:
             self._capture = None
+            if self.online:
+                self.migrator.record = None
             if sqlite_fk:
                 db.pragma("foreign_keys", 1)
         return captured
@@ -277,7 +322,20 @@ class MigrationRunner(Runner):
     def _run(self, name: str, module: Any, direction: str, fake: bool = False) -> None:
         if self._capture is not None:
             self._capture.append(f"-- {direction}: {name}")
-        super()._run(name, module, direction, fake=fake)
+        if fake or not (self.online and direction == "up" and getattr(module, "ONLINE", False)):
+            # Shown as the one transaction it runs in (peewee's savepoints
+            # are left out of the printed plan).
+            if self._capture is not None:
+                self._capture.append("BEGIN;")
+            super()._run(name, module, direction, fake=fake)
+            if self._capture is not None:
+                self._capture.append("COMMIT;")
+            return
+        # Online: the migration's steps commit one by one, each resumable
+        # from the catalog; the history row is written after the last one.
+        logger.info("%s: %s (online)", direction, name)
+        module.up(self.migrator, self.database)
+        self.History.create(name=name)
 
     def _wrap(self, fn: Any, target: str | None) -> list[str]:
         try:
@@ -313,7 +371,10 @@ class _Recorder(logging.Handler):
         head = " ".join(str(sql).split()).upper()
         if head.startswith(_SKIP) or (head.startswith("PRAGMA") and "=" not in head):
             return
-        self.out.append(_render(self.db, str(sql), params) + ";")
+        statement = _render(self.db, str(sql), params) + ";"
+        if "IF NOT EXISTS" in head and statement in self.out:
+            return  # a repeated no-op, e.g. the Runner re-checking its history table
+        self.out.append(statement)
 
 
 @contextmanager

@@ -1,0 +1,208 @@
+"""Online tenancy migration for PostgreSQL: short locks, resumable steps.
+
+The transactional path (``backends.RelayPostgresqlMigrator``) is fast but
+holds ACCESS EXCLUSIVE locks on every table until it commits. This one, for
+databases with live traffic (MIGRATION-NOTES.md has the lock table):
+
+* every statement that needs ACCESS EXCLUSIVE runs alone in a short
+  transaction with ``SET LOCAL lock_timeout``, retried with jittered backoff
+  - a statement *waiting* for that lock would block every later query;
+* foreign keys are added ``NOT VALID`` and validated separately, which lets
+  reads and writes continue during the scan;
+* indexes are built ``CONCURRENTLY``; an INVALID leftover of an earlier,
+  interrupted attempt is dropped and rebuilt (``IF NOT EXISTS`` would
+  wrongly accept it);
+* the new composite unique exists before the old global one is dropped.
+
+Each step first asks the catalog whether it is already done, so after a
+crash (kill -9 included) running ``migrate --online`` again resumes where
+the database really is, not where the history table says.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+
+from peewee import Database, OperationalError
+from playhouse.migrate import make_index_name
+
+from ..errors import MigrationError
+from . import catalog
+from .backends import TENANT_COLUMN, RelayPostgresqlMigrator, TenantTable
+from .sqlite_ddl import quote
+
+__all__ = ["OnlinePostgresqlMigrator"]
+
+LOCK_NOT_AVAILABLE = "55P03"
+
+
+def _is_lock_timeout(exc: BaseException) -> bool:
+    cause = exc.args[0] if exc.args else None
+    return getattr(cause, "pgcode", None) == LOCK_NOT_AVAILABLE
+
+
+class OnlinePostgresqlMigrator(RelayPostgresqlMigrator):
+    def __init__(
+        self,
+        database: Database,
+        lock_timeout: float = 1.0,
+        attempts: int = 10,
+        record: list[str] | None = None,
+    ) -> None:
+        super().__init__(database)
+        if lock_timeout <= 0:
+            raise MigrationError("--lock-timeout must be a positive number of seconds")
+        self.lock_timeout = lock_timeout
+        self.attempts = attempts
+        # When set, statements are recorded instead of executed (`--sql`).
+        self.record = record
+
+    # -- primitives ------------------------------------------------------
+    @property
+    def timeout_sql(self) -> str:
+        return f"SET LOCAL lock_timeout = '{round(self.lock_timeout * 1000)}ms'"
+
+    @contextmanager
+    def migration_context(self, atomic: bool = True) -> Iterator[None]:
+        # Migrations that stay one transaction (new tables, the history row)
+        # are bounded by the same lock_timeout, without retries: they touch
+        # only tables nobody else uses yet.
+        with super().migration_context(atomic):
+            if atomic:
+                self.database.execute_sql(self.timeout_sql)
+            yield
+
+    def locked(self, label: str, *statements: str) -> None:
+        """Run ``statements`` in one short transaction bounded by lock_timeout."""
+        timeout = self.timeout_sql
+        if self.record is not None:
+            self.record += ["BEGIN;", f"{timeout};", *(f"{s};" for s in statements), "COMMIT;"]
+            return
+        for attempt in range(1, self.attempts + 1):
+            try:
+                with self.database.atomic():
+                    self.database.execute_sql(timeout)
+                    for statement in statements:
+                        self.database.execute_sql(statement)
+                return
+            except OperationalError as exc:
+                if not _is_lock_timeout(exc):
+                    raise
+                if attempt == self.attempts:
+                    raise MigrationError(
+                        f"{label}: no lock within {self.lock_timeout}s in {attempt} attempts; "
+                        "a long transaction holds the table - end it and run migrate again"
+                    ) from None
+                # Exponential backoff with jitter, so several waiting
+                # migrators (or retries) do not queue in lock-step.
+                delay = min(5.0, 0.2 * 2 ** (attempt - 1)) * random.uniform(0.5, 1.5)
+                self.step(f"{label}: table busy, retry {attempt} in {delay:.1f}s")
+                time.sleep(delay)
+
+    def outside_transaction(self, statement: str) -> None:
+        """CONCURRENTLY statements refuse to run inside a transaction block."""
+        if self.record is not None:
+            self.record.append(f"{statement};")
+            return
+        self.database.execute_sql(statement)
+
+    # -- tenancy operations ----------------------------------------------
+    def add_tenant_column(self, table: str, tenant_id: str) -> None:
+        if TENANT_COLUMN in catalog.table_columns(self.database, table):
+            self.step(f"{table}: tenant_id already there")
+            return
+        self.step(f"{table}: add tenant_id (default tenant)")
+        self.locked(
+            f"{table}: add tenant_id",
+            f"ALTER TABLE {quote(table)} ADD COLUMN IF NOT EXISTS {TENANT_COLUMN} text "
+            f"NOT NULL DEFAULT '{tenant_id}'",
+        )
+
+    def enforce_tenant_keys(self, specs: Sequence[TenantTable]) -> None:
+        for spec in specs:
+            self._foreign_key(spec.table)
+            for old, new in spec.unique_swaps:
+                self.ensure_index(spec.table, new, unique=True)
+                for ix in catalog.unique_on(self.database, spec.table, old):
+                    self._drop_key_online(spec.table, ix)
+            if spec.needs_tenant_index:
+                self.ensure_index(spec.table, (TENANT_COLUMN,), unique=False)
+            if spec.primary_key:
+                self._primary_key(spec.table, spec.primary_key)
+            self._drop_default(spec.table)
+
+    def ensure_index(
+        self, table: str, columns: tuple[str, ...], *, unique: bool, name: str | None = None
+    ) -> None:
+        name = name or make_index_name(table, columns)
+        found = next((ix for ix in catalog.indexes(self.database, table) if ix.name == name), None)
+        if found is not None and found.valid:
+            return
+        if found is not None:
+            self.step(f"{table}: dropping invalid index {name} left by an interrupted run")
+            self.outside_transaction(f"DROP INDEX CONCURRENTLY IF EXISTS {quote(name)}")
+        self.step(f"{table}: building index {name} concurrently")
+        cols = ", ".join(quote(c) for c in columns)
+        kind = "UNIQUE INDEX" if unique else "INDEX"
+        self.outside_transaction(
+            f"CREATE {kind} CONCURRENTLY {quote(name)} ON {quote(table)} ({cols})"
+        )
+
+    def _foreign_key(self, table: str) -> None:
+        name = f"{table}_tenant_id_fkey"
+        found = [fk for fk in catalog.foreign_keys(self.database, table) if fk.name == name]
+        state = found[0].validated if found else None
+        if state is None:
+            self.step(f"{table}: tenant foreign key (NOT VALID)")
+            self.locked(
+                f"{table}: add tenant foreign key",
+                f"ALTER TABLE {quote(table)} ADD CONSTRAINT {quote(name)} FOREIGN KEY "
+                f'({TENANT_COLUMN}) REFERENCES "tenants" ("id") NOT VALID',
+            )
+        if not state:
+            # SHARE UPDATE EXCLUSIVE: reads and writes go on during the scan.
+            self.step(f"{table}: validating tenant foreign key")
+            self.locked(
+                f"{table}: validate tenant foreign key",
+                f"ALTER TABLE {quote(table)} VALIDATE CONSTRAINT {quote(name)}",
+            )
+
+    def _drop_key_online(self, table: str, ix: catalog.Index) -> None:
+        self.step(f"{table}: dropping global unique {ix.name}")
+        if ix.origin == "index":
+            self.outside_transaction(f"DROP INDEX CONCURRENTLY IF EXISTS {quote(ix.name)}")
+        else:
+            self.locked(
+                f"{table}: drop {ix.name}",
+                f"ALTER TABLE {quote(table)} DROP CONSTRAINT IF EXISTS {quote(ix.name)}",
+            )
+
+    def _primary_key(self, table: str, columns: tuple[str, ...]) -> None:
+        if catalog.primary_key(self.database, table) == columns:
+            return
+        staging = make_index_name(table, columns)
+        self.ensure_index(table, columns, unique=True, name=staging)
+        old = [ix.name for ix in catalog.indexes(self.database, table) if ix.origin == "primary"]
+        self.step(f"{table}: primary key ({', '.join(columns)})")
+        # USING INDEX turns the index built above into the key (renaming it
+        # to the constraint's name) without another scan.
+        self.locked(
+            f"{table}: replace primary key",
+            *[f"ALTER TABLE {quote(table)} DROP CONSTRAINT {quote(name)}" for name in old],
+            f"ALTER TABLE {quote(table)} ADD CONSTRAINT {quote(table + '_pkey')} "
+            f"PRIMARY KEY USING INDEX {quote(staging)}",
+        )
+
+    def _drop_default(self, table: str) -> None:
+        if self.record is None:
+            column = next(c for c in self.database.get_columns(table) if c.name == TENANT_COLUMN)
+            if column.default is None:
+                return
+        self.step(f"{table}: drop the tenant_id default")
+        self.locked(
+            f"{table}: drop tenant_id default",
+            f"ALTER TABLE {quote(table)} ALTER COLUMN {TENANT_COLUMN} DROP DEFAULT",
+        )
