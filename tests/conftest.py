@@ -124,10 +124,25 @@ def legacy(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Legacy]:
         url = str(request.getfixturevalue("pg_url"))
     else:
         url = f"sqlite:///{tmp_path / f'legacy-{style}.db'}"
+    legacy = build_legacy(url, backend, style)
+    try:
+        yield legacy
+    finally:
+        legacy.db.close()
+
+
+def build_legacy(url: str, backend: str, style: str, n_skills: int = LEGACY_SKILLS) -> Legacy:
     database = relay_peewee.connect(url)
     create_legacy_schema(database, style)
-    populate(database, n_skills=LEGACY_SKILLS)
+    populate(database, n_skills=n_skills)
+    return Legacy(database, url, backend, style)
+
+
+@pytest.fixture
+def pg_legacy(pg_url: str) -> Iterator[Legacy]:
+    """A populated legacy database on PostgreSQL only."""
+    legacy = build_legacy(pg_url, "postgres", "drizzle")
     try:
-        yield Legacy(database, url, backend, style)
+        yield legacy
     finally:
-        database.close()
+        legacy.db.close()

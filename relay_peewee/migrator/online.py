@@ -40,8 +40,9 @@ LOCK_NOT_AVAILABLE = "55P03"
 
 
 def _is_lock_timeout(exc: BaseException) -> bool:
-    cause = exc.args[0] if exc.args else None
-    return getattr(cause, "pgcode", None) == LOCK_NOT_AVAILABLE
+    # peewee re-raises the driver's error as its own; the original (with
+    # the SQLSTATE) is the exception it was handling.
+    return getattr(exc.__context__, "pgcode", None) == LOCK_NOT_AVAILABLE
 
 
 class OnlinePostgresqlMigrator(RelayPostgresqlMigrator):
