@@ -18,6 +18,7 @@ import click
 from peewee import Database, DatabaseError, InterfaceError
 
 from . import commands
+from .audit import audit_schema, report
 from .db import DEFAULT_URL, open_database, sqlite_path
 from .errors import RelayError
 
@@ -167,6 +168,27 @@ def tenants_list(database: str | None) -> None:
     for t in rows:
         active = "active" if t.is_active else "inactive"
         click.echo(f"{t.id}  {t.slug}  {t.name}  {t.domain or '-'}  {active}")
+
+
+@cli.command()
+@database_option
+@click.option("--json", "as_json", is_flag=True, help="Print the findings and a summary as JSON.")
+@click.option(
+    "--citus", is_flag=True, help="Also check the rules for distributing by tenant_id on Citus."
+)
+@click.option("--strict", is_flag=True, help="Count warnings (e.g. the Citus rules) as errors.")
+def audit(database: str | None, as_json: bool, citus: bool, strict: bool) -> None:
+    """Check that the live database isolates tenants: exit 1 on errors, 2 if unreadable."""
+    try:
+        with _database(database) as db:
+            findings = audit_schema(db, citus=citus, strict=strict)
+    except (RelayError, DatabaseError, InterfaceError) as exc:
+        # Exit 2, not the usual 1: a gate must tell "could not look" from "found errors".
+        click.echo(f"cannot audit the database: {_one_line(exc)}", err=True)
+        sys.exit(2)
+    click.echo(report(findings, as_json=as_json))
+    if any(f.severity == "error" for f in findings):
+        sys.exit(1)
 
 
 def main() -> None:

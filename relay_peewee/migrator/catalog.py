@@ -14,8 +14,10 @@ from peewee import Database
 from ..db import is_postgres
 
 __all__ = [
+    "Column",
     "ForeignKey",
     "Index",
+    "columns",
     "foreign_keys",
     "indexes",
     "primary_key",
@@ -171,3 +173,37 @@ def _pg_foreign_keys(db: Database, table: str) -> list[ForeignKey]:
             _PG_FOREIGN_KEYS, (table,)
         ).fetchall()
     ]
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str
+    not_null: bool
+    # The default's SQL text, None when there is none. Generated columns
+    # report None: the database computes them, nothing is defaulted.
+    default: str | None
+
+
+def columns(db: Database, table: str) -> list[Column]:
+    """The columns of ``table`` in order, with nullability and default.
+
+    ``db.get_columns`` answers the same on PostgreSQL through
+    information_schema, several times slower: this reads pg_attribute.
+    """
+    if is_postgres(db):
+        rows = db.execute_sql(_PG_COLUMNS, (table,)).fetchall()
+    else:
+        rows = [(r[1], bool(r[3]), r[4]) for r in db.execute_sql(f'PRAGMA table_info("{table}")')]
+    return [Column(name, bool(not_null), default) for name, not_null, default in rows]
+
+
+_PG_COLUMNS = """
+SELECT a.attname, a.attnotnull,
+       CASE WHEN a.attgenerated = '' THEN pg_get_expr(d.adbin, d.adrelid) END
+  FROM pg_attribute a
+  JOIN pg_class t ON t.oid = a.attrelid
+  JOIN pg_namespace n ON n.oid = t.relnamespace
+  LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
+ WHERE t.relname = %s AND n.nspname = current_schema() AND a.attnum > 0 AND NOT a.attisdropped
+ ORDER BY a.attnum
+"""

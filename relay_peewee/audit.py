@@ -1,0 +1,377 @@
+"""The schema audit: does the live database really keep tenants apart?
+
+Migrations can be half-applied, hand-edited, or outlived by a table someone
+added later. ``audit_schema`` therefore reads the catalog (SQLite pragmas,
+PostgreSQL ``pg_catalog``), never the models' idea of it, and compares it
+with what every model declares:
+
+* every model's table exists; the migration history is complete and names
+  no migration this package does not have;
+* each TenantModel's ``tenant_id`` is NOT NULL, has no default, has a
+  (validated) foreign key to ``tenants(id)`` and leads a valid index;
+* its per-tenant uniques exist, the global uniques they replaced are gone,
+  and the uniques declared global (``users.email``) are still there;
+* tables with no model are listed as information.
+
+With ``citus=True`` it also reports what would stop the schema from being
+distributed by ``tenant_id`` on Citus. Each finding is one line that ends
+with its fix.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, replace
+from typing import Literal
+
+from peewee import CompositeKey, Database, DatabaseProxy, Model
+from playhouse.migrate import make_index_name
+
+from .db import is_postgres, unwrap
+from .migrator import HISTORY_TABLE, MigrationRunner
+from .migrator.catalog import ForeignKey, Index, columns, foreign_keys, indexes, primary_key
+from .models import MODELS, Tenant
+from .tenancy import TENANT_COLUMN, TenantModel
+
+__all__ = ["SEVERITIES", "Finding", "audit_schema", "count_by_severity", "report"]
+
+Severity = Literal["error", "warning", "info"]
+SEVERITIES: tuple[Severity, ...] = ("error", "warning", "info")
+MIGRATE = "run `relay-peewee migrate`"
+
+
+@dataclass(frozen=True)
+class Finding:
+    severity: Severity
+    table: str
+    check: str  # a stable name, e.g. "tenant-index", for tests and scripts
+    message: str  # one line: what is wrong, then "; fix: ..."
+
+
+def audit_schema(
+    db: Database | DatabaseProxy,
+    models: Iterable[type[Model]] | None = None,
+    *,
+    citus: bool = False,
+    strict: bool = False,
+) -> list[Finding]:
+    """Audit ``db`` against relay_peewee's models plus ``models``; errors first.
+
+    ``strict`` turns warnings (the Citus rules, undeclared global uniques)
+    into errors, for a CI job that must fail on them.
+    """
+    db = unwrap(db)
+    audited: list[type[Model]] = [*MODELS, *(m for m in models or () if m not in MODELS)]
+    # sqlite_sequence and sqlite_stat* belong to SQLite itself.
+    tables = {t for t in db.get_tables() if not t.startswith("sqlite_")}
+    findings = _history(db, tables)
+    for model in audited:
+        findings += _model(db, model, tables)
+    modelled = {m._meta.table_name for m in audited} | {HISTORY_TABLE}
+    findings += [_unmodelled(db, t) for t in sorted(tables - modelled)]
+    if citus:
+        declared = {m._meta.table_name: _declared_uniques(m)[1] for m in audited}
+        findings += _citus(db, sorted(tables - {HISTORY_TABLE}), declared)
+    if strict:
+        findings = [
+            replace(f, severity="error") if f.severity == "warning" else f for f in findings
+        ]
+    return sorted(findings, key=lambda f: SEVERITIES.index(f.severity))
+
+
+def count_by_severity(findings: Iterable[Finding]) -> dict[str, int]:
+    counts = Counter(f.severity for f in findings)
+    return {s: counts[s] for s in SEVERITIES}
+
+
+def report(findings: list[Finding], *, as_json: bool = False) -> str:
+    """The findings as an aligned table and a summary line, or as JSON."""
+    counts = count_by_severity(findings)
+    if as_json:
+        return json.dumps({"findings": [asdict(f) for f in findings], "summary": counts}, indent=2)
+    rows = [("SEVERITY", "TABLE", "CHECK", "MESSAGE")]
+    rows += [(f.severity, f.table, f.check, f.message) for f in findings]
+    width = [max(len(row[i]) for row in rows) for i in range(3)]
+    lines = [
+        f"{sev:<{width[0]}}  {table:<{width[1]}}  {check:<{width[2]}}  {message}"
+        for sev, table, check, message in rows
+    ]
+    plural = {"error": "errors", "warning": "warnings", "info": "info"}
+    summary = ", ".join(f"{n} {s if n == 1 else plural[s]}" for s, n in counts.items())
+    return "\n".join([*lines, summary] if findings else [summary])
+
+
+def _history(db: Database, tables: set[str]) -> list[Finding]:
+    if HISTORY_TABLE not in tables:
+        msg = f"no migration history; fix: {MIGRATE}"
+        return [Finding("error", HISTORY_TABLE, "history-missing", msg)]
+    statuses = MigrationRunner(db).statuses()
+    out = []
+    pending = [s.name for s in statuses if s.applied is None]
+    if pending:
+        msg = f"pending migrations: {', '.join(pending)}; fix: {MIGRATE}"
+        out.append(Finding("error", HISTORY_TABLE, "migration-pending", msg))
+    unknown = [s.name for s in statuses if not s.known]
+    if unknown:
+        msg = f"applied, but unknown to this relay_peewee: {', '.join(unknown)}; fix: upgrade it"
+        out.append(Finding("error", HISTORY_TABLE, "migration-unknown", msg))
+    return out
+
+
+def _model(db: Database, model: type[Model], tables: set[str]) -> list[Finding]:
+    table = model._meta.table_name
+    ours = model in MODELS
+    if table not in tables:
+        fix = MIGRATE if ours else f"create it ({model.__name__}.create_table())"
+        return [Finding("error", table, "table-missing", f"no such table; fix: {fix}")]
+    keys = indexes(db, table)
+    per_tenant, global_ = _declared_uniques(model)
+    out = []
+    if issubclass(model, TenantModel):
+        out += _tenant_column(db, table, keys, MIGRATE if ours else "add it in your migration")
+        out += _tenant_primary_key(db, model, table, keys)
+        for cols in per_tenant:
+            if not any(_enforces(ix, cols) for ix in keys):
+                msg = f"nothing enforces the per-tenant unique ({', '.join(cols)}); fix: "
+                msg += _create_index(db, table, cols, unique=True)
+                out.append(Finding("error", table, "tenant-unique", msg))
+    for cols in global_:
+        if not any(_enforces(ix, cols) for ix in keys):
+            msg = f"the model declares ({', '.join(cols)}) unique across all tenants, but "
+            msg += f"nothing enforces it; fix: {_create_index(db, table, cols, unique=True)}"
+            out.append(Finding("error", table, "global-unique-missing", msg))
+    if issubclass(model, TenantModel):
+        out += _cross_tenant_uniques(db, table, keys, per_tenant, global_)
+    return out
+
+
+def _tenant_column(db: Database, table: str, keys: list[Index], add_fix: str) -> list[Finding]:
+    column = next((c for c in columns(db, table) if c.name == TENANT_COLUMN), None)
+    if column is None:
+        return [Finding("error", table, "tenant-column", f"no {TENANT_COLUMN}; fix: {add_fix}")]
+    pg, alter = is_postgres(db), f"ALTER TABLE {table} ALTER COLUMN {TENANT_COLUMN}"
+    out = []
+    if not column.not_null:
+        fix = f"{alter} SET NOT NULL" if pg else _rebuild(table, f"with {TENANT_COLUMN} NOT NULL")
+        msg = f"{TENANT_COLUMN} accepts NULL; fix: {fix}"
+        out.append(Finding("error", table, "tenant-not-null", msg))
+    # PostgreSQL spells an explicit DEFAULT NULL as 'NULL::text': no default at all.
+    if column.default is not None and not str(column.default).upper().startswith("NULL"):
+        fix = f"{alter} DROP DEFAULT" if pg else _rebuild(table, "without that default")
+        msg = f"{TENANT_COLUMN} defaults to {column.default}, so a row that names no tenant "
+        msg += f"is filed under that one; fix: {fix}"
+        out.append(Finding("error", table, "tenant-default", msg))
+    out += _tenant_foreign_key(db, table)
+    leading = [ix for ix in keys if ix.columns[:1] == (TENANT_COLUMN,) and not ix.partial]
+    if not any(ix.valid for ix in leading):
+        create = _create_index(db, table, (TENANT_COLUMN,))
+        if leading:  # only INVALID ones: what a failed CREATE INDEX CONCURRENTLY leaves
+            names = ", ".join(ix.name for ix in leading)
+            msg = f"index {names} is INVALID; fix: DROP INDEX {names}, then {create}"
+        else:
+            msg = f"no index starts with {TENANT_COLUMN}; fix: {create}"
+        out.append(Finding("error", table, "tenant-index", msg))
+    return out
+
+
+def _tenant_foreign_key(db: Database, table: str) -> list[Finding]:
+    target = (Tenant._meta.table_name, (Tenant.id.column_name,))
+    fks = [
+        fk
+        for fk in foreign_keys(db, table)
+        if fk.columns == (TENANT_COLUMN,) and (fk.ref_table, fk.ref_columns) == target
+    ]
+    references = f"REFERENCES {target[0]} ({target[1][0]})"
+    if not fks:
+        name = f"{table}_{TENANT_COLUMN}_fkey"
+        fix = (
+            f"ALTER TABLE {table} ADD CONSTRAINT {name} FOREIGN KEY ({TENANT_COLUMN}) "
+            f"{references} NOT VALID, then VALIDATE CONSTRAINT {name}"
+            if is_postgres(db)
+            else _rebuild(table, f"with {TENANT_COLUMN} {references}")
+        )
+        msg = f"{TENANT_COLUMN} has no foreign key {references}; fix: {fix}"
+        return [Finding("error", table, "tenant-fk", msg)]
+    if not any(fk.validated for fk in fks):
+        name = str(fks[0].name)
+        msg = f"foreign key {name} is NOT VALID: rows older than it were never checked; "
+        msg += f"fix: ALTER TABLE {table} VALIDATE CONSTRAINT {name}"
+        return [Finding("error", table, "tenant-fk-not-valid", msg)]
+    return []
+
+
+def _tenant_primary_key(
+    db: Database, model: type[Model], table: str, keys: list[Index]
+) -> list[Finding]:
+    pk = model._meta.primary_key
+    if not isinstance(pk, CompositeKey):
+        return []
+    expected = tuple(_column(model, name) for name in pk.field_names)
+    actual = primary_key(db, table)
+    if expected[0] != TENANT_COLUMN or actual == expected:
+        return []
+    cols = ", ".join(expected)
+    if is_postgres(db):
+        drop = "".join(f"DROP CONSTRAINT {ix.name}, " for ix in keys if ix.origin == "primary")
+        fix = f"ALTER TABLE {table} {drop}ADD PRIMARY KEY ({cols})"
+    else:
+        fix = _rebuild(table, f"with PRIMARY KEY ({cols})")
+    msg = f"primary key is ({', '.join(actual)}), the model declares ({cols}); fix: {fix}"
+    return [Finding("error", table, "tenant-primary-key", msg)]
+
+
+def _cross_tenant_uniques(
+    db: Database,
+    table: str,
+    keys: list[Index],
+    per_tenant: list[tuple[str, ...]],
+    global_: list[tuple[str, ...]],
+) -> list[Finding]:
+    """Uniques on a tenant table that span every tenant.
+
+    One replaced by a per-tenant unique (``skills(slug)``) is an error: one
+    tenant's value blocks all others (and reveals that it exists). One no
+    model declares is a warning. Declared ones (``users.email``) are fine.
+    """
+    replaced = {frozenset(cols) - {TENANT_COLUMN} for cols in per_tenant}
+    declared = {frozenset(cols) for cols in global_}
+    out = []
+    for ix in keys:
+        cols = frozenset(ix.columns)
+        if not ix.unique or ix.origin == "primary" or TENANT_COLUMN in cols or cols in declared:
+            continue
+        spans = f"{ix.name} makes ({', '.join(ix.columns)}) unique across all tenants"
+        if cols in replaced:
+            msg = f"{spans}; fix: {_drop_key(db, table, ix)}"
+            out.append(Finding("error", table, "global-unique-left", msg))
+        else:
+            msg = f"{spans}, which the model does not declare; fix: declare it unique=True "
+            msg += f"if meant, else {_drop_key(db, table, ix)}"
+            out.append(Finding("warning", table, "global-unique-undeclared", msg))
+    return out
+
+
+def _unmodelled(db: Database, table: str) -> Finding:
+    has_tenant = any(c.name == TENANT_COLUMN for c in columns(db, table))
+    why = f"no model, {'has' if has_tenant else 'no'} {TENANT_COLUMN}"
+    msg = f"not audited ({why}); fix: none if all tenants share it, "
+    msg += "else pass its TenantModel to audit_schema"
+    return Finding("info", table, "unmodelled-table", msg)
+
+
+# -- Citus ---------------------------------------------------------------
+
+
+def _citus(
+    db: Database, tables: list[str], declared_global: dict[str, list[tuple[str, ...]]]
+) -> list[Finding]:
+    """What stops ``create_distributed_table(table, 'tenant_id')`` on Citus.
+
+    Tables with tenant_id would be distributed: Citus enforces a unique or
+    a foreign key only within one shard, so each must include tenant_id,
+    and it refuses NULL in the distribution column. Tables without it are
+    reference tables (copied to every node), which may not point into a
+    distributed table.
+    """
+    # The tables that would be distributed, with their tenant_id column.
+    distributed = {t: c for t in tables for c in columns(db, t) if c.name == TENANT_COLUMN}
+    out = []
+    for table in tables:
+        fks = foreign_keys(db, table)
+        if table not in distributed:
+            targets = sorted({fk.ref_table for fk in fks if fk.ref_table in distributed})
+            if targets:
+                msg = f"references distributed {', '.join(targets)}, which a reference table "
+                msg += f"cannot; fix: add {TENANT_COLUMN} and distribute it too"
+                out.append(Finding("warning", table, "citus-foreign-key", msg))
+            else:
+                msg = f"no {TENANT_COLUMN}: a reference-table candidate; "
+                msg += f"fix: SELECT create_reference_table('{table}')"
+                out.append(Finding("info", table, "citus-reference-table", msg))
+            continue
+        if not distributed[table].not_null:
+            msg = f"{TENANT_COLUMN} accepts NULL, which Citus refuses in a distribution column; "
+            msg += "fix: make it NOT NULL, or keep the table local"
+            out.append(Finding("warning", table, "citus-null-tenant", msg))
+        declared = {frozenset(cols) for cols in declared_global.get(table, ())}
+        for ix in indexes(db, table):
+            if not ix.unique or TENANT_COLUMN in ix.columns:
+                continue
+            cols = ", ".join(ix.columns)
+            kind = "primary key" if ix.origin == "primary" else f"unique {ix.name}"
+            # A unique that is global on purpose (a login) cannot just gain tenant_id.
+            fix = (
+                f"keep ({cols}) unique in a reference table that maps it to its tenant"
+                if frozenset(ix.columns) in declared
+                else f"make it ({TENANT_COLUMN}, {cols})"
+            )
+            msg = f"{kind} ({cols}) lacks {TENANT_COLUMN}, so Citus cannot enforce it; fix: {fix}"
+            out.append(Finding("warning", table, "citus-unique", msg))
+        for fk in fks:
+            if fk.ref_table in distributed and not _tenant_aligned(fk):
+                src, dst = ", ".join(fk.columns), f"{fk.ref_table} ({', '.join(fk.ref_columns)})"
+                msg = f"foreign key ({src}) -> {dst} lacks {TENANT_COLUMN}; fix: make it "
+                msg += f"({TENANT_COLUMN}, {src}) -> {fk.ref_table} ({TENANT_COLUMN}, "
+                msg += f"{', '.join(fk.ref_columns)})"
+                out.append(Finding("warning", table, "citus-foreign-key", msg))
+    return out
+
+
+# -- helpers -------------------------------------------------------------
+
+
+def _declared_uniques(
+    model: type[Model],
+) -> tuple[list[tuple[str, ...]], list[tuple[str, ...]]]:
+    """(per-tenant, global) uniques the model declares, as column names.
+
+    Per-tenant ones are the ``Meta.indexes`` entries that start with the
+    tenant (``TenantModel`` turns ``Meta.tenant_unique`` into those).
+    """
+    per_tenant: list[tuple[str, ...]] = []
+    global_: list[tuple[str, ...]] = []
+    for entry in model._meta.indexes or ():
+        if isinstance(entry, (tuple, list)) and len(entry) == 2 and entry[1]:
+            cols = tuple(_column(model, name) for name in entry[0])
+            (per_tenant if cols[0] == TENANT_COLUMN else global_).append(cols)
+    global_ += [(f.column_name,) for f in model._meta.sorted_fields if f.unique]
+    return per_tenant, global_
+
+
+def _column(model: type[Model], name: str) -> str:
+    field = model._meta.fields.get(name)
+    return field.column_name if field is not None else name
+
+
+def _enforces(ix: Index, cols: tuple[str, ...]) -> bool:
+    # Column order does not change what a unique forbids; a partial one
+    # forbids less, and an invalid (half-built) one cannot be relied on.
+    return ix.unique and ix.valid and not ix.partial and set(ix.columns) == set(cols)
+
+
+def _tenant_aligned(fk: ForeignKey) -> bool:
+    if TENANT_COLUMN not in fk.columns or TENANT_COLUMN not in fk.ref_columns:
+        return False
+    return fk.columns.index(TENANT_COLUMN) == fk.ref_columns.index(TENANT_COLUMN)
+
+
+def _create_index(db: Database, table: str, cols: tuple[str, ...], unique: bool = False) -> str:
+    # CONCURRENTLY: the fix runs on a live database, where a plain CREATE
+    # INDEX would block every write to the table until it finishes.
+    how = " CONCURRENTLY" if is_postgres(db) else ""
+    kind = "UNIQUE INDEX" if unique else "INDEX"
+    return f"CREATE {kind}{how} {make_index_name(table, cols)} ON {table} ({', '.join(cols)})"
+
+
+def _drop_key(db: Database, table: str, ix: Index) -> str:
+    if ix.origin == "index":
+        return f"DROP INDEX {ix.name}"
+    if is_postgres(db):
+        return f"ALTER TABLE {table} DROP CONSTRAINT {ix.name}"
+    return _rebuild(table, f"without UNIQUE ({', '.join(ix.columns)})")
+
+
+def _rebuild(table: str, change: str) -> str:
+    return f"rebuild {table} {change} (SQLite cannot alter a column or constraint in place)"
