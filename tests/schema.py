@@ -53,9 +53,9 @@ def tenancy_structure(db: Database) -> dict[str, dict[str, Any]]:
     for table in TENANT_TABLES:
         column = next(c for c in db.get_columns(table) if c.name == "tenant_id")
         fks = [
-            (fk.dest_table, fk.dest_column)
-            for fk in db.get_foreign_keys(table)
-            if fk.column == "tenant_id"
+            (fk.ref_table, *fk.ref_columns)
+            for fk in catalog.foreign_keys(db, table)
+            if fk.columns == ("tenant_id",)
         ]
         ixs = catalog.indexes(db, table)
         out[table] = {
@@ -67,6 +67,11 @@ def tenancy_structure(db: Database) -> dict[str, dict[str, Any]]:
             ),
             "uniques": sorted(ix.columns for ix in ixs if ix.unique),
             "primary_key": catalog.primary_key(db, table),
+            "tenant_references": sorted(
+                (fk.columns, fk.ref_table, fk.ref_columns, fk.on_delete)
+                for fk in catalog.foreign_keys(db, table)
+                if len(fk.columns) > 1
+            ),
         }
     return out
 

@@ -37,12 +37,14 @@ def _kill_when(args: list[str], step: str) -> None:
         [*CLI, *args], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
     )
     assert proc.stderr is not None
+    seen = []
     for line in proc.stderr:
+        seen.append(line)
         if re.search(step, line):
             os.kill(proc.pid, signal.SIGKILL)
             break
     proc.wait()
-    assert proc.returncode == -signal.SIGKILL, f"migrate finished before reaching {step!r}"
+    assert proc.returncode == -signal.SIGKILL, f"not killed at {step!r}: {''.join(seen)}"
 
 
 def _history_names(legacy: Legacy) -> list[str]:

@@ -23,7 +23,7 @@ from . import catalog
 from .sqlite_ddl import TableDDL, quote
 from .sqlite_rebuild import check_foreign_keys, rebuild_tables
 
-__all__ = ["Progress", "TenantTable", "migrator_for"]
+__all__ = ["Progress", "TenantReference", "TenantTable", "migrator_for"]
 
 Progress = Callable[[str], None]
 TENANT_COLUMN = "tenant_id"
@@ -51,6 +51,33 @@ class TenantTable:
 
     def legacy_unique_name(self, columns: tuple[str, ...]) -> str:
         return self.legacy_unique_names.get(columns) or f"{self.table}_{'_'.join(columns)}_unique"
+
+
+@dataclass(frozen=True)
+class TenantReference:
+    """A foreign key that must stay inside one tenant: child.column -> parent.id."""
+
+    table: str
+    column: str
+    parent: str
+
+    @property
+    def constraint_name(self) -> str:
+        return f"{self.table}_{self.column}_tenant_fkey"
+
+    @property
+    def columns(self) -> tuple[str, str]:
+        return (TENANT_COLUMN, self.column)
+
+    def references_sql(self, on_delete: str) -> str:
+        action = "" if on_delete == "NO ACTION" else f" ON DELETE {on_delete}"
+        return (
+            f"FOREIGN KEY ({quote(TENANT_COLUMN)}, {quote(self.column)}) REFERENCES "
+            f'{quote(self.parent)} ({quote(TENANT_COLUMN)}, "id"){action}'
+        )
+
+
+PARENT_KEY = (TENANT_COLUMN, "id")
 
 
 class _TenancyOperations:
@@ -92,6 +119,36 @@ class _TenancyOperations:
                 + ", ".join(holders)
                 + "; move or delete those rows first"
             )
+
+    def refuse_cross_tenant_references(self, refs: Sequence[TenantReference]) -> None:
+        """Stop, naming the rows, if any row already points into another tenant."""
+        problems = []
+        for ref in refs:
+            child, parent, col = quote(ref.table), quote(ref.parent), quote(ref.column)
+            rows = self.database.execute_sql(
+                f"SELECT c.id FROM {child} c JOIN {parent} p ON p.id = c.{col}"
+                f" WHERE p.{TENANT_COLUMN} <> c.{TENANT_COLUMN} ORDER BY c.id"
+            ).fetchall()
+            if rows:
+                ids = ", ".join(str(r[0]) for r in rows[:3]) + (", ..." if len(rows) > 3 else "")
+                problems.append(f"{ref.table}.{ref.column} ({len(rows)} rows: {ids})")
+        if problems:
+            raise MigrationError(
+                "rows reference another tenant's row, so tenant-consistent keys cannot be "
+                "added: " + "; ".join(problems) + "; move or delete them, then migrate again"
+            )
+
+    def old_reference(self, ref: TenantReference) -> catalog.ForeignKey | None:
+        for fk in catalog.foreign_keys(self.database, ref.table):
+            if fk.columns == (ref.column,) and fk.ref_table == ref.parent:
+                return fk
+        return None
+
+    def composite_reference(self, ref: TenantReference) -> catalog.ForeignKey | None:
+        for fk in catalog.foreign_keys(self.database, ref.table):
+            if fk.columns == ref.columns and fk.ref_table == ref.parent:
+                return fk
+        return None
 
     def _tenant_indexes(self, spec: TenantTable) -> list[Any]:
         ops = [
@@ -153,6 +210,48 @@ class RelayPostgresqlMigrator(_TenancyOperations, PostgresqlMigrator):
             ops.append(self.drop_constraint(t, f"{t}_tenant_id_fkey"))
             ops.append(self.add_column_default(t, TENANT_COLUMN, f"'{tenant_id}'"))
             self.migrate(*ops)
+
+    def enforce_tenant_references(
+        self, refs: Sequence[TenantReference], redundant_indexes: Sequence[tuple[str, str]]
+    ) -> None:
+        for parent in sorted({r.parent for r in refs}):
+            self.step(f"{parent}: unique (tenant_id, id) for tenant-consistent references")
+            self.migrate(self.add_index(parent, PARENT_KEY, unique=True))
+        for ref in refs:
+            self.step(f"{ref.table}.{ref.column}: foreign key within the tenant")
+            old = self.old_reference(ref)
+            on_delete = old.on_delete if old else "NO ACTION"
+            # The new key is in place before the old one goes.
+            ops = [
+                self.add_constraint(
+                    ref.table, ref.constraint_name, SQL(ref.references_sql(on_delete))
+                )
+            ]
+            if old is not None and old.name:
+                ops.append(self.drop_constraint(ref.table, old.name))
+            self.migrate(*ops)
+        for table, name in redundant_indexes:
+            if any(ix.name == name for ix in catalog.indexes(self.database, table)):
+                self.migrate(self.drop_index(table, name))
+
+    def relax_tenant_references(
+        self, refs: Sequence[TenantReference], redundant_indexes: Sequence[tuple[str, str]]
+    ) -> None:
+        for table, _name in redundant_indexes:
+            self.migrate(self.add_index(table, (TENANT_COLUMN,)))
+        for ref in refs:
+            new = self.composite_reference(ref)
+            on_delete = new.on_delete if new else "NO ACTION"
+            self.migrate(
+                self.add_constraint(
+                    ref.table,
+                    f"{ref.table}_{ref.column}_fkey",
+                    SQL(_single_reference_sql(ref, on_delete)),
+                ),
+                self.drop_constraint(ref.table, ref.constraint_name),
+            )
+        for parent in sorted({r.parent for r in refs}):
+            self.migrate(self.drop_index(parent, make_index_name(parent, PARENT_KEY)))
 
     def drop_tenant_column(self, table: str) -> None:
         # cascade=False: peewee's default CASCADE would silently drop views.
@@ -217,6 +316,59 @@ class RelaySqliteMigrator(_TenancyOperations, SqliteMigrator):
 
     def drop_tenant_column(self, table: str) -> None:
         self.migrate(self.drop_column(table, TENANT_COLUMN))
+
+    def enforce_tenant_references(
+        self, refs: Sequence[TenantReference], redundant_indexes: Sequence[tuple[str, str]]
+    ) -> None:
+        # SQLite needs a unique index on the parent key before any foreign
+        # key can use it; the rebuild below then recreates it with the table.
+        for parent in sorted({r.parent for r in refs}):
+            self.migrate(self.add_index(parent, PARENT_KEY, unique=True))
+        actions = {ref: (self.old_reference(ref) or _NO_ACTION).on_delete for ref in refs}
+        tables = list(dict.fromkeys(r.table for r in refs))
+        self.step("rebuilding " + ", ".join(tables) + " with tenant-consistent foreign keys")
+
+        def transform_for(table: str) -> Callable[[TableDDL], None]:
+            def transform(ddl: TableDDL) -> None:
+                for ref in (r for r in refs if r.table == table):
+                    ddl.drop_foreign_key([ref.column])
+                    ddl.add(ref.references_sql(actions[ref]))
+
+            return transform
+
+        rebuild_tables(cast(SqliteDatabase, self.database), {t: transform_for(t) for t in tables})
+        for table, name in redundant_indexes:
+            if any(ix.name == name for ix in catalog.indexes(self.database, table)):
+                self.migrate(self.drop_index(table, name))
+
+    def relax_tenant_references(
+        self, refs: Sequence[TenantReference], redundant_indexes: Sequence[tuple[str, str]]
+    ) -> None:
+        actions = {ref: (self.composite_reference(ref) or _NO_ACTION).on_delete for ref in refs}
+        tables = list(dict.fromkeys(r.table for r in refs))
+
+        def transform_for(table: str) -> Callable[[TableDDL], None]:
+            def transform(ddl: TableDDL) -> None:
+                for ref in (r for r in refs if r.table == table):
+                    ddl.drop_foreign_key(ref.columns)
+                    ddl.add(_single_reference_sql(ref, actions[ref]))
+
+            return transform
+
+        rebuild_tables(cast(SqliteDatabase, self.database), {t: transform_for(t) for t in tables})
+        for parent in sorted({r.parent for r in refs}):
+            self.migrate(self.drop_index(parent, make_index_name(parent, PARENT_KEY)))
+        for table, _name in redundant_indexes:
+            self.migrate(self.add_index(table, (TENANT_COLUMN,)))
+
+
+_NO_ACTION = catalog.ForeignKey(None, (), "", ())
+
+
+def _single_reference_sql(ref: TenantReference, on_delete: str) -> str:
+    """The one-column foreign key a TenantReference replaced (for rollback)."""
+    action = "" if on_delete == "NO ACTION" else f" ON DELETE {on_delete}"
+    return f'FOREIGN KEY ({quote(ref.column)}) REFERENCES {quote(ref.parent)} ("id"){action}'
 
 
 def _enforce(spec: TenantTable) -> Callable[[TableDDL], None]:

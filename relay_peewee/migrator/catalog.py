@@ -122,6 +122,7 @@ class ForeignKey:
     # False for a PostgreSQL constraint added NOT VALID and never validated:
     # new rows are checked, the rows that were already there never were.
     validated: bool = True
+    on_delete: str = "NO ACTION"
 
 
 def foreign_keys(db: Database, table: str) -> list[ForeignKey]:
@@ -131,17 +132,21 @@ def foreign_keys(db: Database, table: str) -> list[ForeignKey]:
 
 def _sqlite_foreign_keys(db: Database, table: str) -> list[ForeignKey]:
     grouped: dict[int, list[tuple[str, str, str | None]]] = {}
-    for fk_id, _seq, parent, column, ref_column, *_rest in db.execute_sql(
+    on_delete: dict[int, str] = {}
+    for fk_id, _seq, parent, column, ref_column, _upd, delete, *_rest in db.execute_sql(
         f'PRAGMA foreign_key_list("{table}")'
     ).fetchall():
         grouped.setdefault(fk_id, []).append((parent, column, ref_column))
+        on_delete[fk_id] = str(delete).upper()
     out = []
-    for _fk_id, rows in sorted(grouped.items()):
+    for fk_id, rows in sorted(grouped.items()):
         parent = rows[0][0]
         named = [r[2] for r in rows]
         # `REFERENCES parent` without columns means the parent's primary key.
         ref_columns = primary_key(db, parent) if None in named else tuple(map(str, named))
-        out.append(ForeignKey(None, tuple(r[1] for r in rows), parent, ref_columns))
+        out.append(
+            ForeignKey(None, tuple(r[1] for r in rows), parent, ref_columns, True, on_delete[fk_id])
+        )
     return out
 
 
@@ -156,7 +161,9 @@ SELECT c.conname,
                FROM unnest(c.confkey) WITH ORDINALITY AS k(attnum, ord)
                JOIN pg_attribute a ON a.attrelid = c.confrelid AND a.attnum = k.attnum
               ORDER BY k.ord),
-       c.convalidated
+       c.convalidated,
+       CASE c.confdeltype WHEN 'c' THEN 'CASCADE' WHEN 'n' THEN 'SET NULL'
+            WHEN 'd' THEN 'SET DEFAULT' WHEN 'r' THEN 'RESTRICT' ELSE 'NO ACTION' END
   FROM pg_constraint c
   JOIN pg_class t ON t.oid = c.conrelid
   JOIN pg_namespace n ON n.oid = t.relnamespace
@@ -168,8 +175,8 @@ SELECT c.conname,
 
 def _pg_foreign_keys(db: Database, table: str) -> list[ForeignKey]:
     return [
-        ForeignKey(name, tuple(cols), parent, tuple(ref_cols), validated)
-        for name, cols, parent, ref_cols, validated in db.execute_sql(
+        ForeignKey(name, tuple(cols), parent, tuple(ref_cols), validated, on_delete)
+        for name, cols, parent, ref_cols, validated, on_delete in db.execute_sql(
             _PG_FOREIGN_KEYS, (table,)
         ).fetchall()
     ]

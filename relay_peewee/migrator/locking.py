@@ -3,6 +3,13 @@
 PostgreSQL: a session-level advisory lock. A transaction-level one would be
 released at the first commit, and the online path commits after every step.
 The lock dies with the session, so a killed migrator never leaves it behind.
+A waiter polls with pg_try_advisory_lock instead of blocking in
+pg_advisory_lock: CREATE INDEX CONCURRENTLY in the lock holder waits for
+every transaction older than its snapshot, and a waiter blocked inside one
+long statement is such a transaction - a deadlock PostgreSQL resolves by
+killing one of the two. The holder's session also checks for a vanished
+client every second, so the backend of a killed migrator stops its statement
+(and frees the lock) instead of running on as an orphan.
 
 SQLite: ``flock`` on the database file. SQLite itself locks with POSIX
 record locks, which on Linux and macOS are independent of ``flock``, so
@@ -14,6 +21,8 @@ from __future__ import annotations
 
 import fcntl
 import os
+import random
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
@@ -48,13 +57,19 @@ def migration_lock(
 def _advisory_lock(
     db: Database, wait: bool, notify: Callable[[str], None] | None
 ) -> Iterator[None]:
-    got = db.execute_sql("SELECT pg_try_advisory_lock(%s)", (MIGRATION_LOCK_KEY,)).fetchone()[0]
-    if not got:
+    def try_lock() -> bool:
+        row = db.execute_sql("SELECT pg_try_advisory_lock(%s)", (MIGRATION_LOCK_KEY,)).fetchone()
+        return bool(row[0])
+
+    if not try_lock():
         if not wait:
             raise MigrationError(f"{BUSY}; try again when it has finished")
         if notify is not None:
             notify(f"waiting: {BUSY}")
-        db.execute_sql("SELECT pg_advisory_lock(%s)", (MIGRATION_LOCK_KEY,))
+        while not try_lock():
+            time.sleep(random.uniform(0.2, 0.4))
+    if db.server_version >= 140000:
+        db.execute_sql("SET client_connection_check_interval = '1s'")
     try:
         yield
     finally:

@@ -31,7 +31,13 @@ from playhouse.migrate import make_index_name
 
 from ..errors import MigrationError
 from . import catalog
-from .backends import TENANT_COLUMN, RelayPostgresqlMigrator, TenantTable
+from .backends import (
+    PARENT_KEY,
+    TENANT_COLUMN,
+    RelayPostgresqlMigrator,
+    TenantReference,
+    TenantTable,
+)
 from .sqlite_ddl import quote
 
 __all__ = ["OnlinePostgresqlMigrator"]
@@ -134,6 +140,46 @@ class OnlinePostgresqlMigrator(RelayPostgresqlMigrator):
             if spec.primary_key:
                 self._primary_key(spec.table, spec.primary_key)
             self._drop_default(spec.table)
+
+    def refuse_cross_tenant_references(self, refs: Sequence[TenantReference]) -> None:
+        if self.record is not None:
+            # A plan is recorded against the catalog as it is now, where the
+            # tenant columns may not exist yet; the check runs at migrate time.
+            self.record.append("-- at run time: stop if any row references another tenant")
+            return
+        super().refuse_cross_tenant_references(refs)
+
+    def enforce_tenant_references(
+        self, refs: Sequence[TenantReference], redundant_indexes: Sequence[tuple[str, str]]
+    ) -> None:
+        for parent in sorted({r.parent for r in refs}):
+            self.ensure_index(parent, PARENT_KEY, unique=True)
+        for ref in refs:
+            table, name = quote(ref.table), quote(ref.constraint_name)
+            new, old = self.composite_reference(ref), self.old_reference(ref)
+            if new is None:
+                self.step(f"{ref.table}.{ref.column}: tenant-consistent foreign key (NOT VALID)")
+                on_delete = old.on_delete if old else "NO ACTION"
+                self.locked(
+                    f"{ref.table}: add {ref.constraint_name}",
+                    f"ALTER TABLE {table} ADD CONSTRAINT {name} "
+                    f"{ref.references_sql(on_delete)} NOT VALID",
+                )
+            if new is None or not new.validated:
+                self.step(f"{ref.table}.{ref.column}: validating")
+                self.locked(
+                    f"{ref.table}: validate {ref.constraint_name}",
+                    f"ALTER TABLE {table} VALIDATE CONSTRAINT {name}",
+                )
+            if old is not None and old.name:
+                self.locked(
+                    f"{ref.table}: drop {old.name}",
+                    f"ALTER TABLE {table} DROP CONSTRAINT IF EXISTS {quote(old.name)}",
+                )
+        for table_name, index in redundant_indexes:
+            present = any(ix.name == index for ix in catalog.indexes(self.database, table_name))
+            if present or self.record is not None:
+                self.outside_transaction(f"DROP INDEX CONCURRENTLY IF EXISTS {quote(index)}")
 
     def ensure_index(
         self, table: str, columns: tuple[str, ...], *, unique: bool, name: str | None = None

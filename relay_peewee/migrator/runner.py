@@ -393,7 +393,8 @@ def _recording(db: Database, out: list[str]) -> Iterator[None]:
 
 def _render(db: Database, sql: str, params: Any) -> str:
     if not params:
-        return sql
+        # psycopg2 formats even parameterless statements: %% stands for %.
+        return sql.replace("%%", "%") if is_postgres(db) else sql
     if is_postgres(db):
         rendered = db.cursor().mogrify(sql, params)
         return rendered.decode() if isinstance(rendered, bytes) else str(rendered)

@@ -174,6 +174,29 @@ class TableDDL:
         self.items = kept
         return removed
 
+    def drop_foreign_key(self, columns: Iterable[str]) -> bool:
+        """Remove the foreign key on exactly ``columns``, inline or as a table clause."""
+        wanted = [c.lower() for c in columns]
+        removed = False
+        kept: list[list[str]] = []
+        for item in self.items:
+            if self.is_constraint(item):
+                pos = _keyword_at(item, "FOREIGN")
+                if (
+                    pos is not None
+                    and pos + 2 < len(item)
+                    and _group_names(item[pos + 2]) == wanted
+                ):
+                    removed = True
+                    continue
+            elif len(wanted) == 1 and unquote(item[0]).lower() == wanted[0]:
+                stripped = _strip_references(item)
+                removed = removed or stripped != item
+                item = stripped
+            kept.append(item)
+        self.items = kept
+        return removed
+
     def set_primary_key(self, columns: Iterable[str]) -> None:
         """Make ``columns`` the primary key, removing the old one wherever it was."""
         kept: list[list[str]] = []
@@ -220,6 +243,30 @@ def _strip_clause(item: list[str], word: str, extra: tuple[str, ...]) -> list[st
         end += 3
     while _upper(item, end) in extra:
         end += 1
+    return item[:start] + item[end:]
+
+
+def _strip_references(item: list[str]) -> list[str]:
+    """Remove ``[CONSTRAINT n] REFERENCES t [(cols)] [ON ... | MATCH x | DEFERRABLE ...]``."""
+    pos = _keyword_at(item, "REFERENCES")
+    if pos is None:
+        return item
+    start = pos - 2 if _upper(item, pos - 2) == "CONSTRAINT" else pos
+    end = pos + 2
+    if end < len(item) and item[end].startswith("("):
+        end += 1
+    while True:
+        word = _upper(item, end)
+        if word == "ON":  # ON DELETE|UPDATE action, where SET NULL / NO ACTION are two words
+            end += 3 if _upper(item, end + 2) not in ("SET", "NO") else 4
+        elif word == "MATCH" or (word == "NOT" and _upper(item, end + 1) == "DEFERRABLE"):
+            end += 2
+        elif word == "DEFERRABLE":
+            end += 1
+        elif word == "INITIALLY":
+            end += 2
+        else:
+            break
     return item[:start] + item[end:]
 
 
