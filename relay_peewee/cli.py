@@ -77,9 +77,33 @@ def cli() -> None:
 @click.option(
     "--sql", "show_sql", is_flag=True, help="Print the SQL that would run; change nothing."
 )
+@click.option(
+    "--online",
+    is_flag=True,
+    help="PostgreSQL with live traffic: short lock-bounded steps, concurrent index builds.",
+)
+@click.option(
+    "--lock-timeout",
+    type=click.FloatRange(min=0.01),
+    default=1.0,
+    show_default=True,
+    metavar="SECONDS",
+    help="With --online: how long one step may wait for a table lock before it retries.",
+)
+@click.option(
+    "--no-wait", is_flag=True, help="Fail at once if another migrate holds the migration lock."
+)
 @click.option("-q", "--quiet", is_flag=True, help="Do not print progress.")
 @_user_errors
-def migrate(database: str | None, target: str | None, show_sql: bool, quiet: bool) -> None:
+def migrate(
+    database: str | None,
+    target: str | None,
+    show_sql: bool,
+    online: bool,
+    lock_timeout: float,
+    no_wait: bool,
+    quiet: bool,
+) -> None:
     """Apply pending migrations (all of them, or up to --to)."""
     if show_sql:
         path = sqlite_path(database)
@@ -88,12 +112,15 @@ def migrate(database: str | None, target: str | None, show_sql: bool, quiet: boo
             # leaving an empty file behind.
             database = "sqlite:///:memory:"
         with _database(database, must_exist=False) as db:
-            for statement in commands.migration_sql(db, target):
+            plan = commands.migration_sql(db, target, online=online, lock_timeout=lock_timeout)
+            for statement in plan:
                 click.echo(statement)
         return
     with _database(database, must_exist=False) as db:
         progress = None if quiet else (lambda label: click.echo(f"  {label}", err=True))
-        result = commands.migrate(db, target, progress=progress)
+        result = commands.migrate(
+            db, target, progress, online=online, lock_timeout=lock_timeout, wait=not no_wait
+        )
     if result.adopted_legacy:
         click.echo("recognised a legacy Relay database: recorded 0001_baseline as applied")
     for name in result.applied:
@@ -125,13 +152,16 @@ def status(database: str | None) -> None:
 @cli.command()
 @database_option
 @click.option("--to", "target", metavar="NAME", help="Undo every migration back through this one.")
+@click.option(
+    "--no-wait", is_flag=True, help="Fail at once if another migrate holds the migration lock."
+)
 @click.option("-q", "--quiet", is_flag=True, help="Do not print progress.")
 @_user_errors
-def rollback(database: str | None, target: str | None, quiet: bool) -> None:
+def rollback(database: str | None, target: str | None, no_wait: bool, quiet: bool) -> None:
     """Undo the last migration (or back through --to)."""
     progress = None if quiet else (lambda label: click.echo(f"  {label}", err=True))
     with _database(database) as db:
-        names = commands.rollback(db, target, progress=progress)
+        names = commands.rollback(db, target, progress=progress, wait=not no_wait)
     for name in names:
         click.echo(f"reverted: {name}")
     if not names:
