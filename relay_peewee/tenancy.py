@@ -10,6 +10,12 @@ A subclass gets, without writing them:
 * one composite unique index ``(tenant_id, *columns)`` for each entry of
   ``Meta.tenant_unique``.
 
+and every query through it is limited to the tenant in context
+(``tenant_context``): reads see only that tenant's rows, writes fill the tenant
+in and refuse to cross into another one, and with no tenant in context any
+query raises ``TenantRequired``. ``scoping`` and ``writes`` hold the query
+classes that do it; this module only wires them into the model.
+
 Example::
 
     class Invoice(TenantModel):
@@ -24,16 +30,33 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import Any, cast
 
-from peewee import ForeignKeyField, ModelBase
+from peewee import ForeignKeyField, ModelBase, classmethod_only
 
-from .models.base import BaseModel
+from .events import AuditedModel
+from .scoping import (
+    TENANT_COLUMN,
+    TENANT_FIELD,
+    ScopedRaw,
+    ScopedSelect,
+    TenantMetadata,
+    TenantModelAlias,
+    scope_tenant,
+)
+from .writes import (
+    ANY_VALUE,
+    ScopedDelete,
+    ScopedInsert,
+    ScopedUpdate,
+    check_tenant_value,
+    instance_refs,
+    tenant_refs,
+    trusting,
+    verify_references,
+)
 
-__all__ = ["TenantModel", "tenant_indexes"]
-
-TENANT_FIELD = "tenant"
-TENANT_COLUMN = "tenant_id"
+__all__ = ["TENANT_COLUMN", "TENANT_FIELD", "TenantModel", "tenant_indexes"]
 
 
 def tenant_indexes(
@@ -97,9 +120,113 @@ class TenantModelBase(ModelBase):
         return cls
 
 
-class TenantModel(BaseModel, metaclass=TenantModelBase):
+class TenantModel(AuditedModel, metaclass=TenantModelBase):
     """Base class for every table whose rows belong to exactly one tenant."""
 
     class Meta:
         # Declared per-tenant uniques, e.g. [("slug",)] -> UNIQUE (tenant_id, slug).
         tenant_unique: Sequence[Sequence[str]] = ()
+        # A TenantTable as `_meta.table`; also how scoping recognises a TenantModel.
+        model_metadata_class = TenantMetadata
+
+    # Every way peewee builds a query on the model returns a scoped class.
+
+    @classmethod
+    def select(cls, *fields: Any) -> ScopedSelect:
+        return ScopedSelect(cls, fields or cls._meta.sorted_fields, is_default=not fields)
+
+    @classmethod
+    def insert(cls, data: Any = None, /, **insert: Any) -> ScopedInsert:
+        return ScopedInsert(cls, cast(Any, cls)._normalize_data(data, insert))
+
+    @classmethod
+    def insert_many(cls, rows: Any, fields: Any = None) -> ScopedInsert:
+        return ScopedInsert(cls, insert=rows, columns=fields)
+
+    @classmethod
+    def insert_from(cls, query: Any, fields: Any) -> ScopedInsert:
+        columns = [getattr(cls, f) if isinstance(f, str) else f for f in fields]
+        return ScopedInsert(cls, insert=query, columns=columns)
+
+    @classmethod
+    def update(cls, data: Any = None, /, **update: Any) -> ScopedUpdate:
+        return ScopedUpdate(cls, cast(Any, cls)._normalize_data(data, update))
+
+    # classmethod_only, as peewee's: `instance.delete()` is an error, not a table wipe.
+    delete: Any = classmethod_only(lambda cls: ScopedDelete(cls))
+
+    @classmethod
+    def raw(cls, sql: str, *params: Any) -> ScopedRaw:
+        return ScopedRaw(cls, sql, params)
+
+    @classmethod
+    def alias(cls, alias: str | None = None) -> TenantModelAlias:
+        return TenantModelAlias(cls, alias)
+
+    # Instance writes: check the tenant up front, and tell the query which
+    # foreign-key values need no lookup.
+
+    def save(self, force_insert: bool = False, only: Any = None) -> Any:
+        tenant_id = scope_tenant(type(self))
+        if tenant_id is None:
+            return super().save(force_insert=force_insert, only=only)
+        owner = self.__data__.get(TENANT_FIELD)
+        if owner is None:
+            setattr(self, TENANT_FIELD, tenant_id)
+        else:
+            check_tenant_value(type(self), owner, tenant_id)
+        with trusting(instance_refs(self, tenant_id, unchanged_ok=True)):
+            return super().save(force_insert=force_insert, only=only)
+
+    def delete_instance(self, recursive: bool = False, delete_nullable: bool = False) -> Any:
+        tenant_id = scope_tenant(type(self))
+        owner = self.__data__.get(TENANT_FIELD)
+        if tenant_id is not None and owner is not None:
+            check_tenant_value(type(self), owner, tenant_id)
+        return super().delete_instance(recursive=recursive, delete_nullable=delete_nullable)
+
+    @classmethod
+    def bulk_create(cls, model_list: Any, batch_size: int | None = None) -> Any:
+        tenant_id = scope_tenant(cls)
+        if tenant_id is None:
+            return super().bulk_create(model_list, batch_size=batch_size)
+        instances = list(model_list)
+        trusted: dict[Any, set[Any]] = {}
+        for instance in instances:
+            _claim(instance, tenant_id)
+            for fk, values in instance_refs(instance, tenant_id, unchanged_ok=False).items():
+                trusted.setdefault(fk, set()).update(values)
+        with trusting(trusted):
+            return super().bulk_create(instances, batch_size=batch_size)
+
+    @classmethod
+    def bulk_update(cls, model_list: Any, fields: Any, batch_size: int | None = None) -> Any:
+        tenant_id = scope_tenant(cls)
+        if tenant_id is None:
+            return super().bulk_update(model_list, fields, batch_size=batch_size)
+        instances = list(model_list)
+        names = {f if isinstance(f, str) else f.name for f in fields}
+        for instance in instances:
+            _claim(instance, tenant_id)
+        # The values reach SQL as CASE expressions the query cannot inspect:
+        # check them here, then mark the fields as checked.
+        refs: dict[Any, set[Any]] = {}
+        for fk in tenant_refs(cls):
+            if fk.name in names:
+                for instance in instances:
+                    value = instance.__data__.get(fk.name)
+                    if value is not None:
+                        refs.setdefault(fk, set()).add(value)
+        verify_references(refs, tenant_id, cls._meta.database)
+        checked = {cls._meta.fields[name]: ANY_VALUE for name in names if name in cls._meta.fields}
+        with trusting(checked):
+            return super().bulk_update(instances, fields, batch_size=batch_size)
+
+
+def _claim(instance: TenantModel, tenant_id: str) -> None:
+    """Give a new row the tenant in context; refuse a row of another tenant."""
+    owner = instance.__data__.get(TENANT_FIELD)
+    if owner is None:
+        setattr(instance, TENANT_FIELD, tenant_id)
+    else:
+        check_tenant_value(type(instance), owner, tenant_id)

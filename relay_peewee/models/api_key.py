@@ -27,3 +27,4 @@ class ApiKey(TenantModel):
 
     class Meta:
         table_name = "api_keys"
+        audit_events = "api_key"  # api_key.create / api_key.update / api_key.delete

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from peewee import BooleanField, CompositeKey, DateTimeField, IntegerField, TextField
 
+from ..context import require_tenant
 from ..tenancy import TenantModel
 from ._columns import utcnow
 
@@ -23,3 +24,12 @@ class SiteSettings(TenantModel):
         table_name = "site_settings"
         # Every tenant holds its own row with id 'default'.
         primary_key = CompositeKey("tenant", "id")
+        audit_events = "site_settings"  # site_settings.create / .update / .delete
+
+    @classmethod
+    def for_tenant(cls) -> SiteSettings:
+        """The current tenant's settings, created from the defaults on first use."""
+        # The tenant is named explicitly, not left to scoping, so that inside
+        # unscoped() this still returns the caller's row and not any tenant's.
+        settings, _created = cls.get_or_create(tenant=require_tenant(), id="default")
+        return settings

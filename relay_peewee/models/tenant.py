@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from peewee import BooleanField, DateTimeField, TextField
 
+from ..events import AuditedModel
 from ._columns import new_id, utcnow
-from .base import BaseModel
 
 __all__ = ["DEFAULT_TENANT_ID", "DEFAULT_TENANT_SLUG", "Tenant"]
 
@@ -15,7 +15,7 @@ DEFAULT_TENANT_ID = "default-tenant-000-0000-000000000000"
 DEFAULT_TENANT_SLUG = "default"
 
 
-class Tenant(BaseModel):
+class Tenant(AuditedModel):
     id = TextField(primary_key=True, default=new_id)
     name = TextField()
     slug = TextField(unique=True)
@@ -28,3 +28,4 @@ class Tenant(BaseModel):
 
     class Meta:
         table_name = "tenants"
+        audit_events = "tenant"  # tenant.create / tenant.update / tenant.delete

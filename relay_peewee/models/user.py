@@ -23,3 +23,4 @@ class User(TenantModel):
 
     class Meta:
         table_name = "users"
+        audit_events = "user"  # user.create / user.update / user.delete

@@ -1,0 +1,144 @@
+"""The tenant context: which tenant the current request, thread or task acts for.
+
+One ``ContextVar`` holds a ``Scope``. ``contextvars`` rather than a global or a
+thread-local because a thread-local leaks between asyncio tasks that share a
+thread, while a ``ContextVar`` is copied into each task (and each
+``asyncio.to_thread`` call) and starts empty in a new thread. Every query on a
+TenantModel reads it once, at SQL-generation time.
+
+Example::
+
+    with tenant_context(tenant):
+        skills = list(Skill.select())          # this tenant's skills only
+
+    with unscoped("nightly usage roll-up"):   # every tenant; leaves an audit row
+        total = UsageEvent.select().count()
+"""
+
+from __future__ import annotations
+
+from contextvars import ContextVar, Token
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any
+
+from .errors import TenantRequired
+
+__all__ = [
+    "Scope",
+    "active_scope",
+    "current_tenant",
+    "require_tenant",
+    "tenant_context",
+    "unscoped",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class Scope:
+    """What queries may see: one tenant, or (``unscoped``) every tenant."""
+
+    tenant_id: str | None
+    unscoped: bool = False
+    reason: str | None = None
+
+
+_scope: ContextVar[Scope | None] = ContextVar("relay_peewee_scope", default=None)
+
+
+def active_scope() -> Scope | None:
+    """The innermost ``tenant_context`` or ``unscoped`` block, or ``None``."""
+    return _scope.get()
+
+
+def current_tenant() -> str | None:
+    """The id of the tenant in context, or ``None``.
+
+    Inside ``unscoped`` this is the tenant of the enclosing context (the caller),
+    although queries there are not restricted to it.
+    """
+    scope = _scope.get()
+    return scope.tenant_id if scope is not None else None
+
+
+def require_tenant() -> str:
+    """The id of the tenant in context; ``TenantRequired`` when there is none."""
+    scope = _scope.get()
+    if scope is None or scope.tenant_id is None:
+        raise TenantRequired(
+            "no tenant in context: wrap the work in `with tenant_context(tenant):`"
+        )
+    return scope.tenant_id
+
+
+def tenant_id_of(tenant: Any) -> str:
+    """A tenant id from a ``Tenant`` row or an id string."""
+    tenant_id = getattr(tenant, "id", tenant) if not isinstance(tenant, str) else tenant
+    if not isinstance(tenant_id, str):
+        raise TypeError(f"expected a Tenant or a tenant id, got {tenant!r}")
+    if not tenant_id:
+        # An empty id must not silently mean "no tenant" (or "all tenants").
+        raise ValueError("a tenant id cannot be empty")
+    return tenant_id
+
+
+class _ScopeBlock:
+    """Sets a scope on entry and restores the previous one on any exit."""
+
+    _token: Token[Scope | None] | None = None
+
+    def _enter(self, scope: Scope) -> None:
+        if self._token is not None:
+            raise RuntimeError(f"{type(self).__name__} is already active; create a new one")
+        self._token = _scope.set(scope)
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        assert self._token is not None
+        # reset(), not set(previous): restores exactly what the enclosing
+        # block saw, even if code inside set the variable some other way.
+        _scope.reset(self._token)
+        self._token = None
+
+
+class tenant_context(_ScopeBlock):
+    """Scope every TenantModel query inside the block to one tenant.
+
+    Takes a ``Tenant`` or a tenant id. Nestable: the innermost block wins and
+    the outer one is back in force on exit, also when the block raises. The
+    tenant is not looked up, so entering costs no query; an id that names no
+    tenant reads nothing and cannot write (the foreign key refuses).
+    """
+
+    def __init__(self, tenant: Any) -> None:
+        self.tenant_id = tenant_id_of(tenant)
+
+    def __enter__(self) -> str:
+        self._enter(Scope(self.tenant_id))
+        return self.tenant_id
+
+
+class unscoped(_ScopeBlock):
+    """See every tenant inside the block: for admin and maintenance work.
+
+    ``reason`` is required and is written, with the caller's tenant, to an
+    ``audit_logs`` row (action ``tenant.unscoped``) on entry. If that row cannot
+    be written the block is not entered: the escape hatch is only available
+    while it leaves a trace. A ``tenant_context`` nested inside scopes again.
+    """
+
+    def __init__(self, reason: str) -> None:
+        if not isinstance(reason, str) or not reason.strip():
+            raise ValueError("unscoped() needs a reason, e.g. unscoped('GDPR export for #123')")
+        self.reason = reason.strip()
+
+    def __enter__(self) -> None:
+        from .events import record_unscoped  # events imports this module
+
+        caller = current_tenant()
+        record_unscoped(self.reason, caller)
+        self._enter(Scope(caller, unscoped=True, reason=self.reason))
