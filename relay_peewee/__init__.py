@@ -1,5 +1,6 @@
 """relay_peewee: multi-tenancy for Relay's Peewee models."""
 
+from .context import current_tenant, require_tenant, tenant_context, unscoped
 from .db import DEFAULT_URL, connect, database_proxy
 from .errors import (
     ConfigurationError,
@@ -9,7 +10,9 @@ from .errors import (
     TenantRequired,
     UnrecognisedSchema,
 )
+from .events import record_event
 from .models import MODELS, TENANT_MODELS
+from .scoping import RawQueryRefused
 from .tenancy import TenantModel
 
 __all__ = [
@@ -19,10 +22,16 @@ __all__ = [
     "ConfigurationError",
     "CrossTenantWrite",
     "MigrationError",
+    "RawQueryRefused",
     "RelayError",
     "TenantModel",
     "TenantRequired",
     "UnrecognisedSchema",
     "connect",
+    "current_tenant",
     "database_proxy",
+    "record_event",
+    "require_tenant",
+    "tenant_context",
+    "unscoped",
 ]

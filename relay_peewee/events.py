@@ -1,17 +1,10 @@
-"""The audit log: ``record_event`` and the events models record on their own.
+"""The audit log: ``record_event`` and the writer behind every audit row.
 
-A model opts in with one Meta option, the prefix of its actions::
-
-    class User(TenantModel):
-        class Meta:
-            audit_events = "user"      # user.create, user.update, user.delete
-
-Every INSERT, UPDATE and DELETE statement run through such a model (``create``,
-``save``, ``delete_instance``, ``insert_many``, ``update().where()``, ...)
-records one event after it succeeded. A statement that changed no row records
-nothing. Events are written in the caller's transaction, inside a savepoint:
-they commit or roll back with the change they describe, and a failure to write
-one is logged on the ``relay_peewee.events`` logger, never raised.
+Rows are written in the caller's transaction, inside a savepoint: they commit
+or roll back with the change they describe, and a failure to write one is
+logged on the ``relay_peewee.events`` logger, never raised (except for the row
+``unscoped()`` needs, which refuses to open the escape hatch without it).
+The events models record on their own are in ``audited_model``.
 """
 
 from __future__ import annotations
@@ -19,40 +12,18 @@ from __future__ import annotations
 import json
 import logging
 import uuid
-from collections.abc import Mapping, Sized
-from contextvars import ContextVar
-from dataclasses import dataclass
-from typing import Any, cast
+from collections.abc import Mapping
+from typing import Any
 
-from peewee import (
-    Database,
-    DatabaseProxy,
-    ModelDelete,
-    ModelInsert,
-    ModelUpdate,
-    Value,
-    classmethod_only,
-)
+from peewee import Database, DatabaseProxy, Value
 
 from .context import current_tenant
-from .models.base import BaseModel
 
-__all__ = ["AuditedModel", "audit_prefix", "record_event"]
+__all__ = ["UNSCOPED_ACTION", "record_event", "record_unscoped", "write_event"]
 
 logger = logging.getLogger("relay_peewee.events")
 
 UNSCOPED_ACTION = "tenant.unscoped"
-
-# The query classes below build on peewee internals (_execute, _insert, ...)
-# that its stubs do not describe; typed as Any so mypy checks our code instead.
-_ModelInsert: Any = ModelInsert
-_ModelUpdate: Any = ModelUpdate
-_ModelDelete: Any = ModelDelete
-
-
-def audit_prefix(model: Any) -> str | None:
-    """The ``Meta.audit_events`` prefix of a model, ``None`` when it records none."""
-    return getattr(model._meta, "audit_events", None)
 
 
 def record_event(
@@ -73,7 +44,7 @@ def record_event(
     """
     if not isinstance(action, str) or not action:
         raise ValueError("record_event() needs an action such as 'user.invite'")
-    return _write_event(
+    return write_event(
         database,
         {
             "action": action,
@@ -90,7 +61,7 @@ def record_event(
 
 def record_unscoped(reason: str, caller_tenant: str | None) -> None:
     """The audit row ``unscoped()`` writes on entry; raises if it cannot."""
-    _write_event(
+    write_event(
         None,
         {
             "action": UNSCOPED_ACTION,
@@ -101,10 +72,12 @@ def record_unscoped(reason: str, caller_tenant: str | None) -> None:
     )
 
 
-def _write_event(
+def write_event(
     database: Database | DatabaseProxy | None, row: dict[str, Any], *, strict: bool
 ) -> uuid.UUID | None:
-    from .models.audit_log import AuditLog  # the models package imports this module
+    """Insert one audit row in a savepoint; ``strict`` raises instead of logging."""
+    # Imported here: the models package imports this module (via audited_model).
+    from .models.audit_log import AuditLog
 
     db = database if database is not None else AuditLog._meta.database
     row_id = uuid.uuid4()
@@ -127,152 +100,3 @@ def _write_event(
         logger.exception("could not record audit event %r", row.get("action"))
         return None
     return row_id
-
-
-@dataclass(frozen=True, slots=True)
-class _InstanceWrite:
-    """Set by ``save``/``delete_instance``: which row the next statement writes."""
-
-    model: type[BaseModel]
-    resource_id: str | None
-    changed: tuple[str, ...] | None = None
-
-
-_instance_write: ContextVar[_InstanceWrite | None] = ContextVar(
-    "relay_peewee_instance_write", default=None
-)
-
-
-def _resource_id(instance: Any) -> str | None:
-    meta = instance._meta
-    if meta.primary_key is False:
-        return None
-    if meta.composite_key:
-        # Leave the tenant out of SiteSettings' ("tenant", "id"): the audit row
-        # carries the tenant already, and "default" is what a person looks for.
-        parts = [
-            instance.__data__.get(name) for name in meta.primary_key.field_names if name != "tenant"
-        ]
-        return ":".join(str(p) for p in parts)
-    pk = instance._pk
-    return None if pk is None else str(pk)
-
-
-def _record_statement(
-    query: Any,
-    database: Database,
-    verb: str,
-    rows: int | None,
-    extra: dict[str, Any],
-    resource_id: str | None = None,
-) -> None:
-    prefix = audit_prefix(query.model)
-    write = _instance_write.get()
-    if write is not None and write.model is query.model:
-        resource_id = write.resource_id
-        if write.changed is not None and verb == "update":
-            extra["fields"] = list(write.changed)
-    metadata = dict(extra)
-    if rows is not None and resource_id is None:
-        metadata["rows"] = rows
-    _write_event(
-        database,
-        {
-            "action": f"{prefix}.{verb}",
-            "tenant_id": current_tenant(),
-            "resource_type": prefix,
-            "resource_id": resource_id,
-            "metadata": metadata or None,
-        },
-        strict=False,
-    )
-
-
-def _affected(result: Any) -> int | None:
-    return result if isinstance(result, int) and not isinstance(result, bool) else None
-
-
-class AuditedInsert(_ModelInsert):
-    def _execute(self, database: Database) -> Any:
-        result = super()._execute(database)
-        if audit_prefix(self.model):
-            if self._query_type == ModelInsert.MULTI:
-                rows = len(self._insert) if isinstance(self._insert, Sized) else None
-                _record_statement(self, database, "create", rows, {})
-            else:
-                _record_statement(self, database, "create", 1, {}, self._inserted_id(result))
-        return result
-
-    def _inserted_id(self, result: Any) -> str | None:
-        """The id of a one-row insert made outside ``save()`` (which names it)."""
-        meta = self.model._meta
-        if meta.primary_key is False or meta.composite_key:
-            return None
-        data = self._insert if isinstance(self._insert, Mapping) else {}
-        value = data.get(meta.primary_key, data.get(meta.primary_key.name))
-        if value is None and (meta.auto_increment or not isinstance(result, int)):
-            # PostgreSQL returns the key; SQLite returns a rowid, which is
-            # the key only for an integer primary key.
-            value = result
-        return None if value is None or isinstance(value, bool) else str(value)
-
-
-class AuditedUpdate(_ModelUpdate):
-    def _execute(self, database: Database) -> Any:
-        result = super()._execute(database)
-        rows = _affected(result)
-        if audit_prefix(self.model) and rows != 0:
-            fields = sorted(getattr(k, "name", str(k)) for k in self._update)
-            _record_statement(self, database, "update", rows, {"fields": fields})
-        return result
-
-
-class AuditedDelete(_ModelDelete):
-    def _execute(self, database: Database) -> Any:
-        result = super()._execute(database)
-        rows = _affected(result)
-        if audit_prefix(self.model) and rows != 0:
-            _record_statement(self, database, "delete", rows, {})
-        return result
-
-
-class AuditedModel(BaseModel):
-    """A model whose writes record audit events when ``Meta.audit_events`` is set."""
-
-    class Meta:
-        # The action prefix ("user" -> user.create/update/delete); None: no events.
-        audit_events: str | None = None
-
-    @classmethod
-    def insert(cls, data: Any = None, /, **insert: Any) -> Any:
-        return AuditedInsert(cls, cast(Any, cls)._normalize_data(data, insert))
-
-    @classmethod
-    def insert_many(cls, rows: Any, fields: Any = None) -> Any:
-        return AuditedInsert(cls, insert=rows, columns=fields)
-
-    @classmethod
-    def update(cls, data: Any = None, /, **update: Any) -> Any:
-        return AuditedUpdate(cls, cast(Any, cls)._normalize_data(data, update))
-
-    # classmethod_only, as peewee's: `instance.delete()` is an error, not a table wipe.
-    delete: Any = classmethod_only(lambda cls: AuditedDelete(cls))
-
-    def save(self, force_insert: bool = False, only: Any = None) -> Any:
-        if not audit_prefix(type(self)):
-            return super().save(force_insert=force_insert, only=only)
-        changed = tuple(self.dirty_field_names) if only is None else None
-        token = _instance_write.set(_InstanceWrite(type(self), _resource_id(self), changed))
-        try:
-            return super().save(force_insert=force_insert, only=only)
-        finally:
-            _instance_write.reset(token)
-
-    def delete_instance(self, recursive: bool = False, delete_nullable: bool = False) -> Any:
-        if not audit_prefix(type(self)):
-            return super().delete_instance(recursive=recursive, delete_nullable=delete_nullable)
-        token = _instance_write.set(_InstanceWrite(type(self), _resource_id(self)))
-        try:
-            return super().delete_instance(recursive=recursive, delete_nullable=delete_nullable)
-        finally:
-            _instance_write.reset(token)

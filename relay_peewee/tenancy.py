@@ -34,7 +34,7 @@ from typing import Any, cast
 
 from peewee import ForeignKeyField, ModelBase, classmethod_only
 
-from .events import AuditedModel
+from .audited_model import AuditedModel
 from .scoping import (
     TENANT_COLUMN,
     TENANT_FIELD,

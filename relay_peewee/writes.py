@@ -34,8 +34,8 @@ from peewee import (
     chunked,
 )
 
+from .audited_model import AuditedDelete, AuditedInsert, AuditedUpdate
 from .errors import CrossTenantWrite
-from .events import AuditedDelete, AuditedInsert, AuditedUpdate
 from .scoping import (
     TENANT_FIELD,
     ScopedSelect,

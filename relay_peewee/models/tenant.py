@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from peewee import BooleanField, DateTimeField, TextField
 
-from ..events import AuditedModel
+from ..audited_model import AuditedModel
 from ._columns import new_id, utcnow
 
 __all__ = ["DEFAULT_TENANT_ID", "DEFAULT_TENANT_SLUG", "Tenant"]
