@@ -8,6 +8,7 @@ migrations are pending so it can gate a deploy.
 from __future__ import annotations
 
 import functools
+import json
 import os
 import sys
 from collections.abc import Callable, Iterator
@@ -108,12 +109,15 @@ def migrate(
     if show_sql:
         path = sqlite_path(database)
         if path is not None and not os.path.exists(path):
+            folder = os.path.dirname(os.path.abspath(path))
+            if not os.path.isdir(folder):
+                raise click.ClickException(f"cannot create {path}: no such folder {folder}")
             # Plan against the empty database migrate would create, without
             # leaving an empty file behind.
             database = "sqlite:///:memory:"
         with _database(database, must_exist=False) as db:
             plan = commands.migration_sql(db, target, online=online, lock_timeout=lock_timeout)
-            for statement in plan:
+            for statement in plan or ["-- nothing to do."]:
                 click.echo(statement)
         return
     with _database(database, must_exist=False) as db:
@@ -133,7 +137,7 @@ def migrate(
 @database_option
 @_user_errors
 def status(database: str | None) -> None:
-    """List applied and pending migrations; exit 1 while any is pending."""
+    """List applied and pending migrations; exit 1 while any is pending or unknown."""
     with _database(database) as db:
         rows = commands.status(db)
     for row in rows:
@@ -144,8 +148,14 @@ def status(database: str | None) -> None:
             note = "" if row.known else "  (unknown to this version of relay_peewee)"
             click.echo(f"[{mark}] {row.name}  {row.applied:%Y-%m-%d %H:%M:%S}{note}")
     pending = [r.name for r in rows if r.applied is None]
+    unknown = [r.name for r in rows if not r.known]
+    if unknown:
+        # A newer release migrated this database; `migrate` refuses, so a
+        # deploy gate must not pass either.
+        click.echo(f"{len(unknown)} unknown: upgrade relay_peewee", err=True)
     if pending:
         click.echo(f"{len(pending)} pending: run `relay-peewee migrate`", err=True)
+    if pending or unknown:
         sys.exit(1)
 
 
@@ -190,14 +200,33 @@ def tenants_create(database: str | None, slug: str, name: str, domain: str | Non
 
 @tenants.command("list")
 @database_option
+@click.option("--json", "as_json", is_flag=True, help="Print the tenants as a JSON list.")
 @_user_errors
-def tenants_list(database: str | None) -> None:
+def tenants_list(database: str | None, as_json: bool) -> None:
     """List tenants: id, slug, name, domain, active."""
     with _database(database) as db:
-        rows = commands.list_tenants(db)
-    for t in rows:
-        active = "active" if t.is_active else "inactive"
-        click.echo(f"{t.id}  {t.slug}  {t.name}  {t.domain or '-'}  {active}")
+        rows = [
+            {
+                "id": t.id,
+                "slug": t.slug,
+                "name": t.name,
+                "domain": t.domain,
+                "active": bool(t.is_active),
+            }
+            for t in commands.list_tenants(db)
+        ]
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    table = [("ID", "SLUG", "NAME", "DOMAIN", "ACTIVE")]
+    table += [
+        (r["id"], r["slug"], r["name"], r["domain"] or "-", "yes" if r["active"] else "no")
+        for r in rows
+    ]
+    widths = [max(len(str(row[i])) for row in table) for i in range(4)]
+    for row in table:
+        cells = [f"{cell!s:<{w}}" for cell, w in zip(row, widths, strict=False)]
+        click.echo("  ".join([*cells, str(row[4])]))
 
 
 @cli.command()
@@ -214,7 +243,7 @@ def audit(database: str | None, as_json: bool, citus: bool, strict: bool) -> Non
             findings = audit_schema(db, citus=citus, strict=strict)
     except (RelayError, DatabaseError, InterfaceError) as exc:
         # Exit 2, not the usual 1: a gate must tell "could not look" from "found errors".
-        click.echo(f"cannot audit the database: {_one_line(exc)}", err=True)
+        click.echo(f"Error: cannot audit the database: {_one_line(exc)}", err=True)
         sys.exit(2)
     click.echo(report(findings, as_json=as_json))
     if any(f.severity == "error" for f in findings):

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from peewee import Database, IntegrityError
 
 from .errors import MigrationError, RelayError
-from .migrator import MigrationRunner, MigrationStatus
+from .migrator import MigrationRunner, MigrationStatus, classify_schema
 from .migrator.backends import Progress
 from .models import Tenant
 
@@ -67,7 +67,9 @@ def migration_sql(
 def status(db: Database) -> list[MigrationStatus]:
     """Every migration, applied or pending, plus history rows with no file."""
     runner = MigrationRunner(db)
-    # A legacy database's baseline is pending until `migrate` records it.
+    # Refuse, like migrate would, a database that cannot be adopted; a
+    # legacy one shows its baseline pending until `migrate` records it.
+    classify_schema(db)
     return runner.statuses()
 
 
@@ -91,6 +93,7 @@ def create_tenant(db: Database, slug: str, name: str, domain: str | None = None)
         )
     if not name.strip():
         raise RelayError("a tenant needs a non-empty name")
+    domain = (domain or "").strip() or None
     with db.bind_ctx([Tenant]):
         if Tenant.select().where(Tenant.slug == slug).exists():
             raise RelayError(f"a tenant with slug {slug!r} already exists")

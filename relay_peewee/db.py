@@ -41,12 +41,17 @@ def resolve_url(url: str | None = None) -> str:
 
 
 def sqlite_path(url: str | None) -> str | None:
-    """The file a ``sqlite://`` URL names, or None for other URLs."""
+    """The file a ``sqlite://`` URL names, or None for other URLs and ``:memory:``."""
     url = resolve_url(url)
     if not url.startswith("sqlite://"):
         return None
-    path = db_url.parse(url).get("database")
-    return None if not path or path == ":memory:" else str(path)
+    # playhouse reads an empty path as ":memory:"; a user who typed
+    # "sqlite:///" meant a file, so the path is taken from the URL itself.
+    path = url[len("sqlite://") :]
+    path = path[1:] if path.startswith("/") else path
+    if not path:
+        raise ConfigurationError(f"database URL {url!r} names no file (sqlite:///path.db)")
+    return None if path == ":memory:" else path
 
 
 def open_database(url: str | None = None, *, must_exist: bool = False) -> Database:
@@ -55,25 +60,28 @@ def open_database(url: str | None = None, *, must_exist: bool = False) -> Databa
     ``must_exist``: refuse a SQLite path with no file rather than create one.
     """
     url = resolve_url(url)
+    shown = _redact(url)
     path = sqlite_path(url)
     if must_exist and path is not None and not os.path.exists(path):
         raise ConfigurationError(f"no such database file: {path}")
-    scheme = urlparse(url).scheme
+    try:
+        scheme = urlparse(url).scheme
+    except ValueError as exc:  # e.g. an unbalanced IPv6 bracket
+        raise ConfigurationError(f"malformed database URL {shown!r}: {exc}") from None
     db_class = db_url.schemes.get(scheme)
     if db_class is None:
         known = ", ".join(sorted(s for s in db_url.schemes if "+" not in s))
         raise ConfigurationError(
-            f"unsupported database URL {url!r}: scheme {scheme!r} is not one of {known}"
+            f"unsupported database URL {shown!r}: scheme {scheme!r} is not one of {known}"
         )
     kwargs: dict[str, Any] = {}
     if issubclass(db_class, SqliteDatabase):
         kwargs["pragmas"] = dict(SQLITE_PRAGMAS)
-        if not db_url.parse(url).get("database"):
-            raise ConfigurationError(f"database URL {url!r} names no file (sqlite:///path.db)")
     try:
         db: Database = db_url.connect(url, **kwargs)
     except (ImportError, RuntimeError, ValueError) as exc:
-        raise ConfigurationError(f"cannot open {url!r}: {exc}") from None
+        detail = str(exc).replace(url, shown)
+        raise ConfigurationError(f"cannot open {shown!r}: {detail}") from None
     try:
         db.connect(reuse_if_open=True)
     except Exception as exc:  # the driver's own error type varies
@@ -107,7 +115,11 @@ def is_sqlite(db: Database | DatabaseProxy) -> bool:
 
 
 def _redact(url: str) -> str:
-    parsed = urlparse(url)
-    if parsed.password:
-        return url.replace(f":{parsed.password}@", ":***@")
+    """The URL with its password, if any, replaced by ***."""
+    try:
+        password = urlparse(url).password
+    except ValueError:
+        password = None
+    if password:
+        return url.replace(f":{password}@", ":***@")
     return url

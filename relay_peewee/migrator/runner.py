@@ -307,9 +307,7 @@ class MigrationRunner(Runner):
             with _recording(db, captured), db.atomic() as txn:
                 adopted, _names = self._upgrade(target)
                 if adopted:
-                    captured.insert(
-                        0, f"-- recognised a legacy Relay database: {BASELINE} recorded as applied"
-                    )
+                    captured.insert(0, "-- recognised a legacy Relay database")
                 txn.rollback()
         finally:
             self._capture = None
@@ -317,11 +315,14 @@ class MigrationRunner(Runner):
                 self.migrator.record = None
             if sqlite_fk:
                 db.pragma("foreign_keys", 1)
+        if not any(line.startswith("-- up:") for line in captured):
+            return []  # history bookkeeping alone is no plan: nothing to do
         return captured
 
     def _run(self, name: str, module: Any, direction: str, fake: bool = False) -> None:
         if self._capture is not None:
-            self._capture.append(f"-- {direction}: {name}")
+            done = "recorded as applied, not run" if fake else direction
+            self._capture.append(f"-- {done}: {name}")
         if fake or not (self.online and direction == "up" and getattr(module, "ONLINE", False)):
             # Shown as the one transaction it runs in (peewee's savepoints
             # are left out of the printed plan).
