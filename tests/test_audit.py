@@ -376,7 +376,7 @@ def test_unreachable_server_exits_2_with_one_line() -> None:
     assert result.exit_code == 2
     assert result.stdout == ""
     lines = result.stderr.splitlines()
-    assert len(lines) == 1 and lines[0].startswith("cannot audit the database: "), lines
+    assert len(lines) == 1 and lines[0].startswith("Error: cannot audit the database: "), lines
     assert "Traceback" not in result.output
 
 
@@ -385,4 +385,4 @@ def test_file_that_is_not_a_database_exits_2(tmp_path: Path) -> None:
     junk.write_text("meeting notes, not a database\n" * 20)
     result = run_audit(f"sqlite:///{junk}")
     assert result.exit_code == 2
-    assert result.stderr == "cannot audit the database: file is not a database\n"
+    assert result.stderr == "Error: cannot audit the database: file is not a database\n"
