@@ -218,15 +218,21 @@ def tenants_list(database: str | None, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(rows, indent=2))
         return
-    table = [("ID", "SLUG", "NAME", "DOMAIN", "ACTIVE")]
+    table: list[list[str]] = [["ID", "SLUG", "NAME", "DOMAIN", "ACTIVE"]]
     table += [
-        (r["id"], r["slug"], r["name"], r["domain"] or "-", "yes" if r["active"] else "no")
+        [
+            str(r["id"]),
+            str(r["slug"]),
+            str(r["name"]),
+            str(r["domain"] or "-"),
+            "yes" if r["active"] else "no",
+        ]
         for r in rows
     ]
-    widths = [max(len(str(row[i])) for row in table) for i in range(4)]
+    widths = [max(len(row[i]) for row in table) for i in range(4)]
     for row in table:
-        cells = [f"{cell!s:<{w}}" for cell, w in zip(row, widths, strict=False)]
-        click.echo("  ".join([*cells, str(row[4])]))
+        cells = [f"{cell:<{w}}" for cell, w in zip(row, widths, strict=False)]
+        click.echo("  ".join([*cells, row[4]]))
 
 
 @cli.command()

@@ -11,11 +11,11 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from peewee import Field
+from peewee import SQL, EnclosedNodeList, Field, ForeignKeyField, NodeList
 
 from .db import is_postgres
 
-__all__ = ["FloatListField", "JSONField", "TextListField"]
+__all__ = ["FloatListField", "JSONField", "TenantForeignKeyField", "TextListField"]
 
 
 class _PortableField(Field):
@@ -74,3 +74,30 @@ class FloatListField(_PortableField):
 
     def _pg_value(self, value: Any) -> Any:
         return [float(v) for v in value]
+
+
+class TenantForeignKeyField(ForeignKeyField):
+    """A foreign key between two TenantModels that cannot cross tenants.
+
+    Its constraint is ``(tenant_id, column) -> parent (tenant_id, id)``
+    instead of ``column -> parent (id)``: the database itself refuses a
+    rating of tenant A on a skill of tenant B. The parent must declare
+    ``tenant_unique = [("id",), ...]`` so that key is unique. Migration
+    0006 gives existing databases the same constraints.
+    """
+
+    def foreign_key_constraint(self, explicit_name: bool = False) -> NodeList:
+        tenant = self.model._meta.fields["tenant"]
+        parent_tenant = self.rel_model._meta.fields["tenant"]
+        parts = [
+            SQL("FOREIGN KEY"),
+            EnclosedNodeList((tenant, self)),
+            SQL("REFERENCES"),
+            self.rel_model,
+            EnclosedNodeList((parent_tenant, self.rel_field)),
+        ]
+        if self.on_delete:
+            parts.append(SQL(f"ON DELETE {self.on_delete}"))
+        if self.on_update:
+            parts.append(SQL(f"ON UPDATE {self.on_update}"))
+        return NodeList(parts)

@@ -48,6 +48,10 @@ def _kill_when(args: list[str], step: str) -> None:
 
 
 def _history_names(legacy: Legacy) -> list[str]:
+    # SQLite runs a whole migrate in one transaction: killed, it leaves
+    # not even the history table behind.
+    if "relay_peewee_migrations" not in legacy.db.get_tables():
+        return []
     rows = legacy.db.execute_sql("SELECT name FROM relay_peewee_migrations ORDER BY name")
     return [r[0] for r in rows.fetchall()]
 

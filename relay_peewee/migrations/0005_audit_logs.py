@@ -30,6 +30,11 @@ def _audit_model(db: Any) -> Any:
     return AuditLog
 
 
+# SQLite: its statements do not need earlier migrations' queued table
+# rebuilds to have run, so they are merged with its own (one copy per table).
+MERGES_REBUILDS = True
+
+
 def up(migrator: Any, db: Any) -> None:
     from relay_peewee.db import is_postgres
 

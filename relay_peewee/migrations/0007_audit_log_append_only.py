@@ -45,6 +45,11 @@ SQLITE_DOWN = [
 ]
 
 
+# SQLite: its statements do not need earlier migrations' queued table
+# rebuilds to have run, so they are merged with its own (one copy per table).
+MERGES_REBUILDS = True
+
+
 def up(migrator: Any, db: Any) -> None:
     migrator.step("audit_logs: refuse UPDATE and DELETE")
     statements = POSTGRES_UP if is_postgres(db) else SQLITE_UP

@@ -10,7 +10,7 @@ classes decide *how* (ALTER TABLE on PostgreSQL, one table rebuild on SQLite).
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, field
 from typing import Any, cast
 
@@ -83,6 +83,10 @@ PARENT_KEY = (TENANT_COLUMN, "id")
 class _TenancyOperations:
     """Operations shared by both backends; needs ``database`` and ``migrate``."""
 
+    def run_context(self) -> AbstractContextManager[None]:
+        """Wraps a whole migrate or rollback run (SQLite overrides it)."""
+        return nullcontext()
+
     database: Database
     progress: Progress | None = None
     migrate: Callable[..., None]
@@ -122,6 +126,9 @@ class _TenancyOperations:
 
     def refuse_cross_tenant_references(self, refs: Sequence[TenantReference]) -> None:
         """Stop, naming the rows, if any row already points into another tenant."""
+        tenants = self.database.execute_sql("SELECT count(*) FROM tenants").fetchone()[0]
+        if tenants <= 1:
+            return  # with one tenant (the usual legacy case) nothing can cross
         problems = []
         for ref in refs:
             child, parent, col = quote(ref.table), quote(ref.parent), quote(ref.column)
@@ -272,6 +279,22 @@ class RelayPostgresqlMigrator(_TenancyOperations, PostgresqlMigrator):
 
 
 class RelaySqliteMigrator(_TenancyOperations, SqliteMigrator):
+    """SQLite: constraint changes are table rebuilds, merged per run.
+
+    Inside ``run_context`` (the engine wraps every migrate and rollback in
+    it) all pending migrations share one transaction, and the rebuilds they
+    ask for are queued and done together: 0004 and 0006 both change the
+    keys of ``ratings``, yet it is copied once. A migration whose own
+    statements need the rebuilt tables (say, a DROP COLUMN) first makes the
+    queue run; one that does not says so with ``MERGES_REBUILDS = True``.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.deferring = False
+        self._queued: dict[str, list[Callable[[TableDDL], None]]] = {}
+        self._queued_drops: list[str] = []
+
     @contextmanager
     def migration_context(self, atomic: bool = True) -> Iterator[None]:
         # PRAGMA foreign_keys is ignored inside a transaction, so it is turned
@@ -284,13 +307,59 @@ class RelaySqliteMigrator(_TenancyOperations, SqliteMigrator):
         try:
             with db.atomic():
                 yield
-                check_foreign_keys(db)
+                if not self.deferring:
+                    self.flush()
+                    check_foreign_keys(db)
         finally:
             if was_on:
                 db.pragma("foreign_keys", 1)
 
+    @contextmanager
+    def run_context(self) -> Iterator[None]:
+        """One transaction and one foreign_key_check for a whole run."""
+        with self.migration_context():
+            self.deferring = True
+            try:
+                yield
+            except BaseException:
+                self._queued, self._queued_drops = {}, []
+                raise
+            finally:
+                self.deferring = False
+        # (migration_context flushed the queue and checked before COMMIT)
+
+    def rebuild(
+        self, transforms: dict[str, Callable[[TableDDL], None]], drop_indexes: Sequence[str] = ()
+    ) -> None:
+        for table, transform in transforms.items():
+            self._queued.setdefault(table, []).append(transform)
+        self._queued_drops += drop_indexes
+        if not self.deferring:
+            self.flush()
+
+    def flush(self) -> None:
+        """Rebuild every queued table once, applying its transforms in order."""
+        if not self._queued:
+            return
+        queued, drops = self._queued, self._queued_drops
+        self._queued, self._queued_drops = {}, []
+        self.step("rebuilding " + ", ".join(queued) + " (one copy each)")
+
+        def composed(transforms: list[Callable[[TableDDL], None]]) -> Callable[[TableDDL], None]:
+            def transform(ddl: TableDDL) -> None:
+                for each in transforms:
+                    each(ddl)
+
+            return transform
+
+        rebuild_tables(
+            cast(SqliteDatabase, self.database),
+            {table: composed(fs) for table, fs in queued.items()},
+            drops,
+        )
+
     def enforce_tenant_keys(self, specs: Sequence[TenantTable]) -> None:
-        self.step("rebuilding " + ", ".join(s.table for s in specs) + " with tenant keys")
+        self.step("tenant keys for " + ", ".join(s.table for s in specs))
         drop: list[str] = []
         for spec in specs:
             for old, _new in spec.unique_swaps:
@@ -299,20 +368,14 @@ class RelaySqliteMigrator(_TenancyOperations, SqliteMigrator):
                     for ix in catalog.unique_on(self.database, spec.table, old)
                     if ix.origin == "index"
                 ]
-        rebuild_tables(
-            cast(SqliteDatabase, self.database), {s.table: _enforce(s) for s in specs}, drop
-        )
+        self.rebuild({s.table: _enforce(s) for s in specs}, drop)
         self.step("creating per-tenant unique and tenant indexes")
         self.migrate(*[op for spec in specs for op in self._tenant_indexes(spec)])
 
     def relax_tenant_keys(self, specs: Sequence[TenantTable], tenant_id: str) -> None:
-        self.step("rebuilding " + ", ".join(s.table for s in specs) + " with global keys")
+        self.step("global keys for " + ", ".join(s.table for s in specs))
         drop = [name for spec in specs for name in self._drop_tenant_indexes(spec)]
-        rebuild_tables(
-            cast(SqliteDatabase, self.database),
-            {s.table: _relax(s, tenant_id) for s in specs},
-            drop,
-        )
+        self.rebuild({s.table: _relax(s, tenant_id) for s in specs}, drop)
 
     def drop_tenant_column(self, table: str) -> None:
         self.migrate(self.drop_column(table, TENANT_COLUMN))
@@ -326,7 +389,7 @@ class RelaySqliteMigrator(_TenancyOperations, SqliteMigrator):
             self.migrate(self.add_index(parent, PARENT_KEY, unique=True))
         actions = {ref: (self.old_reference(ref) or _NO_ACTION).on_delete for ref in refs}
         tables = list(dict.fromkeys(r.table for r in refs))
-        self.step("rebuilding " + ", ".join(tables) + " with tenant-consistent foreign keys")
+        self.step("tenant-consistent foreign keys for " + ", ".join(tables))
 
         def transform_for(table: str) -> Callable[[TableDDL], None]:
             def transform(ddl: TableDDL) -> None:
@@ -336,7 +399,7 @@ class RelaySqliteMigrator(_TenancyOperations, SqliteMigrator):
 
             return transform
 
-        rebuild_tables(cast(SqliteDatabase, self.database), {t: transform_for(t) for t in tables})
+        self.rebuild({t: transform_for(t) for t in tables})
         for table, name in redundant_indexes:
             if any(ix.name == name for ix in catalog.indexes(self.database, table)):
                 self.migrate(self.drop_index(table, name))
@@ -355,7 +418,7 @@ class RelaySqliteMigrator(_TenancyOperations, SqliteMigrator):
 
             return transform
 
-        rebuild_tables(cast(SqliteDatabase, self.database), {t: transform_for(t) for t in tables})
+        self.rebuild({t: transform_for(t) for t in tables})
         for parent in sorted({r.parent for r in refs}):
             self.migrate(self.drop_index(parent, make_index_name(parent, PARENT_KEY)))
         for table, _name in redundant_indexes:

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from peewee import Database, SqliteDatabase
+from peewee import Database
 from playhouse.migrations import MigrationError as PlayhouseMigrationError
 from playhouse.migrations import Runner
 
@@ -32,7 +32,6 @@ from ..errors import MigrationError, UnrecognisedSchema
 from .backends import Progress, migrator_for
 from .locking import migration_lock
 from .online import OnlinePostgresqlMigrator
-from .sqlite_rebuild import check_foreign_keys
 
 __all__ = [
     "HISTORY_TABLE",
@@ -228,9 +227,6 @@ class MigrationRunner(Runner):
         if self._capture is not None:
             self._capture.append("COMMIT;")
 
-    def _pending(self) -> bool:
-        return any(s.applied is None for s in self.statuses())
-
     def _refuse_unknown_history(self) -> None:
         unknown = [s.name for s in self.statuses() if not s.known]
         if unknown:
@@ -252,17 +248,17 @@ class MigrationRunner(Runner):
         if kind == "managed":
             self._refuse_unknown_history()
         target = self.resolve(target)
-        if isinstance(self.database, SqliteDatabase) and self._pending():
-            # SQLite may hold dangling references written while foreign keys
-            # were off; every rebuild ends with foreign_key_check, so report
-            # them now, before anything (even the history table) is written.
-            check_foreign_keys(self.database)
-        self._create_history_table()
-        adopted = kind == "legacy"
-        if adopted:
-            # Adoption: the legacy tables are the baseline; record, don't run.
-            self.fake(BASELINE)
-        return adopted, self._wrap(self.up, target)
+        # SQLite runs everything below as one transaction ending in one
+        # foreign_key_check: dangling references an old database collected
+        # while foreign keys were off are reported and nothing is kept, not
+        # even the history table.
+        with self.migrator.run_context():
+            self._create_history_table()
+            adopted = kind == "legacy"
+            if adopted:
+                # Adoption: the legacy tables are the baseline; record, don't run.
+                self.fake(BASELINE)
+            return adopted, self._wrap(self.up, target)
 
     def downgrade(self, target: str | None = None) -> list[str]:
         with migration_lock(self.database, self.wait, self.progress):
@@ -280,7 +276,8 @@ class MigrationRunner(Runner):
             check = getattr(migration.load(), "check_down", None)
             if check is not None:
                 check(self.migrator, self.database)
-        return self._wrap(self.down, target)
+        with self.migrator.run_context():
+            return self._wrap(self.down, target)
 
     def _down_plan(self, target: str | None) -> list[Any]:
         applied = [m for m in self.status() if m.applied]
@@ -323,6 +320,10 @@ class MigrationRunner(Runner):
         if self._capture is not None:
             done = "recorded as applied, not run" if fake else direction
             self._capture.append(f"-- {done}: {name}")
+        if getattr(self.migrator, "deferring", False) and not getattr(
+            module, "MERGES_REBUILDS", False
+        ):
+            self.migrator.flush()  # this migration needs the rebuilt tables
         if fake or not (self.online and direction == "up" and getattr(module, "ONLINE", False)):
             # Shown as the one transaction it runs in (peewee's savepoints
             # are left out of the printed plan).

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import uuid
 
-from peewee import DateTimeField, ForeignKeyField, TextField, UUIDField
+from peewee import DateTimeField, TextField, UUIDField
 
+from ..fields import TenantForeignKeyField
 from ..tenancy import TenantModel
 from ._columns import utcnow
 from .user import User
@@ -15,7 +16,7 @@ __all__ = ["ApiKey"]
 
 class ApiKey(TenantModel):
     id = UUIDField(primary_key=True, default=uuid.uuid4)
-    user = ForeignKeyField(User, backref="api_keys", on_delete="CASCADE", index=False)
+    user = TenantForeignKeyField(User, backref="api_keys", on_delete="CASCADE", index=False)
     # Globally unique: a presented key must resolve to exactly one tenant.
     key_hash = TextField(unique=True)
     key_prefix = TextField()

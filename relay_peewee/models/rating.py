@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from peewee import DateTimeField, ForeignKeyField, IntegerField, TextField
+from peewee import DateTimeField, IntegerField, TextField
 
+from ..fields import TenantForeignKeyField
 from ..tenancy import TenantModel
 from ._columns import new_id, utcnow
 from .skill import Skill
@@ -14,8 +15,8 @@ __all__ = ["Rating"]
 
 class Rating(TenantModel):
     id = TextField(primary_key=True, default=new_id)
-    skill = ForeignKeyField(Skill, backref="ratings", on_delete="CASCADE", index=False)
-    user = ForeignKeyField(User, backref="ratings", on_delete="CASCADE", index=False)
+    skill = TenantForeignKeyField(Skill, backref="ratings", on_delete="CASCADE", index=False)
+    user = TenantForeignKeyField(User, backref="ratings", on_delete="CASCADE", index=False)
     rating = IntegerField()
     comment = TextField(null=True)
     hours_saved_estimate = IntegerField(null=True)

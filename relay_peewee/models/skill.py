@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from peewee import DateTimeField, ForeignKeyField, IntegerField, TextField
+from peewee import DateTimeField, IntegerField, TextField
 
-from ..fields import TextListField
+from ..fields import TenantForeignKeyField, TextListField
 from ..tenancy import TenantModel
 from ._columns import new_id, utcnow
 from .user import User
@@ -26,7 +26,7 @@ class Skill(TenantModel):
     content = TextField()
     hours_saved = IntegerField(default=1, null=True)
     forked_from_id = TextField(null=True)
-    author = ForeignKeyField(
+    author = TenantForeignKeyField(
         User, null=True, backref="skills", column_name="author_id", index=False
     )
     created_at = DateTimeField(default=utcnow)
@@ -37,4 +37,5 @@ class Skill(TenantModel):
 
     class Meta:
         table_name = "skills"
-        tenant_unique = [("slug",)]
+        # ("id",): the key (tenant_id, id) that tenant-consistent references use.
+        tenant_unique = [("slug",), ("id",)]

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from peewee import DateTimeField, ForeignKeyField, IntegerField, TextField
+from peewee import DateTimeField, IntegerField, TextField
 
-from ..fields import FloatListField
+from ..fields import FloatListField, TenantForeignKeyField
 from ..tenancy import TenantModel
 from ._columns import new_id, utcnow
 from .skill import Skill
@@ -14,7 +14,7 @@ __all__ = ["SkillEmbedding"]
 
 class SkillEmbedding(TenantModel):
     id = TextField(primary_key=True, default=new_id)
-    skill = ForeignKeyField(Skill, backref="embeddings", on_delete="CASCADE", index=False)
+    skill = TenantForeignKeyField(Skill, backref="embeddings", on_delete="CASCADE", index=False)
     embedding = FloatListField()
     model_name = TextField()
     dimensions = IntegerField()

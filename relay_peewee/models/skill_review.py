@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from peewee import BooleanField, DateTimeField, ForeignKeyField, TextField
+from peewee import BooleanField, DateTimeField, TextField
 
-from ..fields import JSONField
+from ..fields import JSONField, TenantForeignKeyField
 from ..tenancy import TenantModel
 from ._columns import new_id, utcnow
 from .skill import Skill
@@ -15,8 +15,8 @@ __all__ = ["SkillReview"]
 
 class SkillReview(TenantModel):
     id = TextField(primary_key=True, default=new_id)
-    skill = ForeignKeyField(Skill, backref="reviews", on_delete="CASCADE", index=False)
-    requested_by = ForeignKeyField(
+    skill = TenantForeignKeyField(Skill, backref="reviews", on_delete="CASCADE", index=False)
+    requested_by = TenantForeignKeyField(
         User, null=True, backref="skill_reviews", column_name="requested_by", index=False
     )
     categories = JSONField()

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from peewee import DateTimeField, ForeignKeyField, IntegerField, TextField
+from peewee import DateTimeField, IntegerField, TextField
 
-from ..fields import JSONField
+from ..fields import JSONField, TenantForeignKeyField
 from ..tenancy import TenantModel
 from ._columns import new_id, utcnow
 from .skill import Skill
@@ -15,7 +15,7 @@ __all__ = ["SkillVersion"]
 
 class SkillVersion(TenantModel):
     id = TextField(primary_key=True, default=new_id)
-    skill = ForeignKeyField(Skill, backref="versions", on_delete="CASCADE", index=False)
+    skill = TenantForeignKeyField(Skill, backref="versions", on_delete="CASCADE", index=False)
     version = IntegerField()
     content_url = TextField()
     content_hash = TextField()
@@ -23,7 +23,7 @@ class SkillVersion(TenantModel):
     name = TextField()
     description = TextField(null=True)
     metadata = JSONField(null=True)
-    created_by = ForeignKeyField(
+    created_by = TenantForeignKeyField(
         User, null=True, backref="skill_versions", column_name="created_by", index=False
     )
     created_at = DateTimeField(default=utcnow)

@@ -6,7 +6,7 @@ import uuid
 
 from peewee import DateTimeField, ForeignKeyField, TextField, UUIDField
 
-from ..fields import JSONField
+from ..fields import JSONField, TenantForeignKeyField
 from ..tenancy import TenantModel
 from ._columns import utcnow
 from .skill import Skill
@@ -21,7 +21,7 @@ class UsageEvent(TenantModel):
     # A relation for the ORM only: Relay's schema has no foreign key here, so
     # usage history outlives a deleted skill.
     skill = ForeignKeyField(Skill, null=True, backref="usage_events", index=False)
-    user = ForeignKeyField(User, null=True, backref="usage_events", index=False)
+    user = TenantForeignKeyField(User, null=True, backref="usage_events", index=False)
     metadata = JSONField(null=True)
     created_at = DateTimeField(default=utcnow)
 

@@ -23,4 +23,7 @@ class User(TenantModel):
 
     class Meta:
         table_name = "users"
+        # The key (tenant_id, id) that tenant-consistent references use; it
+        # also serves every lookup by tenant.
+        tenant_unique = [("id",)]
         audit_events = "user"  # user.create / user.update / user.delete
