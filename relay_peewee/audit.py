@@ -30,9 +30,21 @@ from peewee import CompositeKey, Database, DatabaseProxy, Model
 from playhouse.migrate import make_index_name
 
 from .db import is_postgres, unwrap
+from .fields import TenantForeignKeyField
 from .migrator import HISTORY_TABLE, MigrationRunner
-from .migrator.catalog import ForeignKey, Index, columns, foreign_keys, indexes, primary_key
-from .models import MODELS, Tenant
+from .migrator.backends import POLICY
+from .migrator.catalog import (
+    ForeignKey,
+    Index,
+    columns,
+    foreign_keys,
+    has_policy,
+    indexes,
+    primary_key,
+    refused_operations,
+    row_security,
+)
+from .models import MODELS, AuditLog, Tenant
 from .tenancy import TENANT_COLUMN, TenantModel
 
 __all__ = ["SEVERITIES", "Finding", "audit_schema", "count_by_severity", "report"]
@@ -66,7 +78,7 @@ def audit_schema(
     audited: list[type[Model]] = [*MODELS, *(m for m in models or () if m not in MODELS)]
     # sqlite_sequence and sqlite_stat* belong to SQLite itself.
     tables = {t for t in db.get_tables() if not t.startswith("sqlite_")}
-    findings = _history(db, tables)
+    findings = _history(db, tables) + _append_only(db, tables)
     for model in audited:
         findings += _model(db, model, tables)
     modelled = {m._meta.table_name for m in audited} | {HISTORY_TABLE}
@@ -144,7 +156,61 @@ def _model(db: Database, model: type[Model], tables: set[str]) -> list[Finding]:
             out.append(Finding("error", table, "global-unique-missing", msg))
     if issubclass(model, TenantModel):
         out += _cross_tenant_uniques(db, table, keys, per_tenant, global_)
+        out += _tenant_references(db, model, table, MIGRATE if ours else "add it in your migration")
+        if is_postgres(db):
+            # Required of Relay's nine tables; for an application's own
+            # TenantModel, database-level isolation is recommended, not owed.
+            rls = _row_level_security(db, table, MIGRATE if ours else "see migration 0008")
+            out += rls if ours else [replace(f, severity="warning") for f in rls]
     return out
+
+
+def _tenant_references(db: Database, model: type[Model], table: str, fix: str) -> list[Finding]:
+    """Each TenantForeignKeyField must be (tenant_id, col) -> parent (tenant_id, id)."""
+    out = []
+    present = {(fk.columns, fk.ref_table, fk.ref_columns) for fk in foreign_keys(db, table)}
+    for field in model._meta.sorted_fields:
+        if not isinstance(field, TenantForeignKeyField):
+            continue
+        parent = field.rel_model._meta.table_name
+        want = (
+            (TENANT_COLUMN, field.column_name),
+            parent,
+            (TENANT_COLUMN, field.rel_field.column_name),
+        )
+        if want not in present:
+            msg = (
+                f"{field.column_name} can reference another tenant's {parent} row: no foreign "
+                f"key ({TENANT_COLUMN}, {field.column_name}) -> {parent} ({TENANT_COLUMN}, "
+                f"{field.rel_field.column_name}); fix: {fix}"
+            )
+            out.append(Finding("error", table, "tenant-reference", msg))
+    return out
+
+
+def _row_level_security(db: Database, table: str, fix: str) -> list[Finding]:
+    enabled, forced = row_security(db, table)
+    if not has_policy(db, table, POLICY):
+        msg = f"no row-level security policy {POLICY}; fix: {fix}"
+        return [Finding("error", table, "rls-policy", msg)]
+    if not (enabled and forced):
+        state = "forced" if enabled else "enabled"
+        msg = f"row-level security is not {state}, so the policy binds nobody (or not the owner)"
+        msg += f"; fix: ALTER TABLE {table} ENABLE ROW LEVEL SECURITY, FORCE ROW LEVEL SECURITY"
+        return [Finding("error", table, "rls-forced", msg)]
+    return []
+
+
+def _append_only(db: Database, tables: set[str]) -> list[Finding]:
+    """audit_logs must refuse UPDATE and DELETE in the database itself."""
+    table = AuditLog._meta.table_name
+    if table not in tables:
+        return []
+    missing = [op for op in ("UPDATE", "DELETE") if op not in refused_operations(db, table)]
+    if not missing:
+        return []
+    msg = f"{' and '.join(missing)} of audit events are not refused by a trigger; fix: {MIGRATE}"
+    return [Finding("error", table, "audit-append-only", msg)]
 
 
 def _tenant_column(db: Database, table: str, keys: list[Index], add_fix: str) -> list[Finding]:

@@ -20,7 +20,7 @@ from peewee import Database, DatabaseError, InterfaceError
 
 from . import commands
 from .audit import audit_schema, report
-from .db import DEFAULT_URL, open_database, sqlite_path
+from .db import DEFAULT_URL, is_postgres, open_database, sqlite_path
 from .errors import RelayError
 
 __all__ = ["cli", "main"]
@@ -254,6 +254,37 @@ def audit(database: str | None, as_json: bool, citus: bool, strict: bool) -> Non
     click.echo(report(findings, as_json=as_json))
     if any(f.severity == "error" for f in findings):
         sys.exit(1)
+
+
+@cli.command()
+@database_option
+@click.option("--app-role", default="relay_app", show_default=True, help="Role the app logs in as.")
+@click.option("--admin-role", default="relay_admin", show_default=True, help="The BYPASSRLS role.")
+@click.option(
+    "--no-unscoped",
+    is_flag=True,
+    help="Do not grant the admin role to the app role: unscoped() then fails in the app.",
+)
+@click.option(
+    "--apply", is_flag=True, help="Run the SQL (needs a superuser) instead of printing it."
+)
+@_user_errors
+def roles(
+    database: str | None, app_role: str, admin_role: str, no_unscoped: bool, apply: bool
+) -> None:
+    """PostgreSQL: print (or --apply) the SQL creating the app and admin roles for RLS."""
+    from .roles import create_roles, role_statements
+
+    if not apply:
+        for statement in role_statements(app_role, admin_role, allow_unscoped=not no_unscoped):
+            click.echo(f"{statement};")
+        return
+    with _database(database) as db:
+        if not is_postgres(db):
+            raise click.ClickException("roles are a PostgreSQL feature; SQLite has none")
+        create_roles(db, app_role, admin_role, allow_unscoped=not no_unscoped)
+    click.echo(f"roles {app_role} and {admin_role} are ready; set a password with:")
+    click.echo(f"  ALTER ROLE {app_role} PASSWORD '...';")
 
 
 def main() -> None:

@@ -133,6 +133,25 @@ def drop_table(db: Database) -> None:
     db.execute_sql("DROP TABLE usage_events")
 
 
+def drop_tenant_reference(db: Database) -> None:
+    if is_postgres(db):
+        db.execute_sql("ALTER TABLE ratings DROP CONSTRAINT ratings_skill_id_tenant_fkey")
+    else:
+
+        def single_column_key(ddl: TableDDL) -> None:
+            ddl.drop_foreign_key(["tenant_id", "skill_id"])
+            ddl.add("FOREIGN KEY (skill_id) REFERENCES skills (id) ON DELETE CASCADE")
+
+        rebuild(db, "ratings", single_column_key)
+
+
+def drop_audit_trigger(db: Database) -> None:
+    if is_postgres(db):
+        db.execute_sql("DROP TRIGGER audit_logs_append_only ON audit_logs")
+    else:
+        db.execute_sql("DROP TRIGGER audit_logs_no_delete")
+
+
 BREAKS = {
     "tenant index dropped": (drop_tenant_index, {("tenant-index", "ratings")}),
     "tenant foreign key dropped": (drop_tenant_fk, {("tenant-fk", "ratings")}),
@@ -149,6 +168,11 @@ BREAKS = {
     "history row unknown": (add_future_history_row, {("migration-unknown", HISTORY_TABLE)}),
     "history table dropped": (drop_history, {("history-missing", HISTORY_TABLE)}),
     "table dropped": (drop_table, {("table-missing", "usage_events")}),
+    "tenant-consistent reference dropped": (
+        drop_tenant_reference,
+        {("tenant-reference", "ratings")},
+    ),
+    "audit log trigger dropped": (drop_audit_trigger, {("audit-append-only", "audit_logs")}),
 }
 
 
@@ -191,6 +215,22 @@ def test_not_valid_tenant_fk_is_an_error(pg_db: Database, pg_url: str) -> None:
     findings = audit_schema(pg_db)
     assert problems(findings) == {("tenant-fk-not-valid", "ratings")}
     assert "VALIDATE CONSTRAINT ratings_tenant_id_fkey" in findings[0].message
+    assert run_audit(pg_url).exit_code == 1
+
+
+@pytest.mark.parametrize(
+    ("statement", "expected"),
+    [
+        ("DROP POLICY tenant_isolation ON ratings", ("rls-policy", "ratings")),
+        ("ALTER TABLE skills NO FORCE ROW LEVEL SECURITY", ("rls-forced", "skills")),
+        ("ALTER TABLE users DISABLE ROW LEVEL SECURITY", ("rls-forced", "users")),
+    ],
+)
+def test_row_level_security_gaps_are_errors(
+    pg_db: Database, pg_url: str, statement: str, expected: tuple[str, str]
+) -> None:
+    pg_db.execute_sql(statement)
+    assert problems(audit_schema(pg_db)) == {expected}
     assert run_audit(pg_url).exit_code == 1
 
 
@@ -296,7 +336,14 @@ def test_callers_own_tenant_models_are_audited(migrated_db: Database) -> None:
     }
     with migrated_db.bind_ctx(mine):
         migrated_db.create_tables(mine)
-    assert audit_schema(migrated_db, mine) == []
+    assert problems(audit_schema(migrated_db, mine)) == set()
+    # PostgreSQL: row-level security on an app's own tables is advised, not owed.
+    expected = (
+        {("rls-policy", "audit_test_invoices"), ("rls-policy", "audit_test_memberships")}
+        if is_postgres(migrated_db)
+        else set()
+    )
+    assert problems(audit_schema(migrated_db, mine), "warning") == expected
     # Without them, their tables are merely unknown to the audit.
     assert problems(audit_schema(migrated_db), "info") == {
         ("unmodelled-table", "audit_test_invoices"),

@@ -34,6 +34,7 @@ ALL = [
     "0005_audit_logs",
     "0006_tenant_references",
     "0007_audit_log_append_only",
+    "0008_row_level_security",
 ]
 
 # The end state section 3 of the foundation issue asks for.

@@ -79,6 +79,35 @@ class TenantReference:
 
 PARENT_KEY = (TENANT_COLUMN, "id")
 
+# Row-level security (PostgreSQL): a row is visible and writable only while
+# the session's transaction has set this tenant (tenant_context does, with
+# set_config(..., true), so it ends with the transaction).
+TENANT_SETTING = "app.current_tenant_id"
+POLICY = "tenant_isolation"
+POLICY_PREDICATE = f"{TENANT_COLUMN} = current_setting('{TENANT_SETTING}', true)"
+
+
+def policy_sql(table: str) -> list[str]:
+    # The policy exists before RLS is enabled: enabled without one, every
+    # query on the table would see zero rows.
+    t = quote(table)
+    return [
+        f"CREATE POLICY {POLICY} ON {t} USING ({POLICY_PREDICATE}) WITH CHECK ({POLICY_PREDICATE})",
+        f"ALTER TABLE {t} ENABLE ROW LEVEL SECURITY",
+        # FORCE: the table owner is bound too (superusers and BYPASSRLS
+        # roles still are not: that is the audited way around it).
+        f"ALTER TABLE {t} FORCE ROW LEVEL SECURITY",
+    ]
+
+
+def unpolicy_sql(table: str) -> list[str]:
+    t = quote(table)
+    return [
+        f"ALTER TABLE {t} NO FORCE ROW LEVEL SECURITY",
+        f"ALTER TABLE {t} DISABLE ROW LEVEL SECURITY",
+        f"DROP POLICY IF EXISTS {POLICY} ON {t}",
+    ]
+
 
 class _TenancyOperations:
     """Operations shared by both backends; needs ``database`` and ``migrate``."""
@@ -260,6 +289,21 @@ class RelayPostgresqlMigrator(_TenancyOperations, PostgresqlMigrator):
         for parent in sorted({r.parent for r in refs}):
             self.migrate(self.drop_index(parent, make_index_name(parent, PARENT_KEY)))
 
+    def enable_row_level_security(self, tables: Sequence[str]) -> None:
+        for table in tables:
+            if catalog.has_policy(self.database, table, POLICY):
+                continue
+            self.step(f"{table}: row-level security policy {POLICY}")
+            self.migrate(*[self.sql(s) for s in policy_sql(table)])
+
+    def disable_row_level_security(self, tables: Sequence[str]) -> None:
+        for table in tables:
+            self.migrate(*[self.sql(s) for s in unpolicy_sql(table)])
+
+    def run_context(self) -> AbstractContextManager[None]:
+        require_rls_bypass(self.database)
+        return nullcontext()
+
     def drop_tenant_column(self, table: str) -> None:
         # cascade=False: peewee's default CASCADE would silently drop views.
         self.migrate(self.drop_column(table, TENANT_COLUMN, cascade=False))
@@ -380,6 +424,12 @@ class RelaySqliteMigrator(_TenancyOperations, SqliteMigrator):
     def drop_tenant_column(self, table: str) -> None:
         self.migrate(self.drop_column(table, TENANT_COLUMN))
 
+    def enable_row_level_security(self, tables: Sequence[str]) -> None:
+        self.step("SQLite has no row-level security: isolation rests on the ORM and the keys")
+
+    def disable_row_level_security(self, tables: Sequence[str]) -> None:
+        return None
+
     def enforce_tenant_references(
         self, refs: Sequence[TenantReference], redundant_indexes: Sequence[tuple[str, str]]
     ) -> None:
@@ -426,6 +476,27 @@ class RelaySqliteMigrator(_TenancyOperations, SqliteMigrator):
 
 
 _NO_ACTION = catalog.ForeignKey(None, (), "", ())
+
+
+def require_rls_bypass(db: Database) -> None:
+    """Migrations must see every tenant's rows once RLS is forced.
+
+    Under forced row-level security a role without BYPASSRLS sees none of
+    the rows (no tenant is set), so a backfill would change nothing and a
+    safety check (other tenants' data?) would wrongly pass.
+    """
+    if not catalog.forced_rls_tables(db):
+        return
+    row = db.execute_sql(
+        "SELECT rolsuper OR rolbypassrls FROM pg_roles WHERE rolname = current_user"
+    ).fetchone()
+    if row and row[0]:
+        return
+    raise MigrationError(
+        "row-level security is forced on Relay's tables and this role cannot bypass it: "
+        "run migrations as the table owner with BYPASSRLS, a superuser, or SET ROLE "
+        "relay_admin (see `relay-peewee roles`)"
+    )
 
 
 def _single_reference_sql(ref: TenantReference, on_delete: str) -> str:

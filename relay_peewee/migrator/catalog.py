@@ -214,3 +214,54 @@ SELECT a.attname, a.attnotnull,
  WHERE t.relname = %s AND n.nspname = current_schema() AND a.attnum > 0 AND NOT a.attisdropped
  ORDER BY a.attnum
 """
+
+
+def has_policy(db: Database, table: str, name: str) -> bool:
+    """PostgreSQL: whether ``table`` has the row-level security policy ``name``."""
+    row = db.execute_sql(
+        "SELECT 1 FROM pg_policies WHERE schemaname = current_schema()"
+        " AND tablename = %s AND policyname = %s",
+        (table, name),
+    ).fetchone()
+    return row is not None
+
+
+def row_security(db: Database, table: str) -> tuple[bool, bool]:
+    """PostgreSQL: (row-level security enabled, forced) for ``table``."""
+    row = db.execute_sql(
+        "SELECT c.relrowsecurity, c.relforcerowsecurity FROM pg_class c"
+        " JOIN pg_namespace n ON n.oid = c.relnamespace"
+        " WHERE c.relname = %s AND n.nspname = current_schema()",
+        (table,),
+    ).fetchone()
+    return (bool(row[0]), bool(row[1])) if row else (False, False)
+
+
+def forced_rls_tables(db: Database) -> list[str]:
+    """PostgreSQL: the tables of the current schema with FORCE ROW LEVEL SECURITY."""
+    rows = db.execute_sql(
+        "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
+        " WHERE n.nspname = current_schema() AND c.relkind = 'r' AND c.relforcerowsecurity"
+        " ORDER BY 1"
+    ).fetchall()
+    return [r[0] for r in rows]
+
+
+def refused_operations(db: Database, table: str) -> set[str]:
+    """Which of UPDATE/DELETE a BEFORE trigger on ``table`` refuses outright."""
+    if is_postgres(db):
+        rows = db.execute_sql(
+            "SELECT event_manipulation FROM information_schema.triggers"
+            " WHERE event_object_schema = current_schema() AND event_object_table = %s"
+            " AND action_timing = 'BEFORE' AND action_orientation = 'ROW'",
+            (table,),
+        ).fetchall()
+        return {r[0] for r in rows} & {"UPDATE", "DELETE"}
+    refused = set()
+    for (sql,) in db.execute_sql(
+        "SELECT sql FROM sqlite_master WHERE type = 'trigger' AND tbl_name = ?", (table,)
+    ).fetchall():
+        text = " ".join(sql.upper().split())
+        if "RAISE(ABORT" in text.replace(" (", "(") or "RAISE (ABORT" in text:
+            refused |= {op for op in ("UPDATE", "DELETE") if f"BEFORE {op}" in text}
+    return refused

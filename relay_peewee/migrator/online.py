@@ -33,10 +33,12 @@ from ..errors import MigrationError
 from . import catalog
 from .backends import (
     PARENT_KEY,
+    POLICY,
     TENANT_COLUMN,
     RelayPostgresqlMigrator,
     TenantReference,
     TenantTable,
+    policy_sql,
 )
 from .sqlite_ddl import quote
 
@@ -180,6 +182,14 @@ class OnlinePostgresqlMigrator(RelayPostgresqlMigrator):
             present = any(ix.name == index for ix in catalog.indexes(self.database, table_name))
             if present or self.record is not None:
                 self.outside_transaction(f"DROP INDEX CONCURRENTLY IF EXISTS {quote(index)}")
+
+    def enable_row_level_security(self, tables: Sequence[str]) -> None:
+        # One short lock-bounded transaction per table, policy first.
+        for table in tables:
+            if self.record is None and catalog.has_policy(self.database, table, POLICY):
+                continue
+            self.step(f"{table}: row-level security policy {POLICY}")
+            self.locked(f"{table}: row-level security", *policy_sql(table))
 
     def ensure_index(
         self, table: str, columns: tuple[str, ...], *, unique: bool, name: str | None = None
