@@ -10,7 +10,7 @@ import psycopg2
 import pytest
 from conftest import PG_HOST, PG_PORT, PG_USER
 from peewee import Database
-from schema import scalar
+from schema import TENANT_TABLES, scalar
 
 from relay_peewee.commands import migrate, rollback
 from relay_peewee.db import open_database
@@ -20,17 +20,6 @@ from relay_peewee.models import DEFAULT_TENANT_ID
 from relay_peewee.roles import create_roles
 
 pytestmark = pytest.mark.postgres_only
-TENANT_TABLES = (
-    "users",
-    "skills",
-    "skill_versions",
-    "ratings",
-    "usage_events",
-    "skill_embeddings",
-    "skill_reviews",
-    "api_keys",
-    "site_settings",
-)
 
 
 @pytest.fixture

@@ -175,14 +175,18 @@ class _TenancyOperations:
             )
 
     def old_reference(self, ref: TenantReference) -> catalog.ForeignKey | None:
-        for fk in catalog.foreign_keys(self.database, ref.table):
-            if fk.columns == (ref.column,) and fk.ref_table == ref.parent:
-                return fk
-        return None
+        """The one-column foreign key a TenantReference replaces, if present."""
+        return self._reference(ref, (ref.column,))
 
     def composite_reference(self, ref: TenantReference) -> catalog.ForeignKey | None:
+        """The (tenant_id, column) foreign key, if present."""
+        return self._reference(ref, ref.columns)
+
+    def _reference(
+        self, ref: TenantReference, columns: tuple[str, ...]
+    ) -> catalog.ForeignKey | None:
         for fk in catalog.foreign_keys(self.database, ref.table):
-            if fk.columns == ref.columns and fk.ref_table == ref.parent:
+            if fk.columns == columns and fk.ref_table == ref.parent:
                 return fk
         return None
 
