@@ -109,7 +109,7 @@ def _affected(result: Any) -> int | None:
 class AuditedInsert(_ModelInsert):
     def _execute(self, database: Database) -> Any:
         result = super()._execute(database)
-        if audit_prefix(self.model):
+        if self.model._meta.audit_events:
             if self._query_type == ModelInsert.MULTI:
                 rows = len(self._insert) if isinstance(self._insert, Sized) else None
                 _record_statement(self, database, "create", rows, {})
@@ -135,7 +135,7 @@ class AuditedUpdate(_ModelUpdate):
     def _execute(self, database: Database) -> Any:
         result = super()._execute(database)
         rows = _affected(result)
-        if audit_prefix(self.model) and rows != 0:
+        if rows != 0 and self.model._meta.audit_events:
             fields = sorted(getattr(k, "name", str(k)) for k in self._update)
             _record_statement(self, database, "update", rows, {"fields": fields})
         return result
@@ -145,7 +145,7 @@ class AuditedDelete(_ModelDelete):
     def _execute(self, database: Database) -> Any:
         result = super()._execute(database)
         rows = _affected(result)
-        if audit_prefix(self.model) and rows != 0:
+        if rows != 0 and self.model._meta.audit_events:
             _record_statement(self, database, "delete", rows, {})
         return result
 

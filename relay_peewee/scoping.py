@@ -125,8 +125,14 @@ def _derived_table(ctx: Context, entity: Entity, tenant_id: str) -> Context:
     )
 
 
-def _declares_source(ctx: Context) -> bool:
-    return ctx.scope == SCOPE_SOURCE and not (ctx.state.in_projection or ctx.state.in_expr)
+def _declares_source(ctx: Any) -> bool:
+    # Runs for every column reference too (a column renders its table), so
+    # the common "no" is answered from one attribute.
+    state = ctx.state
+    return state.scope == SCOPE_SOURCE and not (state.in_projection or state.in_expr)
+
+
+_table_sql = peewee.Table.__sql__
 
 
 class TenantTable(Table):
@@ -144,12 +150,12 @@ class TenantTable(Table):
             _database=self._database,
         )
 
-    def __sql__(self, ctx: Context) -> Any:
-        if not _declares_source(ctx):
-            return super().__sql__(ctx)
+    def __sql__(self, ctx: Any) -> Any:
+        if ctx.state.scope != SCOPE_SOURCE or not _declares_source(ctx):
+            return _table_sql(self, ctx)
         tenant_id = scope_tenant(self._model)
         if tenant_id is None:
-            return super().__sql__(ctx)
+            return _table_sql(self, ctx)
         if self._alias:
             ctx.alias_manager[self] = self._alias
         _derived_table(ctx, Entity(*self._path), tenant_id)

@@ -30,11 +30,19 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Sequence
-from typing import Any, cast
+from typing import Any
 
-from peewee import ForeignKeyField, ModelBase, classmethod_only
+from peewee import ForeignKeyField, Model, ModelBase, classmethod_only
 
 from .audited_model import AuditedModel
+from .references import (
+    ANY_VALUE,
+    related_values,
+    tenant_refs,
+    trusting,
+    unverified_refs,
+    verify_references,
+)
 from .scoping import (
     TENANT_COLUMN,
     TENANT_FIELD,
@@ -44,19 +52,13 @@ from .scoping import (
     TenantModelAlias,
     scope_tenant,
 )
-from .writes import (
-    ANY_VALUE,
-    ScopedDelete,
-    ScopedInsert,
-    ScopedUpdate,
-    check_tenant_value,
-    instance_refs,
-    tenant_refs,
-    trusting,
-    verify_references,
-)
+from .writes import ScopedDelete, ScopedInsert, ScopedUpdate, check_tenant_value, checked_save
 
 __all__ = ["TENANT_COLUMN", "TENANT_FIELD", "TenantModel", "tenant_indexes"]
+
+# peewee's Model._normalize_data (keyword arguments -> {Field: value}), which
+# its stubs do not declare, as a plain function.
+_normalize_data: Any = vars(Model)["_normalize_data"].__func__
 
 
 def tenant_indexes(
@@ -137,7 +139,7 @@ class TenantModel(AuditedModel, metaclass=TenantModelBase):
 
     @classmethod
     def insert(cls, data: Any = None, /, **insert: Any) -> ScopedInsert:
-        return ScopedInsert(cls, cast(Any, cls)._normalize_data(data, insert))
+        return ScopedInsert(cls, _normalize_data(cls, data, insert))
 
     @classmethod
     def insert_many(cls, rows: Any, fields: Any = None) -> ScopedInsert:
@@ -150,7 +152,7 @@ class TenantModel(AuditedModel, metaclass=TenantModelBase):
 
     @classmethod
     def update(cls, data: Any = None, /, **update: Any) -> ScopedUpdate:
-        return ScopedUpdate(cls, cast(Any, cls)._normalize_data(data, update))
+        return ScopedUpdate(cls, _normalize_data(cls, data, update))
 
     # classmethod_only, as peewee's: `instance.delete()` is an error, not a table wipe.
     delete: Any = classmethod_only(lambda cls: ScopedDelete(cls))
@@ -163,20 +165,24 @@ class TenantModel(AuditedModel, metaclass=TenantModelBase):
     def alias(cls, alias: str | None = None) -> TenantModelAlias:
         return TenantModelAlias(cls, alias)
 
-    # Instance writes: check the tenant up front, and tell the query which
-    # foreign-key values need no lookup.
+    # Instance writes: check the tenant and the references up front, here,
+    # where it is known which values changed and which related rows are held.
 
     def save(self, force_insert: bool = False, only: Any = None) -> Any:
-        tenant_id = scope_tenant(type(self))
+        model = type(self)
+        tenant_id = scope_tenant(model)
         if tenant_id is None:
             return super().save(force_insert=force_insert, only=only)
-        owner = self.__data__.get(TENANT_FIELD)
-        if owner is None:
-            setattr(self, TENANT_FIELD, tenant_id)
-        else:
-            check_tenant_value(type(self), owner, tenant_id)
-        with trusting(instance_refs(self, tenant_id, unchanged_ok=True)):
+        _claim(self, tenant_id)
+        if tenant_refs(model):
+            refs = unverified_refs(self, tenant_id)
+            if refs:
+                verify_references(refs, tenant_id, model._meta.database)
+        token = checked_save.set((model, tenant_id))
+        try:
             return super().save(force_insert=force_insert, only=only)
+        finally:
+            checked_save.reset(token)
 
     def delete_instance(self, recursive: bool = False, delete_nullable: bool = False) -> Any:
         tenant_id = scope_tenant(type(self))
@@ -191,12 +197,9 @@ class TenantModel(AuditedModel, metaclass=TenantModelBase):
         if tenant_id is None:
             return super().bulk_create(model_list, batch_size=batch_size)
         instances = list(model_list)
-        trusted: dict[Any, set[Any]] = {}
         for instance in instances:
             _claim(instance, tenant_id)
-            for fk, values in instance_refs(instance, tenant_id, unchanged_ok=False).items():
-                trusted.setdefault(fk, set()).update(values)
-        with trusting(trusted):
+        with trusting(related_values(instances, tenant_id)):
             return super().bulk_create(instances, batch_size=batch_size)
 
     @classmethod
@@ -213,20 +216,21 @@ class TenantModel(AuditedModel, metaclass=TenantModelBase):
         refs: dict[Any, set[Any]] = {}
         for fk in tenant_refs(cls):
             if fk.name in names:
-                for instance in instances:
-                    value = instance.__data__.get(fk.name)
-                    if value is not None:
-                        refs.setdefault(fk, set()).add(value)
+                values = {i.__data__.get(fk.name) for i in instances} - {None}
+                if values:
+                    refs[fk] = values
         verify_references(refs, tenant_id, cls._meta.database)
-        checked = {cls._meta.fields[name]: ANY_VALUE for name in names if name in cls._meta.fields}
-        with trusting(checked):
+        with trusting(dict.fromkeys(names, ANY_VALUE)):
             return super().bulk_update(instances, fields, batch_size=batch_size)
 
 
-def _claim(instance: TenantModel, tenant_id: str) -> None:
+def _claim(instance: Any, tenant_id: str) -> None:
     """Give a new row the tenant in context; refuse a row of another tenant."""
-    owner = instance.__data__.get(TENANT_FIELD)
+    data = instance.__data__
+    owner = data.get(TENANT_FIELD)
     if owner is None:
-        setattr(instance, TENANT_FIELD, tenant_id)
-    else:
+        # What the tenant field's accessor would do for an id, minus its checks.
+        data[TENANT_FIELD] = tenant_id
+        instance._dirty.add(TENANT_FIELD)
+    elif owner != tenant_id:
         check_tenant_value(type(instance), owner, tenant_id)

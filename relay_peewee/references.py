@@ -1,0 +1,224 @@
+"""Foreign keys between TenantModels must point at rows of the same tenant.
+
+Checking an id costs a query, so the check is batched and skipped where the
+answer is already known:
+
+* one ``SELECT id FROM <target> WHERE tenant_id = ? AND id IN (...)`` per
+  target model and statement checks every id a statement writes (10,000
+  inserted ratings cost two small queries, not 10,000);
+* no query is spent on a related instance read from or written to this
+  tenant (``Rating.create(skill=skill)`` with ``skill`` loaded), nor - on
+  ``save()`` - on a value unchanged since the row was loaded.
+
+An id that exists in no tenant is refused like one of another tenant:
+telling the two apart would tell the caller which ids another tenant uses.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from contextvars import ContextVar, Token
+from types import TracebackType
+from typing import Any, cast
+
+from peewee import SQL, Context, Database, Field, ForeignKeyField, Model, Node, fn
+
+from .errors import CrossTenantWrite
+from .scoping import TENANT_FIELD, ScopedSelect, is_tenant_model
+
+__all__ = [
+    "ANY_VALUE",
+    "References",
+    "collect",
+    "is_trusted_instance",
+    "related_values",
+    "tenant_refs",
+    "trusted_values",
+    "trusting",
+    "unverified_refs",
+    "verify_references",
+]
+
+# Foreign key -> the values a statement writes to it that still need checking.
+References = dict[ForeignKeyField, set[Any]]
+
+# In a `trusting` map: every value of this field was checked by the caller
+# (bulk_update writes them as CASE expressions the query cannot inspect).
+ANY_VALUE: Any = object()
+
+_VERIFY_CHUNK = 1000
+
+# Field name -> values (or ANY_VALUE) the statements in this block need not check.
+_trusted: ContextVar[Mapping[str, Any] | None] = ContextVar(
+    "relay_peewee_trusted_refs", default=None
+)
+_tenant_refs: dict[type[Model], tuple[ForeignKeyField, ...]] = {}
+
+
+def trusted_values() -> Mapping[str, Any] | None:
+    return _trusted.get()
+
+
+class trusting:
+    """Declare values checked for the statements in the block: ``{fk name: set}``."""
+
+    def __init__(self, values: Mapping[str, Any]) -> None:
+        self.values = values
+        self._token: Token[Mapping[str, Any] | None] | None = None
+
+    def __enter__(self) -> None:
+        self._token = _trusted.set(self.values or None)
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        assert self._token is not None
+        _trusted.reset(self._token)
+
+
+def tenant_refs(model: type[Model]) -> tuple[ForeignKeyField, ...]:
+    """The foreign keys of ``model`` that point at other TenantModels."""
+    refs = _tenant_refs.get(model)
+    if refs is None:
+        refs = tuple(fk for fk in model._meta.refs if is_tenant_model(fk.rel_model))
+        _tenant_refs[model] = refs
+    return refs
+
+
+def is_trusted_instance(instance: Any, tenant_id: str, fk: ForeignKeyField) -> bool:
+    """Whether ``instance`` is a row of this tenant, as read from or saved to it.
+
+    Its tenant and the key ``fk`` refers to must be unchanged since then (not
+    dirty): an instance built by hand with an id from a request is checked.
+    """
+    if not isinstance(instance, fk.rel_model):  # a TenantModel: fk is one of tenant_refs
+        return False
+    if instance.__data__.get(TENANT_FIELD) != tenant_id:
+        return False
+    dirty = instance._dirty
+    return TENANT_FIELD not in dirty and fk.rel_field.name not in dirty
+
+
+def collect(
+    refs: References,
+    fk: ForeignKeyField,
+    value: Any,
+    tenant_id: str,
+    trusted: Mapping[str, Any] | None,
+) -> None:
+    """Add ``value`` to ``refs`` unless it needs no query; refuse what cannot be checked."""
+    if value is None:
+        return
+    known = trusted.get(fk.name) if trusted is not None else None
+    if isinstance(value, Model):
+        if is_trusted_instance(value, tenant_id, fk):
+            return
+        value = getattr(value, fk.rel_field.name)
+        if value is None:
+            return
+    elif isinstance(value, Node):
+        # A subquery of a TenantModel is scoped itself; anything else
+        # (a CASE, a column) could name any row.
+        if isinstance(value, ScopedSelect) or known is ANY_VALUE:
+            return
+        raise CrossTenantWrite(
+            f"{fk.model.__name__}.{fk.name} is set to an SQL expression that cannot be "
+            "checked against the tenant; pass the id or the row"
+        )
+    if known is ANY_VALUE or (known is not None and value in known):
+        return
+    values = refs.get(fk)
+    if values is None:
+        refs[fk] = {value}
+    else:
+        values.add(value)
+
+
+def unverified_refs(instance: Any, tenant_id: str) -> References:
+    """What ``save()`` of ``instance`` must check: changed, untrusted references."""
+    refs: References = {}
+    data, rel, dirty = instance.__data__, instance.__rel__, instance._dirty
+    for fk in tenant_refs(type(instance)):
+        name = fk.name
+        # Unchanged since the row was loaded or saved: writing it back adds nothing.
+        if name not in dirty:
+            continue
+        value = data.get(name)
+        related = rel.get(name)
+        if (
+            related is not None
+            and is_trusted_instance(related, tenant_id, fk)
+            and getattr(related, fk.rel_field.name) == value
+        ):
+            continue
+        collect(refs, fk, value, tenant_id, None)
+    return refs
+
+
+def related_values(instances: list[Any], tenant_id: str) -> dict[str, set[Any]]:
+    """Per foreign-key name, the values held by trusted related instances."""
+    trusted: dict[str, set[Any]] = {}
+    for instance in instances:
+        data, rel = instance.__data__, instance.__rel__
+        for fk in tenant_refs(type(instance)):
+            related = rel.get(fk.name)
+            value = data.get(fk.name)
+            if (
+                related is not None
+                and value is not None
+                and is_trusted_instance(related, tenant_id, fk)
+                and getattr(related, fk.rel_field.name) == value
+            ):
+                trusted.setdefault(fk.name, set()).add(value)
+    return trusted
+
+
+class _InList(Node):
+    """``column IN (?, ?, ...)`` with the values as they are.
+
+    Rendering a thousand ``Value`` nodes costs as much as the query they are
+    for; these are database values already, so they join the parameters
+    directly (``Context._values``, peewee's parameter list).
+    """
+
+    def __init__(self, field: Field, values: list[Any]) -> None:
+        self.field = field
+        self.values = values
+
+    def __sql__(self, ctx: Context) -> Any:
+        ctx.sql(self.field).literal(" IN (")
+        ctx.literal(", ".join([ctx.state.param or "?"] * len(self.values)))
+        cast(Any, ctx)._values.extend(self.values)
+        return ctx.literal(")")
+
+
+def verify_references(refs: References, tenant_id: str, database: Database) -> None:
+    """``CrossTenantWrite`` unless every value names a row of this tenant."""
+    for fk, values in refs.items():
+        target = fk.rel_field
+        wanted = {target.db_value(v): v for v in values}
+        keys = list(wanted)
+        for start in range(0, len(keys), _VERIFY_CHUNK):
+            chunk = keys[start : start + _VERIFY_CHUNK]
+            # A ScopedSelect: counts only this tenant's rows. A foreign key
+            # targets a unique column, so all found <=> count == len(chunk).
+            query = fk.rel_model.select(fn.COUNT(SQL("*"))).where(_InList(target, chunk))
+            if query.scalar(database) != len(chunk):
+                _refuse_missing(fk, chunk, wanted, tenant_id, database)
+
+
+def _refuse_missing(
+    fk: ForeignKeyField, chunk: list[Any], wanted: dict[Any, Any], tenant_id: str, db: Database
+) -> None:
+    target = fk.rel_field
+    query = fk.rel_model.select(target).where(_InList(target, chunk)).tuples()
+    found = {target.db_value(row[0]) for row in query.execute(db)}
+    missing = [wanted[key] for key in chunk if key not in found]
+    more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
+    raise CrossTenantWrite(
+        f"{fk.model.__name__}.{fk.name} points at {fk.rel_model.__name__} "
+        f"{missing[0]!r}{more}, which is not a row of tenant {tenant_id!r}"
+    )
