@@ -11,9 +11,11 @@ Every INSERT, UPDATE and DELETE statement run through such a model (``create``,
 records one event after it succeeded, through ``events.write_event`` (same
 transaction, own savepoint, failures logged). A statement that changed no row
 records nothing. ``save()`` and ``delete_instance()`` name the row they wrote
-(``resource_id``) and, for an update, the fields that changed; other
-statements record the number of rows instead. Rows removed by a database
-``ON DELETE CASCADE`` are invisible to the ORM and record nothing.
+(``resource_id``), file the event under that row's tenant and, for an update,
+list the fields that changed; other statements record the number of rows
+instead. A write inside ``unscoped()`` carries its reason in the metadata.
+Rows removed by a database ``ON DELETE CASCADE`` are invisible to the ORM and
+record nothing.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from typing import Any, cast
 
 from peewee import Database, ModelDelete, ModelInsert, ModelUpdate, classmethod_only
 
-from .context import current_tenant
+from .context import active_scope, current_tenant
 from .events import write_event
 from .models.base import BaseModel
 
@@ -49,6 +51,7 @@ class _InstanceWrite:
 
     model: type[BaseModel]
     resource_id: str | None
+    tenant_id: str | None  # the row's own tenant, where it has one
     changed: tuple[str, ...] | None = None
 
 
@@ -72,6 +75,11 @@ def _resource_id(instance: Any) -> str | None:
     return None if pk is None else str(pk)
 
 
+def _row_tenant(instance: Any) -> str | None:
+    owner = instance.__data__.get("tenant")
+    return owner if isinstance(owner, str) else None
+
+
 def _record_statement(
     query: Any,
     database: Database,
@@ -81,19 +89,26 @@ def _record_statement(
     resource_id: str | None = None,
 ) -> None:
     prefix = audit_prefix(query.model)
+    tenant_id = current_tenant()
     write = _instance_write.get()
     if write is not None and write.model is query.model:
         resource_id = write.resource_id
+        # Inside unscoped() the row need not be the caller's tenant's: file
+        # the event under the tenant whose row it is.
+        tenant_id = write.tenant_id or tenant_id
         if write.changed is not None and verb == "update":
             extra["fields"] = list(write.changed)
     metadata = dict(extra)
     if rows is not None and resource_id is None:
         metadata["rows"] = rows
+    scope = active_scope()
+    if scope is not None and scope.unscoped:
+        metadata["unscoped"] = scope.reason
     write_event(
         database,
         {
             "action": f"{prefix}.{verb}",
-            "tenant_id": current_tenant(),
+            "tenant_id": tenant_id,
             "resource_type": prefix,
             "resource_id": resource_id,
             "metadata": metadata or None,
@@ -176,7 +191,8 @@ class AuditedModel(BaseModel):
         if not audit_prefix(type(self)):
             return super().save(force_insert=force_insert, only=only)
         changed = tuple(self.dirty_field_names) if only is None else None
-        token = _instance_write.set(_InstanceWrite(type(self), _resource_id(self), changed))
+        write = _InstanceWrite(type(self), _resource_id(self), _row_tenant(self), changed)
+        token = _instance_write.set(write)
         try:
             return super().save(force_insert=force_insert, only=only)
         finally:
@@ -185,7 +201,8 @@ class AuditedModel(BaseModel):
     def delete_instance(self, recursive: bool = False, delete_nullable: bool = False) -> Any:
         if not audit_prefix(type(self)):
             return super().delete_instance(recursive=recursive, delete_nullable=delete_nullable)
-        token = _instance_write.set(_InstanceWrite(type(self), _resource_id(self)))
+        write = _InstanceWrite(type(self), _resource_id(self), _row_tenant(self))
+        token = _instance_write.set(write)
         try:
             return super().delete_instance(recursive=recursive, delete_nullable=delete_nullable)
         finally:

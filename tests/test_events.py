@@ -158,3 +158,14 @@ def test_unscoped_is_refused_when_its_audit_row_cannot_be_written(relay_db: Data
         # Still scoped to the tenant, and the transaction is still usable.
         assert Skill.select().count() == 0
         relay_db.execute_sql("ALTER TABLE audit_logs_away RENAME TO audit_logs")
+
+
+def test_a_write_inside_unscoped_is_filed_under_the_rows_tenant(two_tenants: TenantPair) -> None:
+    a, b = two_tenants.a, two_tenants.b
+    with tenant_context(a), unscoped("support: fix a typo for tenant b"):
+        b_user = User.get(User.email == f"ann@{b.slug}.example")
+        b_user.name = "Ann B."
+        b_user.save()
+    (event,) = [e for e in events() if e.action == "user.update"]
+    assert (event.tenant_id, event.resource_id) == (b.id, b_user.id)
+    assert event.metadata == {"fields": ["name"], "unscoped": "support: fix a typo for tenant b"}

@@ -8,11 +8,12 @@ under test. Every test runs on SQLite and on PostgreSQL.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from typing import Any
 
 import pytest
-from peewee import JOIN, SQL, Database, Select, fn, prefetch
+from peewee import JOIN, PREFETCH_TYPE, SQL, Database, Select, fn, prefetch
 
 from relay_peewee import (
     CrossTenantWrite,
@@ -38,6 +39,7 @@ from relay_peewee.testing import (
     TenantPair,
     assert_only_tenant,
     assert_tenant_untouched,
+    assert_unchanged,
     snapshot_tenant,
 )
 
@@ -186,6 +188,11 @@ def test_prefetch_backrefs_and_foreign_keys_stay_in_the_tenant(two_tenants: Tena
         rating = Rating.get(Rating.skill == alpha)
         assert rating.skill.id == alpha.id  # a foreign key inside the tenant loads
 
+        related = list(Skill.select().with_related(Skill.ratings))
+        assert_only_tenant([*related, *(r for s in related for r in s.ratings)], a)
+        joined = prefetch(Skill.select(), Rating.select(), prefetch_type=PREFETCH_TYPE.JOIN)
+        assert_only_tenant([*joined, *(r for s in joined for r in s.ratings)], a)
+
         # A row read as B, followed in A's context: B's skill is not returned.
         assert b_rating is not None
         b_rating.__rel__.clear()
@@ -286,6 +293,42 @@ def test_update_and_delete_touch_only_the_tenant_in_context(two_tenants: TenantP
         assert Skill.select().count() == len(SAMPLE_SLUGS) - 1
         alpha.delete_instance(recursive=True)
         assert Skill.select().count() == len(SAMPLE_SLUGS) - 2
+
+
+def test_update_from_another_table_is_scoped_on_both(two_tenants: TenantPair) -> None:
+    a, b = two_tenants.a, two_tenants.b
+    with assert_tenant_untouched(b), tenant_context(a):
+        # UPDATE ... FROM users: the FROM side is scoped as a derived table.
+        query = Skill.update(description="by author").from_(User).where(Skill.author == User.id)
+        assert query.execute() == len(SAMPLE_SLUGS)
+
+
+def count_selects(caplog: pytest.LogCaptureFixture, run: Callable[[], Any]) -> int:
+    caplog.clear()
+    with caplog.at_level(logging.DEBUG, logger="peewee"):
+        run()
+    return sum(1 for r in caplog.records if str(r.msg).lstrip("('\"").startswith("SELECT"))
+
+
+def test_references_to_rows_already_read_cost_no_query(
+    two_tenants: TenantPair, caplog: pytest.LogCaptureFixture
+) -> None:
+    a = two_tenants.a
+    with tenant_context(a):
+        skill = Skill.get(Skill.slug == "alpha")
+        user = User.get(User.email == f"ann@{a.slug}.example")
+        assert count_selects(caplog, lambda: Rating.create(skill=skill, user=user, rating=5)) == 0
+
+        # Ids alone must be looked up: one query per referenced model.
+        def by_id() -> Rating:
+            return Rating.create(skill=skill.id, user=user.id, rating=5)
+
+        assert count_selects(caplog, by_id) == 2
+        rows = [{"skill": skill.id, "user": user.id, "rating": n} for n in range(50)]
+        assert count_selects(caplog, lambda: Rating.insert_many(rows).execute()) == 2
+        rating = Rating.get(Rating.skill == skill)
+        rating.rating = 1  # the references are unchanged since the row was read
+        assert count_selects(caplog, rating.save) == 0
 
 
 def test_moving_or_changing_another_tenants_row_is_refused(two_tenants: TenantPair) -> None:
@@ -488,3 +531,35 @@ def test_contexts_nest_and_restore_on_exceptions(two_tenants: TenantPair) -> Non
     with pytest.raises(TypeError):
         tenant_context(None)
     assert snapshot_tenant(b).tables["skills"]
+
+
+# --- the pytest plugin's own assertions --------------------------------------
+
+
+def test_the_plugins_assertions_catch_another_tenants_rows(two_tenants: TenantPair) -> None:
+    a, b = two_tenants.a, two_tenants.b
+    with tenant_context(a), unscoped("test: rows of both tenants"):
+        both = list(Skill.select())
+        both_dicts = list(Skill.select().dicts())
+        no_tenant_column = list(Skill.select(Skill.id, Skill.slug))
+        ratings_with_b_skills = list(
+            Rating.select(Rating, Skill).join(Skill).where(Skill.tenant == b.id)
+        )
+    for rows in (both, both_dicts, no_tenant_column):
+        with pytest.raises(AssertionError, match="another tenant"):
+            assert_only_tenant(rows, a)
+    for rating in ratings_with_b_skills:
+        rating.tenant = a.id  # only the joined skill still belongs to B
+    with pytest.raises(AssertionError, match="another tenant"):
+        assert_only_tenant(ratings_with_b_skills, a)
+    with pytest.raises(TypeError):
+        assert_only_tenant([("a tuple", "says nothing")], a)
+
+    snapshot = snapshot_tenant(b)
+    with tenant_context(b):
+        Skill.update(name="changed").where(Skill.slug == "alpha").execute()
+    with pytest.raises(AssertionError, match="skills"):
+        assert_unchanged(snapshot)
+    untouched_a = assert_tenant_untouched(a)
+    with pytest.raises(AssertionError, match="was modified"), untouched_a, tenant_context(a):
+        Skill.delete().where(Skill.slug == "gamma").execute()
