@@ -126,8 +126,9 @@ def _derived_table(ctx: Context, entity: Entity, tenant_id: str) -> Context:
 
 
 def _declares_source(ctx: Any) -> bool:
-    # Runs for every column reference too (a column renders its table), so
-    # the common "no" is answered from one attribute.
+    # A FROM/JOIN item. The SELECT list and ON clauses are SCOPE_SOURCE too,
+    # flagged in_projection / in_expr. This runs for every column reference
+    # (a column renders its table), so the common "no" costs one comparison.
     state = ctx.state
     return state.scope == SCOPE_SOURCE and not (state.in_projection or state.in_expr)
 
@@ -151,7 +152,7 @@ class TenantTable(Table):
         )
 
     def __sql__(self, ctx: Any) -> Any:
-        if ctx.state.scope != SCOPE_SOURCE or not _declares_source(ctx):
+        if not _declares_source(ctx):
             return _table_sql(self, ctx)
         tenant_id = scope_tenant(self._model)
         if tenant_id is None:

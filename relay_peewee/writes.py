@@ -22,7 +22,7 @@ from collections.abc import Mapping
 from contextvars import ContextVar
 from typing import Any, cast
 
-from peewee import Context, Database, Field, Insert, Model, Node
+from peewee import Column, Context, Database, Field, FieldAlias, Insert, Model, Node
 
 from .audited_model import AuditedDelete, AuditedInsert, AuditedUpdate
 from .errors import CrossTenantWrite
@@ -61,11 +61,20 @@ def check_tenant_value(model: type[Model], value: Any, tenant_id: str) -> None:
 
 
 def _field_of(model: type[Model], key: Any) -> Field | None:
-    if isinstance(key, Field):
-        return key
+    """The field a row or SET key names: by name, Field, aliased Field or Column."""
     if isinstance(key, str):
         return model._meta.combined.get(key)
-    return None
+    if isinstance(key, FieldAlias):
+        key = key.field
+    if isinstance(key, Field):
+        # Another model's field renders as its bare column name here.
+        return key if key.model is model else model._meta.columns.get(key.column_name)
+    if isinstance(key, Column) and isinstance(key.name, str):
+        return model._meta.columns.get(key.name)
+    # Any other expression as a column could be the tenant or a reference.
+    raise CrossTenantWrite(
+        f"cannot tell which {model.__name__} column {key!r} writes; name it by field"
+    )
 
 
 def check_update_data(model: type[Model], data: Mapping[Any, Any], tenant_id: str) -> References:
@@ -110,10 +119,18 @@ def _row_roles(model: type[Model]) -> tuple[dict[Any, int], dict[int, int]]:
     return roles
 
 
-def _role_of(key: Any, by_name: dict[Any, int], by_field: dict[int, int]) -> int | None:
+def _role_of(
+    model: type[Model], key: Any, by_name: dict[Any, int], by_field: dict[int, int]
+) -> int | None:
     if key.__class__ is str:
         return by_name.get(key)
-    return by_field.get(id(key)) if isinstance(key, Field) else by_name.get(key)
+    role = by_field.get(id(key))
+    if role is not None:
+        return role
+    if isinstance(key, Field) and not isinstance(key, FieldAlias) and key.model is model:
+        return None  # one of this model's other columns
+    field = _field_of(model, key)  # a Column, an alias, another model's field
+    return by_field.get(id(field)) if field is not None else None
 
 
 def _scan_rows(
@@ -136,7 +153,7 @@ def _scan_rows(
         columns = query.get_default_columns()
     at: list[tuple[int, int]] = []  # (position in a tuple row, role)
     for i, column in enumerate(columns or ()):
-        role = _role_of(column, by_name, by_field)
+        role = _role_of(model, column, by_name, by_field)
         if role is not None:
             at.append((i, role))
     tenant_at = next((i for i, role in at if role == _TENANT), None)
@@ -148,7 +165,7 @@ def _scan_rows(
         named, owner = False, None
         is_mapping = type(row) is dict or isinstance(row, Mapping)  # skip the ABC check
         pairs = (
-            [(_role_of(k, by_name, by_field), v) for k, v in row.items()]
+            [(_role_of(model, k, by_name, by_field), v) for k, v in row.items()]
             if is_mapping
             else [(role, row[i]) for i, role in at]
         )

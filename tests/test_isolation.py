@@ -275,6 +275,29 @@ def test_rows_naming_another_tenant_are_refused_and_nothing_is_written(
     assert count_all(Skill) == before
 
 
+def test_a_column_named_any_way_is_still_checked(two_tenants: TenantPair) -> None:
+    a, b = two_tenants.a, two_tenants.b
+    a_rows, b_rows = two_tenants.rows_of(a), two_tenants.rows_of(b)
+    table = Skill._meta.table
+    skill = {Skill.name: "n", Skill.slug: "z", Skill.description: "d", Skill.category: "c"}
+    rating = {Rating.user: a_rows.users[0].id, Rating.rating: 1}
+    attempts: list[Callable[[], Any]] = [
+        lambda: Skill.insert({table.tenant_id: b.id, **skill, Skill.content: "x"}).execute(),
+        lambda: Skill.insert({Skill.alias().tenant: b.id, **skill, Skill.content: "x"}).execute(),
+        lambda: Rating.insert(
+            {Skill.tenant: b.id, Rating.skill: a_rows.skills[0].id, **rating}
+        ).execute(),
+        lambda: Rating.insert(
+            {Rating._meta.table.skill_id: b_rows.skills[0].id, **rating}
+        ).execute(),
+        lambda: Skill.update({table.tenant_id: b.id}).execute(),
+    ]
+    with assert_tenant_untouched(a), assert_tenant_untouched(b), tenant_context(a):
+        for attempt in attempts:
+            with pytest.raises(CrossTenantWrite):
+                attempt()
+
+
 def test_update_and_delete_touch_only_the_tenant_in_context(two_tenants: TenantPair) -> None:
     a, b = two_tenants.a, two_tenants.b
     with assert_tenant_untouched(b), tenant_context(a):
