@@ -31,6 +31,7 @@ Options (or environment variables)
 
 from __future__ import annotations
 
+import getpass
 import os
 import secrets
 from collections.abc import Iterable, Iterator
@@ -94,7 +95,17 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
 
 
+def _chosen_backends(config: pytest.Config) -> list[str]:
+    return [b.strip() for b in str(config.getoption("relay_backends")).split(",") if b.strip()]
+
+
 def pytest_configure(config: pytest.Config) -> None:
+    unknown = sorted(set(_chosen_backends(config)) - set(BACKENDS))
+    if unknown:
+        raise pytest.UsageError(
+            f"--relay-backends: unknown backend(s) {', '.join(unknown)}; "
+            f"choose from {', '.join(BACKENDS)}"
+        )
     for backend in BACKENDS:
         config.addinivalue_line("markers", f"{backend}_only: runs on the {backend} backend only")
 
@@ -102,10 +113,7 @@ def pytest_configure(config: pytest.Config) -> None:
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "relay_backend" not in metafunc.fixturenames:
         return
-    chosen = [b.strip() for b in metafunc.config.getoption("relay_backends").split(",")]
-    unknown = sorted(set(chosen) - set(BACKENDS) - {""})
-    if unknown:
-        raise pytest.UsageError(f"--relay-backends: unknown backend(s) {', '.join(unknown)}")
+    chosen = _chosen_backends(metafunc.config)
     params = [
         pytest.param(b, id=b, marks=getattr(pytest.mark, f"{b}_only"))
         for b in BACKENDS
@@ -126,7 +134,7 @@ def _server_url(config: pytest.Config) -> str:
         return str(url)
     host = os.environ.get("PGHOST", "127.0.0.1")
     port = os.environ.get("PGPORT", "5432")
-    user = os.environ.get("PGUSER", os.environ.get("USER", "postgres"))
+    user = os.environ.get("PGUSER") or getpass.getuser()  # libpq's default too
     return f"postgresql://{user}@{host}:{port}/{os.environ.get('PGDATABASE', 'postgres')}"
 
 
