@@ -37,6 +37,8 @@ from peewee import ForeignKeyField, Model, ModelBase, classmethod_only
 from .audited_model import AuditedModel
 from .references import (
     ANY_VALUE,
+    References,
+    collect,
     related_values,
     tenant_refs,
     trusting,
@@ -213,12 +215,11 @@ class TenantModel(AuditedModel, metaclass=TenantModelBase):
             _claim(instance, tenant_id)
         # The values reach SQL as CASE expressions the query cannot inspect:
         # check them here, then mark the fields as checked.
-        refs: dict[Any, set[Any]] = {}
+        refs: References = {}
         for fk in tenant_refs(cls):
             if fk.name in names:
-                values = {i.__data__.get(fk.name) for i in instances} - {None}
-                if values:
-                    refs[fk] = values
+                for instance in instances:
+                    collect(refs, fk, instance.__data__.get(fk.name), tenant_id, None)
         verify_references(refs, tenant_id, cls._meta.database)
         with trusting(dict.fromkeys(names, ANY_VALUE)):
             return super().bulk_update(instances, fields, batch_size=batch_size)
