@@ -73,7 +73,10 @@ def require_tenant() -> str:
 
 def tenant_id_of(tenant: Any) -> str:
     """A tenant id from a ``Tenant`` row or an id string."""
-    tenant_id = getattr(tenant, "id", tenant) if not isinstance(tenant, str) else tenant
+    from .models.tenant import Tenant  # the models import this module
+
+    # Only a Tenant: any other row has an `id` too, and would scope to nothing.
+    tenant_id = tenant.id if isinstance(tenant, Tenant) else tenant
     if not isinstance(tenant_id, str):
         raise TypeError(f"expected a Tenant or a tenant id, got {tenant!r}")
     if not tenant_id:

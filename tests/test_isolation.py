@@ -553,6 +553,8 @@ def test_contexts_nest_and_restore_on_exceptions(two_tenants: TenantPair) -> Non
         tenant_context("")
     with pytest.raises(TypeError):
         tenant_context(None)
+    with pytest.raises(TypeError):  # a row, but not a tenant's
+        tenant_context(two_tenants.rows_of(a).users[0])
     assert snapshot_tenant(b).tables["skills"]
 
 
