@@ -17,12 +17,14 @@ Example::
 
 from __future__ import annotations
 
+from contextlib import AbstractContextManager
 from contextvars import ContextVar, Token
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
 
 from .errors import TenantRequired
+from .rls import bypass_scope, tenant_scope
 
 __all__ = [
     "Scope",
@@ -86,13 +88,20 @@ def tenant_id_of(tenant: Any) -> str:
 
 
 class _ScopeBlock:
-    """Sets a scope on entry and restores the previous one on any exit."""
+    """Sets a scope on entry and restores the previous one on any exit.
+
+    On PostgreSQL the block is also a transaction that carries the scope to
+    row-level security (``rls``); it commits, or rolls back on an exception.
+    """
 
     _token: Token[Scope | None] | None = None
+    _database: AbstractContextManager[None] | None = None
 
-    def _enter(self, scope: Scope) -> None:
+    def _enter(self, scope: Scope, database: AbstractContextManager[None]) -> None:
         if self._token is not None:
             raise RuntimeError(f"{type(self).__name__} is already active; create a new one")
+        database.__enter__()
+        self._database = database
         self._token = _scope.set(scope)
 
     def __exit__(
@@ -101,11 +110,13 @@ class _ScopeBlock:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        assert self._token is not None
+        assert self._token is not None and self._database is not None
         # reset(), not set(previous): restores exactly what the enclosing
         # block saw, even if code inside set the variable some other way.
         _scope.reset(self._token)
         self._token = None
+        database, self._database = self._database, None
+        database.__exit__(exc_type, exc, tb)
 
 
 class tenant_context(_ScopeBlock):
@@ -121,7 +132,7 @@ class tenant_context(_ScopeBlock):
         self.tenant_id = tenant_id_of(tenant)
 
     def __enter__(self) -> str:
-        self._enter(Scope(self.tenant_id))
+        self._enter(Scope(self.tenant_id), tenant_scope(self.tenant_id, current_tenant()))
         return self.tenant_id
 
 
@@ -144,4 +155,4 @@ class unscoped(_ScopeBlock):
 
         caller = current_tenant()
         record_unscoped(self.reason, caller)
-        self._enter(Scope(caller, unscoped=True, reason=self.reason))
+        self._enter(Scope(caller, unscoped=True, reason=self.reason), bypass_scope())

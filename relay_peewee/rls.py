@@ -1,0 +1,98 @@
+"""What a tenant context means to PostgreSQL's row-level security.
+
+Migration 0008 makes every tenant table show only the rows of
+``current_setting('app.current_tenant_id', true)``. On PostgreSQL,
+``tenant_context`` therefore opens a transaction (a savepoint when one is
+open) and sets that value with ``set_config(..., true)``: it lives exactly as
+long as the transaction, so a pooled connection never carries a tenant into
+the next request. ``unscoped`` opens one too and, if the connected role is
+bound by the policies, switches to the ``relay_admin`` role (``BYPASSRLS``)
+with ``SET LOCAL ROLE`` until it ends.
+
+Consequences worth knowing:
+
+* on PostgreSQL a tenant context is a transaction: leaving it with an
+  exception rolls its writes back;
+* the connection is the thread's (peewee's rule), so asyncio tasks that
+  interleave database work on one thread would share one transaction: run
+  each task's database work in a thread (``asyncio.to_thread``).
+
+SQLite has no row-level security; nothing happens there.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+
+from peewee import Database
+
+from .db import database_proxy, is_postgres
+from .errors import RelayError
+
+__all__ = ["ADMIN_ROLE", "TENANT_SETTING", "bypass_scope", "tenant_scope"]
+
+TENANT_SETTING = "app.current_tenant_id"
+ADMIN_ROLE = "relay_admin"
+
+
+def _bound_postgres() -> Database | None:
+    db = database_proxy.obj
+    return db if db is not None and is_postgres(db) else None
+
+
+def _set_tenant(db: Database, tenant_id: str) -> None:
+    db.execute_sql("SELECT set_config(%s, %s, true)", (TENANT_SETTING, tenant_id))
+
+
+@contextmanager
+def tenant_scope(tenant_id: str, outer_tenant: str | None) -> Iterator[None]:
+    """The database side of ``tenant_context`` (a no-op off PostgreSQL)."""
+    db = _bound_postgres()
+    if db is None:
+        yield
+        return
+    with db.atomic():
+        _set_tenant(db, tenant_id)
+        yield
+    if db.in_transaction():
+        # Still inside an enclosing context's transaction: a released
+        # savepoint keeps our value, so put the enclosing tenant back.
+        _set_tenant(db, outer_tenant or "")
+
+
+@contextmanager
+def bypass_scope() -> Iterator[None]:
+    """The database side of ``unscoped``: see every tenant until it ends."""
+    db = _bound_postgres()
+    if db is None:
+        yield
+        return
+    with ExitStack() as stack:
+        stack.enter_context(db.atomic())
+        switched = _needs_admin_role(db)
+        if switched:
+            role = getattr(db, "relay_admin_role", ADMIN_ROLE)
+            try:
+                with db.atomic():  # a failed SET ROLE must not poison the transaction
+                    db.execute_sql(f'SET LOCAL ROLE "{role}"')
+            except Exception as exc:
+                raise RelayError(
+                    f"unscoped() cannot bypass row-level security: SET ROLE {role} failed "
+                    f"({str(exc).strip().splitlines()[0]}); GRANT {role} TO the application "
+                    "role (see `relay-peewee roles`), or connect as a BYPASSRLS role"
+                ) from None
+        yield
+        if switched and db.in_transaction():
+            db.execute_sql("SET LOCAL ROLE NONE")
+
+
+def _needs_admin_role(db: Database) -> bool:
+    """Whether this role is bound by forced row-level security right now."""
+    row = db.execute_sql(
+        "SELECT NOT (r.rolsuper OR r.rolbypassrls) AND EXISTS ("
+        " SELECT 1 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
+        " WHERE n.nspname = current_schema() AND c.relforcerowsecurity)"
+        " FROM pg_roles r WHERE r.rolname = current_user"
+    ).fetchone()
+    return bool(row and row[0])
