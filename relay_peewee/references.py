@@ -151,7 +151,7 @@ def unverified_refs(instance: Any, tenant_id: str) -> References:
         if (
             related is not None
             and is_trusted_instance(related, tenant_id, fk)
-            and getattr(related, fk.rel_field.name) == value
+            and related.__data__.get(fk.rel_field.name) == value
         ):
             continue
         collect(refs, fk, value, tenant_id, None)

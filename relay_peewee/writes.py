@@ -274,13 +274,12 @@ class ScopedInsert(AuditedInsert):
     _ready_for: str | None = None  # checked for this tenant: render as it is
 
     def _checked_by_save(self, tenant_id: str) -> bool:
-        # save() put the tenant into its one row and checked its references.
-        data = self._insert
+        # save() put the tenant into the instance, whose data is this one row,
+        # and checked its references.
         return (
             checked_save.get() == (self.model, tenant_id)
-            and type(data) is dict
+            and type(self._insert) is dict
             and self._columns is None
-            and data.get(self.model._meta.fields[TENANT_FIELD]) == tenant_id
         )
 
     def __sql__(self, ctx: Context) -> Any:
