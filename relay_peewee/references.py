@@ -3,9 +3,10 @@
 Checking an id costs a query, so the check is batched and skipped where the
 answer is already known:
 
-* one ``SELECT id FROM <target> WHERE tenant_id = ? AND id IN (...)`` per
-  target model and statement checks every id a statement writes (10,000
-  inserted ratings cost two small queries, not 10,000);
+* one ``SELECT COUNT(*) FROM <target> WHERE id IN (...) AND tenant_id = ?``
+  per target model and statement checks every id it writes (10,000 inserted
+  ratings cost a couple of small queries, not 10,000); only when the count
+  falls short are the ids read back, to name the missing one;
 * no query is spent on a related instance read from or written to this
   tenant (``Rating.create(skill=skill)`` with ``skill`` loaded), nor - on
   ``save()`` - on a value unchanged since the row was loaded.
