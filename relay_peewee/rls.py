@@ -36,8 +36,8 @@ TENANT_SETTING = "app.current_tenant_id"
 ADMIN_ROLE = "relay_admin"
 
 
-def _bound_postgres() -> Database | None:
-    db = database_proxy.obj
+def _bound_postgres(database: Database | None = None) -> Database | None:
+    db = database if database is not None else database_proxy.obj
     return db if db is not None and is_postgres(db) else None
 
 
@@ -62,9 +62,12 @@ def tenant_scope(tenant_id: str, outer_tenant: str | None) -> Iterator[None]:
 
 
 @contextmanager
-def bypass_scope() -> Iterator[None]:
-    """The database side of ``unscoped``: see every tenant until it ends."""
-    db = _bound_postgres()
+def bypass_scope(database: Database | None = None) -> Iterator[None]:
+    """The database side of ``unscoped``: see every tenant until it ends.
+
+    Writes no audit row itself: ``unscoped`` does that before calling it.
+    """
+    db = _bound_postgres(database)
     if db is None:
         yield
         return

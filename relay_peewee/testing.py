@@ -60,6 +60,7 @@ from .models import (
     UsageEvent,
     User,
 )
+from .rls import bypass_scope
 from .scoping import TENANT_COLUMN, TENANT_FIELD
 
 __all__ = [
@@ -74,7 +75,10 @@ __all__ = [
     "snapshot_tenant",
 ]
 
-BACKENDS = ("sqlite", "postgres")
+# postgres_rls: PostgreSQL with row-level security in force: the fixtures
+# connect as a fresh application role (not owner, not superuser), so every
+# test also proves the database's own isolation holds up under the ORM.
+BACKENDS = ("sqlite", "postgres", "postgres_rls")
 SAMPLE_SLUGS = ("alpha", "beta", "gamma")
 
 
@@ -150,6 +154,7 @@ def relay_db_url(
     if relay_backend == "sqlite":
         yield f"sqlite:///{tmp_path / 'relay.db'}"
         return
+    # postgres and postgres_rls both get a throw-away PostgreSQL database.
     try:
         import psycopg2
     except ImportError:
@@ -172,14 +177,53 @@ def relay_db_url(
 
 
 @pytest.fixture
-def relay_db(relay_db_url: str) -> Iterator[Database]:
+def relay_db(relay_db_url: str, relay_backend: str) -> Iterator[Database]:
     """A migrated database with every relay_peewee model bound to it."""
     db = connect(relay_db_url)
     migrate(db)
-    try:
-        yield db
-    finally:
+    if relay_backend != "postgres_rls":
+        try:
+            yield db
+        finally:
+            db.close()
+        return
+    with _application_role(db, relay_db_url) as app_url:
         db.close()
+        app = connect(app_url)
+        app.relay_admin_role = _admin_role_of(app_url)  # type: ignore[attr-defined]
+        try:
+            yield app
+        finally:
+            app.close()
+
+
+def _admin_role_of(app_url: str) -> str:
+    return str(urlparse(app_url).username).replace("relay_app_", "relay_admin_")
+
+
+@contextmanager
+def _application_role(owner: Database, url: str) -> Iterator[str]:
+    """Fresh app and admin roles (``relay-peewee roles``); the app role's URL."""
+    from .roles import create_roles
+
+    suffix = secrets.token_hex(4)
+    app, admin = f"relay_app_{suffix}", f"relay_admin_{suffix}"
+    try:
+        create_roles(owner, app, admin)
+    except Exception as exc:  # not a superuser, most likely
+        pytest.skip(f"postgres_rls needs a role that may create roles: {exc}")
+    parsed = urlparse(url)
+    host = parsed.hostname or ""
+    port = f":{parsed.port}" if parsed.port else ""
+    try:
+        yield urlunparse(parsed._replace(netloc=f"{app}@{host}{port}"))
+    finally:
+        # Grants live in this database: drop them before the roles.
+        owner.connect(reuse_if_open=True)
+        owner.execute_sql(f"DROP OWNED BY {app}, {admin}")
+        owner.execute_sql(f"DROP ROLE IF EXISTS {app}")
+        owner.execute_sql(f"DROP ROLE IF EXISTS {admin}")
+        owner.close()
 
 
 # --- two populated tenants ---------------------------------------------------
@@ -328,11 +372,12 @@ def _owners(model: Any, keys: list[Any], db: Database) -> dict[str, str]:
     table = Table(model._meta.table_name, schema=model._meta.schema)
     column = table.c[pk.column_name]
     found: dict[str, str] = {}
-    for start in range(0, len(keys), 500):
-        chunk = [pk.db_value(k) for k in keys[start : start + 500]]
-        query = table.select(column, table.c[TENANT_COLUMN]).where(column.in_(chunk))
-        for key, owner in query.tuples().execute(db):
-            found[_key_text(pk, key)] = owner
+    with bypass_scope(db):  # the owners of rows row-level security hides too
+        for start in range(0, len(keys), 500):
+            chunk = [pk.db_value(k) for k in keys[start : start + 500]]
+            query = table.select(column, table.c[TENANT_COLUMN]).where(column.in_(chunk))
+            for key, owner in query.tuples().execute(db):
+                found[_key_text(pk, key)] = owner
     return found
 
 
@@ -392,12 +437,13 @@ def snapshot_tenant(tenant: Tenant | str, database: Database | None = None) -> T
     db = _database(database)
     tenant_id = tenant_id_of(tenant)
     tables: dict[str, list[tuple[str, ...]]] = {}
-    for model in TENANT_MODELS:
-        table = Table(model._meta.table_name, schema=model._meta.schema)
-        query = table.select().where(table.c[TENANT_COLUMN] == tenant_id)
-        tables[table.__name__] = sorted(
-            tuple(repr(v) for v in row) for row in query.tuples().execute(db)
-        )
+    with bypass_scope(db):  # another tenant's rows, whatever RLS would show
+        for model in TENANT_MODELS:
+            table = Table(model._meta.table_name, schema=model._meta.schema)
+            query = table.select().where(table.c[TENANT_COLUMN] == tenant_id)
+            tables[table.__name__] = sorted(
+                tuple(repr(v) for v in row) for row in query.tuples().execute(db)
+            )
     return TenantSnapshot(tenant_id, tables)
 
 
