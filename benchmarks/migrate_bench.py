@@ -109,7 +109,7 @@ def _child_project(url: str, to: str | None) -> dict[str, Any]:
         finally:
             statements.append((time.perf_counter() - t, " ".join(str(sql).split())))
 
-    db.execute_sql = timed
+    db.execute_sql = timed  # type: ignore[method-assign]
     kwargs: dict[str, Any] = {}
     if "progress" in inspect.signature(migrate).parameters:
         kwargs["progress"] = lambda label: steps.append((time.perf_counter() - start, label))
