@@ -1,6 +1,5 @@
 """relay_peewee: multi-tenancy for Relay's Peewee models."""
 
-from .context import current_tenant, require_tenant, tenant_context, unscoped
 from .db import DEFAULT_URL, connect, database_proxy
 from .errors import (
     ConfigurationError,
@@ -12,8 +11,8 @@ from .errors import (
 )
 from .events import record_event
 from .models import MODELS, TENANT_MODELS
-from .scoping import RawQueryRefused
-from .tenancy import TenantModel
+from .tenancy import TenantModel, current_tenant, require_tenant, tenant_context, unscoped
+from .tenancy.scoping import RawQueryRefused
 
 __all__ = [
     "DEFAULT_URL",

@@ -27,9 +27,9 @@ from typing import Any, cast
 
 from peewee import Database, ModelDelete, ModelInsert, ModelUpdate, classmethod_only
 
-from .context import active_scope, current_tenant
 from .events import write_event
 from .models.base import BaseModel
+from .tenancy.context import active_scope, current_tenant
 
 __all__ = ["AuditedDelete", "AuditedInsert", "AuditedModel", "AuditedUpdate", "audit_prefix"]
 

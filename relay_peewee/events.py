@@ -17,7 +17,7 @@ from typing import Any
 
 from peewee import Database, DatabaseProxy, Value
 
-from .context import current_tenant
+from .tenancy.context import current_tenant
 
 __all__ = ["UNSCOPED_ACTION", "record_event", "record_unscoped", "write_event"]
 

@@ -45,7 +45,6 @@ import pytest
 from peewee import Database, Model, Table
 
 from .commands import migrate
-from .context import tenant_context, tenant_id_of
 from .db import connect, database_proxy, unwrap
 from .models import (
     TENANT_MODELS,
@@ -60,8 +59,9 @@ from .models import (
     UsageEvent,
     User,
 )
-from .rls import bypass_scope
-from .scoping import TENANT_COLUMN, TENANT_FIELD
+from .tenancy.context import tenant_context, tenant_id_of
+from .tenancy.rls import bypass_scope
+from .tenancy.scoping import TENANT_COLUMN, TENANT_FIELD
 
 __all__ = [
     "SAMPLE_SLUGS",

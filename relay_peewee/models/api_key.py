@@ -7,7 +7,7 @@ import uuid
 from peewee import DateTimeField, TextField, UUIDField
 
 from ..fields import TenantForeignKeyField
-from ..tenancy import TenantModel
+from ..tenancy.model import TenantModel
 from ._columns import utcnow
 from .user import User
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from peewee import BooleanField, CompositeKey, DateTimeField, IntegerField, TextField
 
-from ..context import require_tenant
-from ..tenancy import TenantModel
+from ..tenancy.context import require_tenant
+from ..tenancy.model import TenantModel
 from ._columns import utcnow
 
 __all__ = ["SiteSettings"]

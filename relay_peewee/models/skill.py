@@ -5,7 +5,7 @@ from __future__ import annotations
 from peewee import DateTimeField, IntegerField, TextField
 
 from ..fields import TenantForeignKeyField, TextListField
-from ..tenancy import TenantModel
+from ..tenancy.model import TenantModel
 from ._columns import new_id, utcnow
 from .user import User
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from peewee import BooleanField, DateTimeField, TextField
 
 from ..fields import JSONField, TenantForeignKeyField
-from ..tenancy import TenantModel
+from ..tenancy.model import TenantModel
 from ._columns import new_id, utcnow
 from .skill import Skill
 from .user import User

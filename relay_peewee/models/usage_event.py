@@ -7,7 +7,7 @@ import uuid
 from peewee import DateTimeField, ForeignKeyField, TextField, UUIDField
 
 from ..fields import JSONField, TenantForeignKeyField
-from ..tenancy import TenantModel
+from ..tenancy.model import TenantModel
 from ._columns import utcnow
 from .skill import Skill
 from .user import User

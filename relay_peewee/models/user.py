@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from peewee import DateTimeField, TextField
 
-from ..tenancy import TenantModel
+from ..tenancy.model import TenantModel
 from ._columns import new_id, utcnow
 
 __all__ = ["User"]

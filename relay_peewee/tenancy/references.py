@@ -24,7 +24,7 @@ from typing import Any, cast
 
 from peewee import SQL, Context, Database, Field, ForeignKeyField, Model, Node, fn
 
-from .errors import CrossTenantWrite
+from ..errors import CrossTenantWrite
 from .scoping import TENANT_FIELD, ScopedSelect, is_tenant_model
 
 __all__ = [

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
 
-from .errors import TenantRequired
+from ..errors import TenantRequired
 from .rls import bypass_scope, tenant_scope
 
 __all__ = [
@@ -75,7 +75,7 @@ def require_tenant() -> str:
 
 def tenant_id_of(tenant: Any) -> str:
     """A tenant id from a ``Tenant`` row or an id string."""
-    from .models.tenant import Tenant  # the models import this module
+    from ..models.tenant import Tenant  # the models import this module
 
     # Only a Tenant: any other row has an `id` too, and would scope to nothing.
     tenant_id = tenant.id if isinstance(tenant, Tenant) else tenant
@@ -151,7 +151,7 @@ class unscoped(_ScopeBlock):
         self.reason = reason.strip()
 
     def __enter__(self) -> None:
-        from .events import record_unscoped  # events imports this module
+        from ..events import record_unscoped  # events imports this module
 
         caller = current_tenant()
         record_unscoped(self.reason, caller)

@@ -39,8 +39,8 @@ from peewee import (
     Value,
 )
 
+from ..errors import RelayError, TenantRequired
 from .context import Scope, _scope
-from .errors import RelayError, TenantRequired
 
 __all__ = [
     "TENANT_COLUMN",

@@ -34,7 +34,7 @@ from typing import Any
 
 from peewee import ForeignKeyField, Model, ModelBase, classmethod_only
 
-from .audited_model import AuditedModel
+from ..audited_model import AuditedModel
 from .references import (
     ANY_VALUE,
     References,
@@ -92,7 +92,7 @@ class TenantModelBase(ModelBase):
         if TENANT_FIELD not in attrs:
             # Imported here, not at module level: the models package imports
             # this module, and Tenant must exist before any subclass does.
-            from .models.tenant import Tenant
+            from ..models.tenant import Tenant
 
             backref = (
                 getattr(meta, "tenant_backref", None)

@@ -27,8 +27,8 @@ from contextlib import ExitStack, contextmanager
 
 from peewee import Database
 
-from .db import database_proxy, is_postgres
-from .errors import RelayError
+from ..db import database_proxy, is_postgres
+from ..errors import RelayError
 
 __all__ = ["ADMIN_ROLE", "TENANT_SETTING", "bypass_scope", "tenant_scope"]
 

@@ -24,8 +24,8 @@ from typing import Any, cast
 
 from peewee import Column, Context, Database, Field, FieldAlias, Insert, Model, Node
 
-from .audited_model import AuditedDelete, AuditedInsert, AuditedUpdate
-from .errors import CrossTenantWrite
+from ..audited_model import AuditedDelete, AuditedInsert, AuditedUpdate
+from ..errors import CrossTenantWrite
 from .references import ANY_VALUE, References, collect, tenant_refs, trusted_values
 from .references import verify_references as verify_references
 from .scoping import TENANT_COLUMN, TENANT_FIELD, _and, _render_copy, scope_tenant
