@@ -5,6 +5,7 @@ from .errors import (
     ConfigurationError,
     CrossTenantWrite,
     MigrationError,
+    RawQueryRefused,
     RelayError,
     TenantRequired,
     UnrecognisedSchema,
@@ -12,7 +13,6 @@ from .errors import (
 from .events import record_event
 from .models import MODELS, TENANT_MODELS
 from .tenancy import TenantModel, current_tenant, require_tenant, tenant_context, unscoped
-from .tenancy.scoping import RawQueryRefused
 
 __all__ = [
     "DEFAULT_URL",

@@ -10,6 +10,7 @@ __all__ = [
     "ConfigurationError",
     "CrossTenantWrite",
     "MigrationError",
+    "RawQueryRefused",
     "RelayError",
     "TenantRequired",
     "UnrecognisedSchema",
@@ -38,3 +39,7 @@ class TenantRequired(RelayError):
 
 class CrossTenantWrite(RelayError):
     """A write would put or point a row into another tenant."""
+
+
+class RawQueryRefused(RelayError):
+    """``Model.raw()`` on a TenantModel outside ``unscoped()``: raw SQL cannot be scoped."""

@@ -39,13 +39,12 @@ from peewee import (
     Value,
 )
 
-from ..errors import RelayError, TenantRequired
+from ..errors import RawQueryRefused, TenantRequired
 from .context import Scope, _scope
 
 __all__ = [
     "TENANT_COLUMN",
     "TENANT_FIELD",
-    "RawQueryRefused",
     "ScopedRaw",
     "ScopedSelect",
     "TenantMetadata",
@@ -74,10 +73,6 @@ Metadata: Any = peewee.Metadata
 _ModelSelect: Any = peewee.ModelSelect
 _ModelRaw: Any = peewee.ModelRaw
 is_model: Any = getattr(peewee, "is_model")  # noqa: B009  (missing from the stubs)
-
-
-class RawQueryRefused(RelayError):
-    """``Model.raw()`` on a TenantModel outside ``unscoped()``: raw SQL cannot be scoped."""
 
 
 def is_tenant_model(model: Any) -> bool:
