@@ -166,3 +166,30 @@ def test_online_is_refused_on_sqlite(tmp_path: Path) -> None:
     db: Database = open_database(f"sqlite:///{tmp_path / 'x.db'}")
     with pytest.raises(MigrationError, match="--online is for PostgreSQL"):
         migrate(db, online=True)
+
+
+def test_online_says_which_open_transaction_an_index_build_waits_for(pg_legacy: Legacy) -> None:
+    db, url = pg_legacy.db, pg_legacy.url
+    migrate(db, to="0003")
+    idle = open_database(url)
+    opened = threading.Event()
+
+    def idle_in_transaction() -> None:
+        with idle.atomic():
+            idle.execute_sql("SELECT 1")  # a snapshot the index build must outwait
+            opened.set()
+            time.sleep(2.5)
+
+    holder = threading.Thread(target=idle_in_transaction)
+    holder.start()
+    opened.wait(5)
+    time.sleep(1.2)  # older than the one-second threshold when the build starts
+    steps: list[str] = []
+    try:
+        migrate(db, progress=steps.append, online=True)
+    finally:
+        holder.join()
+        idle.close()
+    waits = [s for s in steps if "waits for transactions already open" in s]
+    assert waits and "idle in transaction" in waits[0], steps
+    assert_tenancy_structure(db)

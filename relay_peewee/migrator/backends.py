@@ -19,6 +19,7 @@ from playhouse.migrate import PostgresqlMigrator, SqliteMigrator, make_index_nam
 
 from ..db import is_postgres
 from ..errors import MigrationError
+from ..tenancy.rls import TENANT_SETTING
 from . import catalog
 from .sqlite_ddl import TableDDL, quote
 from .sqlite_rebuild import check_foreign_keys, rebuild_tables
@@ -82,7 +83,6 @@ PARENT_KEY = (TENANT_COLUMN, "id")
 # Row-level security (PostgreSQL): a row is visible and writable only while
 # the session's transaction has set this tenant (tenant_context does, with
 # set_config(..., true), so it ends with the transaction).
-TENANT_SETTING = "app.current_tenant_id"
 POLICY = "tenant_isolation"
 POLICY_PREDICATE = f"{TENANT_COLUMN} = current_setting('{TENANT_SETTING}', true)"
 

@@ -202,11 +202,28 @@ class OnlinePostgresqlMigrator(RelayPostgresqlMigrator):
             self.step(f"{table}: dropping invalid index {name} left by an interrupted run")
             self.outside_transaction(f"DROP INDEX CONCURRENTLY IF EXISTS {quote(name)}")
         self.step(f"{table}: building index {name} concurrently")
+        self._warn_about_open_transactions(table)
         cols = ", ".join(quote(c) for c in columns)
         kind = "UNIQUE INDEX" if unique else "INDEX"
         self.outside_transaction(
             f"CREATE {kind} CONCURRENTLY {quote(name)} ON {quote(table)} ({cols})"
         )
+
+    def _warn_about_open_transactions(self, table: str) -> None:
+        # CREATE INDEX CONCURRENTLY waits, with no timeout, for every
+        # transaction older than its snapshot - a session left idle in one
+        # makes it hang silently. Say who it will be waiting for.
+        if self.record is not None:
+            return
+        rows = self.database.execute_sql(
+            "SELECT pid, state, now() - xact_start FROM pg_stat_activity"
+            " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            " AND xact_start IS NOT NULL AND now() - xact_start > interval '1 second'"
+            " ORDER BY xact_start LIMIT 5"
+        ).fetchall()
+        if rows:
+            shown = ", ".join(f"pid {pid} ({state}, open {age})" for pid, state, age in rows)
+            self.step(f"{table}: the concurrent build waits for transactions already open: {shown}")
 
     def _foreign_key(self, table: str) -> None:
         name = f"{table}_tenant_id_fkey"
