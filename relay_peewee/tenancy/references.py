@@ -13,6 +13,12 @@ answer is already known:
 
 An id that exists in no tenant is refused like one of another tenant:
 telling the two apart would tell the caller which ids another tenant uses.
+
+A multi-row insert skips the query for references the database checks
+itself - a ``TenantForeignKeyField`` whose composite key (migration 0006)
+is in the live schema - and runs in a savepoint instead, so a refused row
+turns into ``CrossTenantWrite`` and leaves the caller's transaction usable
+(``database_checked``, ``refused_by_database``).
 """
 
 from __future__ import annotations
@@ -22,16 +28,28 @@ from contextvars import ContextVar, Token
 from types import TracebackType
 from typing import Any, cast
 
-from peewee import SQL, Context, Database, Field, ForeignKeyField, Model, Node, fn
+from peewee import (
+    SQL,
+    Context,
+    Database,
+    Field,
+    ForeignKeyField,
+    Model,
+    Node,
+    SqliteDatabase,
+    fn,
+)
 
 from ..errors import CrossTenantWrite
-from .scoping import TENANT_FIELD, ScopedSelect, is_tenant_model
+from .scoping import TENANT_COLUMN, TENANT_FIELD, ScopedSelect, is_tenant_model
 
 __all__ = [
     "ANY_VALUE",
     "References",
     "collect",
+    "database_checked",
     "is_trusted_instance",
+    "refused_by_database",
     "related_values",
     "tenant_refs",
     "trusted_values",
@@ -48,6 +66,7 @@ References = dict[ForeignKeyField, set[Any]]
 ANY_VALUE: Any = object()
 
 _VERIFY_CHUNK = 1000
+FOREIGN_KEY_VIOLATION = "23503"  # PostgreSQL's SQLSTATE
 
 # Field name -> values (or ANY_VALUE) the statements in this block need not check.
 _trusted: ContextVar[Mapping[str, Any] | None] = ContextVar(
@@ -194,6 +213,45 @@ class _InList(Node):
         ctx.literal(", ".join([ctx.state.param or "?"] * len(self.values)))
         cast(Any, ctx)._values.extend(self.values)
         return ctx.literal(")")
+
+
+def database_checked(refs: References, database: Database) -> set[ForeignKeyField]:
+    """The references among ``refs`` the database's own keys refuse across tenants.
+
+    Asked of the live catalog on every call (one query per statement), so a
+    rolled-back 0006 cannot leave a stale answer behind.
+    """
+    from ..fields import TenantForeignKeyField
+    from ..migrator import catalog
+
+    candidates = [fk for fk in refs if isinstance(fk, TenantForeignKeyField)]
+    if not candidates:
+        return set()
+    if isinstance(database, SqliteDatabase) and not database.pragma("foreign_keys"):
+        return set()  # a connection of the application's own that left them off
+    table = candidates[0].model._meta.table_name
+    keys = {(fk.columns, fk.ref_table) for fk in catalog.foreign_keys(database, table)}
+    return {
+        fk
+        for fk in candidates
+        if ((TENANT_COLUMN, fk.column_name), fk.rel_model._meta.table_name) in keys
+    }
+
+
+def refused_by_database(exc: BaseException, refs: set[ForeignKeyField], tenant_id: str) -> bool:
+    """Whether ``exc`` is a foreign-key violation (of those ``refs``); then raise."""
+    cause = exc.__context__
+    pgcode = getattr(cause, "pgcode", None)
+    text = str(exc)
+    if pgcode is not None and pgcode != FOREIGN_KEY_VIOLATION:
+        return False
+    if pgcode is None and "FOREIGN KEY constraint failed" not in text:
+        return False
+    names = ", ".join(sorted(f"{fk.model.__name__}.{fk.name}" for fk in refs))
+    raise CrossTenantWrite(
+        f"{names}: a row points at one that is not a row of tenant {tenant_id!r} "
+        "(refused by the database; nothing was written)"
+    ) from None
 
 
 def verify_references(refs: References, tenant_id: str, database: Database) -> None:

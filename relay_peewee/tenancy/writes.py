@@ -22,11 +22,29 @@ from collections.abc import Mapping
 from contextvars import ContextVar
 from typing import Any, cast
 
-from peewee import Column, Context, Database, Field, FieldAlias, Insert, Model, Node
+from peewee import (
+    Column,
+    Context,
+    Database,
+    Field,
+    FieldAlias,
+    Insert,
+    IntegrityError,
+    Model,
+    Node,
+)
 
 from ..audited_model import AuditedDelete, AuditedInsert, AuditedUpdate
 from ..errors import CrossTenantWrite
-from .references import ANY_VALUE, References, collect, tenant_refs, trusted_values
+from .references import (
+    ANY_VALUE,
+    References,
+    collect,
+    database_checked,
+    refused_by_database,
+    tenant_refs,
+    trusted_values,
+)
 from .references import verify_references as verify_references
 from .scoping import TENANT_COLUMN, TENANT_FIELD, _and, _render_copy, scope_tenant
 
@@ -297,6 +315,21 @@ class ScopedInsert(AuditedInsert):
             self._ready_for = tenant_id
             return super()._execute(database)
         prepared, refs = prepare_insert(self, tenant_id)
-        verify_references(refs, tenant_id, database)
+        rows = prepared._insert
+        by_database = (
+            database_checked(refs, database) if isinstance(rows, list) and len(rows) > 1 else set()
+        )
+        verify_references(
+            {fk: v for fk, v in refs.items() if fk not in by_database}, tenant_id, database
+        )
         prepared._ready_for = tenant_id
-        return super(ScopedInsert, prepared)._execute(database)
+        if not by_database:
+            return super(ScopedInsert, prepared)._execute(database)
+        try:
+            # A savepoint: the database may refuse a row, and that must not
+            # abort the caller's transaction (PostgreSQL would).
+            with database.atomic():
+                return super(ScopedInsert, prepared)._execute(database)
+        except IntegrityError as exc:
+            refused_by_database(exc, by_database, tenant_id)
+            raise
