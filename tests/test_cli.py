@@ -776,17 +776,19 @@ def test_database_option_wins_over_env_var(tmp_path: Path) -> None:
     assert_error(run(["status"], runner=runner), "unsupported database URL 'foo://x'")
 
 
-def test_default_database_is_relay_db_in_current_folder(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_default_database_is_relay_db_in_current_folder(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     monkeypatch.delenv("DATABASE_URL", raising=False)
+    monkeypatch.chdir(tmp_path)
     runner = CliRunner(env={"DATABASE_URL": None})
-    with runner.isolated_filesystem():
-        result = run(["migrate", "-q"], runner=runner)
-        assert_ok(result)
-        assert out_lines(result) == applied_lines(*NAMES)
-        db_file = Path("relay.db").resolve()
-        assert db_file.is_file()
-        assert history(f"sqlite:///{db_file}") == NAMES
-        assert_ok(run(["status"], runner=runner))
+    result = run(["migrate", "-q"], runner=runner)
+    assert_ok(result)
+    assert out_lines(result) == applied_lines(*NAMES)
+    db_file = tmp_path / "relay.db"
+    assert db_file.is_file()
+    assert history(f"sqlite:///{db_file}") == NAMES
+    assert_ok(run(["status"], runner=runner))
 
 
 # ---------------------------------------------------------------------------

@@ -15,6 +15,7 @@ from legacy import snapshot
 from schema import scalar
 from test_migrations import ALL, assert_tenancy_structure
 
+from relay_peewee.audit import audit_schema
 from relay_peewee.commands import migrate
 from relay_peewee.db import is_postgres, open_database
 from relay_peewee.migrator.locking import migration_lock
@@ -95,6 +96,7 @@ def test_kill_9_then_migrate_again_finishes_with_every_row(
     assert_tenancy_structure(db)
     assert _history_names(big_legacy) == ALL
     assert scalar(db, "SELECT count(DISTINCT tenant_id) FROM ratings") == 1
+    assert [f for f in audit_schema(db) if f.severity == "error"] == []
 
 
 def test_three_migrators_at_once_apply_exactly_once(big_legacy: Legacy) -> None:
