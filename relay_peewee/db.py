@@ -7,6 +7,7 @@ an application and the CLI configure the models the same way.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 from typing import Any
 from urllib.parse import urlparse
@@ -77,6 +78,10 @@ def open_database(url: str | None = None, *, must_exist: bool = False) -> Databa
     kwargs: dict[str, Any] = {}
     if issubclass(db_class, SqliteDatabase):
         kwargs["pragmas"] = dict(SQLITE_PRAGMAS)
+    elif issubclass(db_class, PostgresqlDatabase) and importlib.util.find_spec("psycopg2") is None:
+        raise ConfigurationError(
+            "PostgreSQL needs its driver: pip install 'relay_peewee[postgres]' (psycopg2)"
+        )
     try:
         db: Database = db_url.connect(url, **kwargs)
     except (ImportError, RuntimeError, ValueError) as exc:

@@ -972,3 +972,17 @@ def missing_sqlite(tmp_path: Path) -> tuple[str, Path]:
     """A SQLite URL whose file does not exist yet."""
     path = tmp_path / "missing.db"
     return f"sqlite:///{path}", path
+
+
+def test_missing_postgres_driver_is_one_line_with_the_fix(monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib.util
+
+    real = importlib.util.find_spec
+    # As on a machine where `pip install relay_peewee` ran without [postgres].
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "psycopg2" else real(name, *a)
+    )
+    assert_error(
+        run(["status"], "postgresql://root@127.0.0.1:5432/x"),
+        exact="PostgreSQL needs its driver: pip install 'relay_peewee[postgres]' (psycopg2)",
+    )
