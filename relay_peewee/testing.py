@@ -45,7 +45,7 @@ import pytest
 from peewee import Database, Model, Table
 
 from .commands import migrate
-from .db import connect, database_proxy, unwrap
+from .db import connect, database_proxy, is_postgres, unwrap
 from .models import (
     TENANT_MODELS,
     ApiKey,
@@ -469,3 +469,18 @@ def assert_tenant_untouched(
     snapshot = snapshot_tenant(tenant, database)
     yield
     assert_unchanged(snapshot, database)
+
+
+def bound_by_row_level_security(database: Database | None = None) -> bool:
+    """Whether the connected role is one PostgreSQL's row-level security binds.
+
+    True on the ``postgres_rls`` backend; a test whose setup needs more than
+    the application role may do (DDL, say) can skip on it.
+    """
+    db = _database(database)
+    if not is_postgres(db):
+        return False
+    row = db.execute_sql(
+        "SELECT NOT (rolsuper OR rolbypassrls) FROM pg_roles WHERE rolname = current_user"
+    ).fetchone()
+    return bool(row[0])

@@ -4,22 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
+from legacy import LEGACY_TABLES
 from peewee import Database
 
 from relay_peewee.db import is_postgres
 from relay_peewee.migrator import catalog
 
-TENANT_TABLES = (
-    "users",
-    "skills",
-    "skill_versions",
-    "ratings",
-    "usage_events",
-    "skill_embeddings",
-    "skill_reviews",
-    "api_keys",
-    "site_settings",
-)
+# The nine tables that get tenant_id: the legacy tables, by definition.
+TENANT_TABLES = LEGACY_TABLES
 
 _PG_FINGERPRINT = [
     """SELECT table_name, column_name, data_type, is_nullable, column_default,

@@ -11,9 +11,8 @@ import pytest
 from peewee import Database, DatabaseError
 
 from relay_peewee import record_event, tenant_context, unscoped
-from relay_peewee.db import is_postgres
 from relay_peewee.models import ApiKey, AuditLog, SiteSettings, Skill, Tenant, User
-from relay_peewee.testing import TenantPair
+from relay_peewee.testing import TenantPair, bound_by_row_level_security
 
 
 def events(**where: Any) -> list[AuditLog]:
@@ -58,17 +57,8 @@ def test_record_event_writes_one_row_for_the_tenant_in_context(relay_db: Databas
 def skip_without_ddl(db: Database) -> None:
     # These tests break the schema (rename audit_logs) to make the event
     # write fail; the application role of postgres_rls may not run DDL.
-    if _is_application_role(db):
+    if bound_by_row_level_security(db):
         pytest.skip("needs DDL rights to break audit_logs; the application role has none")
-
-
-def _is_application_role(db: Database) -> bool:
-    if not is_postgres(db):
-        return False
-    row = db.execute_sql(
-        "SELECT NOT (rolsuper OR rolbypassrls) FROM pg_roles WHERE rolname = current_user"
-    ).fetchone()
-    return bool(row[0])
 
 
 def test_a_failed_event_is_logged_and_the_callers_transaction_goes_on(

@@ -23,7 +23,6 @@ from relay_peewee import (
     tenant_context,
     unscoped,
 )
-from relay_peewee.db import database_proxy, is_postgres, unwrap
 from relay_peewee.models import (
     ApiKey,
     AuditLog,
@@ -41,6 +40,7 @@ from relay_peewee.testing import (
     assert_only_tenant,
     assert_tenant_untouched,
     assert_unchanged,
+    bound_by_row_level_security,
     snapshot_tenant,
 )
 
@@ -422,17 +422,6 @@ def test_foreign_keys_into_another_tenant_are_refused(two_tenants: TenantPair) -
         assert Rating.get_by_id(ok.id).skill.slug == "beta"
 
 
-def rls_in_force() -> bool:
-    """Whether the connection is the application role of the postgres_rls backend."""
-    db = unwrap(database_proxy)
-    if not is_postgres(db):
-        return False
-    row = db.execute_sql(
-        "SELECT NOT (rolsuper OR rolbypassrls) FROM pg_roles WHERE rolname = current_user"
-    ).fetchone()
-    return bool(row[0])
-
-
 def test_an_upsert_never_updates_another_tenants_row(two_tenants: TenantPair) -> None:
     a, b = two_tenants.a, two_tenants.b
     b_user = two_tenants.rows_of(b).users[0]  # users.email is unique across tenants
@@ -440,7 +429,7 @@ def test_an_upsert_never_updates_another_tenants_row(two_tenants: TenantPair) ->
         conflict_target=[User.email], update={User.name: "hijacked"}
     )
     with assert_tenant_untouched(b):
-        if rls_in_force():
+        if bound_by_row_level_security():
             # Row-level security refuses outright to update a row it hides.
             with pytest.raises(ProgrammingError, match="row-level security"), tenant_context(a):
                 hijack.execute()
