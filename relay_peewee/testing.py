@@ -71,6 +71,7 @@ __all__ = [
     "assert_only_tenant",
     "assert_tenant_untouched",
     "assert_unchanged",
+    "bound_by_row_level_security",
     "populate_tenant",
     "snapshot_tenant",
 ]
