@@ -6,6 +6,10 @@ one transaction per migration). What it adds:
 * the backend migrators of ``backends.py``, whose SQLite context turns
   ``foreign_keys`` off before the transaction opens - the Runner's own
   transaction would otherwise make that pragma a silent no-op;
+* on SQLite, one transaction for the whole run, with the table rebuilds of
+  all its migrations merged (``RelaySqliteMigrator.run_context``);
+* ``--online`` on PostgreSQL (``online.py``), and the migration lock
+  (``locking.py``), taken before the history is read;
 * adoption of a legacy Relay database that has no history table;
 * refusal to run against a history that names migrations this package
   does not have (a newer release migrated this database);
@@ -186,8 +190,8 @@ class MigrationRunner(Runner):
         super().__init__(database, directory=MIGRATIONS_DIR, table_name=HISTORY_TABLE)
         if online and not is_postgres(database):
             raise MigrationError(
-                "--online is for PostgreSQL; SQLite migrations always run as one "
-                "transaction per migration"
+                "--online is for PostgreSQL; on SQLite a whole migrate is one short "
+                "transaction (SQLite has one writer at a time anyway)"
             )
         self.online = online
         self.migrator: Any = (
