@@ -74,6 +74,7 @@ __all__ = [
     "bound_by_row_level_security",
     "populate_tenant",
     "snapshot_tenant",
+    "throwaway_postgres_database",
 ]
 
 # postgres_rls: PostgreSQL with row-level security in force: the fixtures
@@ -156,11 +157,21 @@ def relay_db_url(
         yield f"sqlite:///{tmp_path / 'relay.db'}"
         return
     # postgres and postgres_rls both get a throw-away PostgreSQL database.
+    with throwaway_postgres_database(_server_url(request.config)) as url:
+        yield url
+
+
+@contextmanager
+def throwaway_postgres_database(server: str) -> Iterator[str]:
+    """A new, empty database on the PostgreSQL server ``server`` (a URL naming
+    any database it may connect to); dropped, connections and all, on exit.
+
+    Unreachable, the test is skipped with the reason - or fails under CI=true.
+    """
     try:
         import psycopg2
     except ImportError:
         _unavailable("psycopg2 is not installed (pip install 'relay_peewee[postgres]')")
-    server = _server_url(request.config)
     try:
         admin = psycopg2.connect(server, connect_timeout=3)
     except psycopg2.OperationalError as exc:

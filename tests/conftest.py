@@ -9,10 +9,9 @@ they fail instead, so CI cannot go green on SQLite alone.
 from __future__ import annotations
 
 import os
-import secrets
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, NamedTuple, NoReturn
+from typing import NamedTuple
 
 import pytest
 from legacy import POSTGRES_STYLES, SQLITE_STYLES, create_legacy_schema, populate
@@ -20,6 +19,7 @@ from peewee import Database
 
 import relay_peewee
 from relay_peewee.commands import migrate
+from relay_peewee.testing import throwaway_postgres_database
 
 # libpq's variables, so CI or a developer can point elsewhere.
 PG_HOST = os.environ.get("PGHOST", "127.0.0.1")
@@ -29,42 +29,12 @@ PG_ADMIN_DB = os.environ.get("PGDATABASE", "test")
 LEGACY_SKILLS = 30
 
 
-def pg_unavailable(reason: str) -> NoReturn:
-    if os.environ.get("CI", "").lower() == "true":
-        pytest.fail(f"PostgreSQL is required in CI: {reason}")
-    pytest.skip(reason)
-
-
-def _admin() -> Any:
-    try:
-        import psycopg2
-    except ImportError:
-        pg_unavailable("psycopg2 is not installed (pip install -e '.[dev]')")
-    try:
-        conn = psycopg2.connect(
-            host=PG_HOST, port=PG_PORT, user=PG_USER, dbname=PG_ADMIN_DB, connect_timeout=3
-        )
-    except psycopg2.OperationalError as exc:
-        pg_unavailable(
-            f"PostgreSQL unreachable at {PG_HOST}:{PG_PORT}: {' '.join(str(exc).split())}"
-        )
-    conn.autocommit = True  # CREATE/DROP DATABASE refuse to run in a transaction
-    return conn
-
-
 @pytest.fixture
 def pg_url() -> Iterator[str]:
     """URL of a fresh, empty PostgreSQL database, dropped after the test."""
-    admin = _admin()
-    name = f"relay_test_{secrets.token_hex(6)}"
-    with admin.cursor() as cur:
-        cur.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield f"postgresql://{PG_USER}@{PG_HOST}:{PG_PORT}/{name}"
-    finally:
-        with admin.cursor() as cur:
-            cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.close()
+    server = f"postgresql://{PG_USER}@{PG_HOST}:{PG_PORT}/{PG_ADMIN_DB}"
+    with throwaway_postgres_database(server) as url:
+        yield url
 
 
 BACKENDS = [
