@@ -96,7 +96,7 @@ _PG_TENANTS = [
         id text NOT NULL PRIMARY KEY, name text NOT NULL, slug text NOT NULL,
         domain text, logo text, is_active boolean NOT NULL, plan text NOT NULL,
         created_at timestamp NOT NULL, updated_at timestamp NOT NULL)""",
-    "CREATE UNIQUE INDEX tenant_slug ON tenants (slug)",
+    "CREATE UNIQUE INDEX tenants_slug ON tenants (slug)",
     f"""INSERT INTO tenants VALUES ('{DEFAULT_TENANT_ID}', 'Default', 'default', NULL, NULL,
         true, 'freemium', now(), now())""",
 ]
@@ -105,9 +105,9 @@ _PG_AUDIT = [
         id uuid NOT NULL PRIMARY KEY, actor_id text, tenant_id text, action text NOT NULL,
         resource_type text, resource_id text, ip_address text, metadata jsonb,
         created_at timestamp NOT NULL)""",
-    "CREATE INDEX auditlog_tenant_id_created_at ON audit_logs (tenant_id, created_at)",
-    "CREATE INDEX auditlog_actor_id_created_at ON audit_logs (actor_id, created_at)",
-    "CREATE INDEX auditlog_action_created_at ON audit_logs (action, created_at)",
+    "CREATE INDEX audit_logs_tenant_id_created_at ON audit_logs (tenant_id, created_at)",
+    "CREATE INDEX audit_logs_actor_id_created_at ON audit_logs (actor_id, created_at)",
+    "CREATE INDEX audit_logs_action_created_at ON audit_logs (action, created_at)",
 ]
 
 
@@ -181,7 +181,7 @@ _SQLITE_TENANTS = [
         id TEXT NOT NULL PRIMARY KEY, name TEXT NOT NULL, slug TEXT NOT NULL,
         domain TEXT, logo TEXT, is_active INTEGER NOT NULL, plan TEXT NOT NULL,
         created_at DATETIME NOT NULL, updated_at DATETIME NOT NULL)""",
-    "CREATE UNIQUE INDEX tenant_slug ON tenants (slug)",
+    "CREATE UNIQUE INDEX tenants_slug ON tenants (slug)",
     f"""INSERT INTO tenants VALUES ('{DEFAULT_TENANT_ID}', 'Default', 'default', NULL, NULL,
         1, 'freemium', datetime('now'), datetime('now'))""",
 ]
@@ -190,9 +190,9 @@ _SQLITE_AUDIT = [
         id TEXT NOT NULL PRIMARY KEY, actor_id TEXT, tenant_id TEXT, action TEXT NOT NULL,
         resource_type TEXT, resource_id TEXT, ip_address TEXT, metadata TEXT,
         created_at DATETIME NOT NULL)""",
-    "CREATE INDEX auditlog_tenant_id_created_at ON audit_logs (tenant_id, created_at)",
-    "CREATE INDEX auditlog_actor_id_created_at ON audit_logs (actor_id, created_at)",
-    "CREATE INDEX auditlog_action_created_at ON audit_logs (action, created_at)",
+    "CREATE INDEX audit_logs_tenant_id_created_at ON audit_logs (tenant_id, created_at)",
+    "CREATE INDEX audit_logs_actor_id_created_at ON audit_logs (actor_id, created_at)",
+    "CREATE INDEX audit_logs_action_created_at ON audit_logs (action, created_at)",
 ]
 
 
