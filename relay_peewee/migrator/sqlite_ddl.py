@@ -131,9 +131,6 @@ class TableDDL:
     def is_constraint(item: list[str]) -> bool:
         return item[0].upper() in _TABLE_CONSTRAINT_WORDS
 
-    def column_names(self) -> list[str]:
-        return [unquote(i[0]).lower() for i in self.items if not self.is_constraint(i)]
-
     def column(self, name: str) -> list[str] | None:
         for item in self.items:
             if not self.is_constraint(item) and unquote(item[0]).lower() == name.lower():
