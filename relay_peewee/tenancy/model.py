@@ -29,7 +29,7 @@ Example::
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from peewee import ForeignKeyField, Model, ModelBase, classmethod_only
@@ -174,15 +174,23 @@ class TenantModel(AuditedModel, metaclass=TenantModelBase):
         model = type(self)
         tenant_id = scope_tenant(model)
         if tenant_id is None:
-            return super().save(force_insert=force_insert, only=only)
+            return super().save(force_insert, only)
         _claim(self, tenant_id)
-        if tenant_refs(model):
-            refs = unverified_refs(self, tenant_id)
-            if refs:
-                verify_references(refs, tenant_id, model._meta.database)
+        rest = _rest_of_save.get(model, _UNKNOWN)
+        if rest is _UNKNOWN:
+            rest = _plan_save(model)
+        if rest is None:
+            # Application code runs between here and the statement and may
+            # change the row after any check made here: the statement checks
+            # itself, trusting only the related rows held now.
+            with trusting(related_values([self], tenant_id), tenant_id):
+                return super().save(force_insert, only)
+        refs = unverified_refs(self, tenant_id)
+        if refs:
+            verify_references(refs, tenant_id, model._meta.database)
         token = checked_save.set((model, tenant_id))
         try:
-            return super().save(force_insert=force_insert, only=only)
+            return rest(self, force_insert, only)
         finally:
             checked_save.reset(token)
 
@@ -201,7 +209,7 @@ class TenantModel(AuditedModel, metaclass=TenantModelBase):
         instances = list(model_list)
         for instance in instances:
             _claim(instance, tenant_id)
-        with trusting(related_values(instances, tenant_id)):
+        with trusting(related_values(instances, tenant_id), tenant_id):
             return super().bulk_create(instances, batch_size=batch_size)
 
     @classmethod
@@ -221,8 +229,41 @@ class TenantModel(AuditedModel, metaclass=TenantModelBase):
                 for instance in instances:
                     collect(refs, fk, instance.__data__.get(fk.name), tenant_id, None)
         verify_references(refs, tenant_id, cls._meta.database)
-        with trusting(dict.fromkeys(names, ANY_VALUE)):
+        with trusting(dict.fromkeys(names, ANY_VALUE), tenant_id):
             return super().bulk_update(instances, fields, batch_size=batch_size)
+
+
+# What peewee's Model.save calls between TenantModel.save and its statement.
+_SAVE_PATH = ("insert", "update", "_normalize_data", "_prune_fields", "_populate_unsaved_relations")
+_UNKNOWN: Any = object()
+# Model -> what `super().save()` in TenantModel.save runs, or None: see _plan_save.
+_rest_of_save: dict[type[Model], Callable[..., Any] | None] = {}
+
+
+def _plan_save(model: type[Model]) -> Callable[..., Any] | None:
+    """The rest of ``save()`` when only peewee's and this package's code runs in it.
+
+    Then the instance ``save()`` checked is exactly the row its statement
+    writes, and the statement can skip a second look (``checked_save``). A
+    ``save`` further down the MRO (``playhouse.signals.Model``'s pre_save, a
+    mixin) or an override of a method on the path could change the row, or
+    run statements of its own, after the check: ``None``.
+
+    Otherwise the answer is ``AuditedModel.save``, or peewee's ``Model.save``
+    for a model that records no events - the very method ``super().save()``
+    reaches through AuditedModel, called without the hop (~1% of a create).
+    """
+    mro = model.__mro__
+    ours = (TenantModel, AuditedModel, Model)
+    below = mro[mro.index(TenantModel) + 1 :]
+    direct = all(cls in ours or "save" not in vars(cls) for cls in below) and all(
+        next(cls for cls in mro if name in vars(cls)) in ours for name in _SAVE_PATH
+    )
+    rest: Callable[..., Any] | None = None
+    if direct:
+        rest = AuditedModel.save if getattr(model._meta, "audit_events", None) else Model.save
+    _rest_of_save[model] = rest
+    return rest
 
 
 def _claim(instance: Any, tenant_id: str) -> None:

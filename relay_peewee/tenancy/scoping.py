@@ -147,7 +147,9 @@ class TenantTable(Table):
         )
 
     def __sql__(self, ctx: Any) -> Any:
-        if not _declares_source(ctx):
+        # _declares_source, its first test inlined: every column reference
+        # renders its table, and nearly all of them are not FROM items.
+        if ctx.state.scope != SCOPE_SOURCE or not _declares_source(ctx):
             return _table_sql(self, ctx)
         tenant_id = scope_tenant(self._model)
         if tenant_id is None:
