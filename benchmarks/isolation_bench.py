@@ -9,8 +9,11 @@ each case twice - once through relay_peewee inside ``tenant_context`` (the
 ``scoped`` column) and once through plain peewee models mapped onto the same
 tables, with the tenant written by hand: ``.where(Model.tenant == t)`` on
 every table of the query, ``tenant=t`` on every row written (``by hand``).
-The two alternate, R rounds each; the table shows the median round of each
-and the median of the per-round ratios scoped / by hand (target <= 1.10).
+Each case is cut into parts (10 gets, 10 creates, 1,000 inserted rows, one
+category, ...) and the two sides take turns part by part, R rounds of every
+part. The table shows the median round of each side, the median ratio
+scoped / by hand over all pairs of parts run back to back (target <= 1.10)
+and the quartiles of those ratios, which say how noisy the machine was.
 
 Reads: get by id, a filtered list, a join of skills with ratings, a backref.
 Writes: create (a skill; a rating given its skill and user rows), and a bulk
@@ -28,6 +31,7 @@ it cannot be reached only SQLite runs. Throw-away databases are removed.
 from __future__ import annotations
 
 import argparse
+import gc
 import os
 import secrets
 import statistics
@@ -35,7 +39,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from copy import deepcopy
 from dataclasses import dataclass
 from pathlib import Path
@@ -101,7 +105,7 @@ def plain_model(model: Any, db: Database, related: dict[Any, Any]) -> Any:
     attrs: dict[str, Any] = {}
     for field in model._meta.sorted_fields:
         if isinstance(field, ForeignKeyField):
-            target = related.get(field.rel_model, field.rel_model)
+            target: Any = related.get(field.rel_model, field.rel_model)
             attrs[field.name] = ForeignKeyField(
                 target,
                 field=target._meta.fields[field.rel_field.name],
@@ -161,9 +165,12 @@ def populate(db: Database, slug: str, skills: int) -> Data:
 
 @dataclass
 class Case:
+    """One comparison: ``scoped(i)`` and ``by_hand(i)`` each do part i of the work."""
+
     name: str
-    scoped: Callable[[], Any]
-    by_hand: Callable[[], Any]
+    scoped: Callable[[int], Any]
+    by_hand: Callable[[int], Any]
+    parts: int
     writes: bool = False
     target: bool = True
 
@@ -174,50 +181,50 @@ def cases(db: Database, data: Data, plain: dict[str, Any], quick: bool) -> list[
     ids = data.skill_ids[:: max(1, len(data.skill_ids) // 200)][:200]
     cats = data.categories
     n_creates = 100 if quick else 300
+    per_part = 10  # gets, backrefs and creates per part
     counter = iter(range(10**9))
 
-    def get_by_id_scoped() -> None:
-        for sid in ids:
+    def part(seq: list[Any], i: int) -> list[Any]:
+        return seq[i * per_part : (i + 1) * per_part]
+
+    def get_by_id_scoped(i: int) -> None:
+        for sid in part(ids, i):
             Skill.get_by_id(sid)
 
-    def get_by_id_hand() -> None:
-        for sid in ids:
+    def get_by_id_hand(i: int) -> None:
+        for sid in part(ids, i):
             pskill.get((pskill.id == sid) & (pskill.tenant == t))
 
-    def list_scoped() -> None:
-        for cat in cats:
-            for _ in range(5):
-                list(Skill.select().where(Skill.category == cat).order_by(Skill.slug).limit(50))
+    def list_scoped(i: int) -> None:
+        for _ in range(5):
+            list(Skill.select().where(Skill.category == cats[i]).order_by(Skill.slug).limit(50))
 
-    def list_hand() -> None:
-        for cat in cats:
-            for _ in range(5):
-                query = pskill.select().where(pskill.category == cat, pskill.tenant == t)
-                list(query.order_by(pskill.slug).limit(50))
+    def list_hand(i: int) -> None:
+        for _ in range(5):
+            query = pskill.select().where(pskill.category == cats[i], pskill.tenant == t)
+            list(query.order_by(pskill.slug).limit(50))
 
-    def join_scoped() -> None:
-        for cat in cats:
-            query = Rating.select(Rating, Skill).join(Skill).where(Skill.category == cat)
-            list(query.limit(200))
+    def join_scoped(i: int) -> None:
+        query = Rating.select(Rating, Skill).join(Skill).where(Skill.category == cats[i])
+        list(query.limit(200))
 
-    def join_hand() -> None:
-        for cat in cats:
-            query = (
-                prating.select(prating, pskill)
-                .join(pskill)
-                .where(pskill.category == cat, prating.tenant == t, pskill.tenant == t)
-            )
-            list(query.limit(200))
+    def join_hand(i: int) -> None:
+        query = (
+            prating.select(prating, pskill)
+            .join(pskill)
+            .where(pskill.category == cats[i], prating.tenant == t, pskill.tenant == t)
+        )
+        list(query.limit(200))
 
     skills_scoped = list(Skill.select().where(Skill.id.in_(ids)))
     skills_hand = list(pskill.select().where(pskill.id.in_(ids), pskill.tenant == t))
 
-    def backref_scoped() -> None:
-        for skill in skills_scoped:
+    def backref_scoped(i: int) -> None:
+        for skill in part(skills_scoped, i):
             list(skill.ratings)
 
-    def backref_hand() -> None:
-        for skill in skills_hand:
+    def backref_hand(i: int) -> None:
+        for skill in part(skills_hand, i):
             list(prating.select().where(prating.skill == skill.id, prating.tenant == t))
 
     def skill_row() -> dict[str, Any]:
@@ -230,12 +237,12 @@ def cases(db: Database, data: Data, plain: dict[str, Any], quick: bool) -> list[
             "content": "x",
         }
 
-    def create_skill_scoped() -> None:
-        for _ in range(n_creates):
+    def create_skill_scoped(i: int) -> None:
+        for _ in range(per_part):
             Skill.create(**skill_row())
 
-    def create_skill_hand() -> None:
-        for _ in range(n_creates):
+    def create_skill_hand(i: int) -> None:
+        for _ in range(per_part):
             pskill.create(tenant=t, **skill_row())
 
     user = User.get_by_id(data.user_ids[0])
@@ -243,16 +250,16 @@ def cases(db: Database, data: Data, plain: dict[str, Any], quick: bool) -> list[
     puser = plain["user"].get_by_id(data.user_ids[0])
     pskill_row = pskill.get_by_id(data.skill_ids[0])
 
-    def create_rating_scoped() -> None:
-        for _ in range(n_creates):
+    def create_rating_scoped(i: int) -> None:
+        for _ in range(per_part):
             Rating.create(skill=skill, user=user, rating=3)
 
-    def create_rating_hand() -> None:
-        for _ in range(n_creates):
+    def create_rating_hand(i: int) -> None:
+        for _ in range(per_part):
             prating.create(tenant=t, skill=pskill_row, user=puser, rating=3)
 
-    def create_rating_ids_scoped() -> None:
-        for _ in range(n_creates):
+    def create_rating_ids_scoped(i: int) -> None:
+        for _ in range(per_part):
             Rating.create(skill=skill.id, user=user.id, rating=3)
 
     bulk = [
@@ -263,27 +270,37 @@ def cases(db: Database, data: Data, plain: dict[str, Any], quick: bool) -> list[
         }
         for i in range(BULK_ROWS)
     ]
+    batch = 1000
 
-    def bulk_scoped() -> None:
-        for start in range(0, BULK_ROWS, 1000):
-            Rating.insert_many(bulk[start : start + 1000]).execute()
+    def bulk_scoped(i: int) -> None:
+        Rating.insert_many(bulk[i * batch : (i + 1) * batch]).execute()
 
-    def bulk_hand() -> None:
-        for start in range(0, BULK_ROWS, 1000):
-            prating.insert_many([dict(r, tenant=t) for r in bulk[start : start + 1000]]).execute()
+    def bulk_hand(i: int) -> None:
+        rows = bulk[i * batch : (i + 1) * batch]
+        prating.insert_many([dict(r, tenant=t) for r in rows]).execute()
 
+    gets, creates = len(ids) // per_part, n_creates // per_part
     return [
-        Case("get by id (200)", get_by_id_scoped, get_by_id_hand),
-        Case("filtered list (50 x 50 rows)", list_scoped, list_hand),
-        Case("join skills+ratings (10 x 200)", join_scoped, join_hand),
-        Case("backref skill.ratings (200)", backref_scoped, backref_hand),
-        Case(f"create skill ({n_creates})", create_skill_scoped, create_skill_hand, True),
-        Case(f"create rating, rows ({n_creates})", create_rating_scoped, create_rating_hand, True),
-        Case(f"bulk insert {BULK_ROWS:,} ratings", bulk_scoped, bulk_hand, True),
+        Case(f"get by id ({len(ids)})", get_by_id_scoped, get_by_id_hand, gets),
+        Case("filtered list (50 x 50 rows)", list_scoped, list_hand, len(cats)),
+        Case("join skills+ratings (10 x 200)", join_scoped, join_hand, len(cats)),
+        Case(f"backref skill.ratings ({len(ids)})", backref_scoped, backref_hand, gets),
+        Case(f"create skill ({n_creates})", create_skill_scoped, create_skill_hand, creates, True),
+        Case(
+            f"create rating, rows ({n_creates})",
+            create_rating_scoped,
+            create_rating_hand,
+            creates,
+            True,
+        ),
+        Case(
+            f"bulk insert {BULK_ROWS:,} ratings", bulk_scoped, bulk_hand, BULK_ROWS // batch, True
+        ),
         Case(
             f"create rating, raw ids ({n_creates})",
             create_rating_ids_scoped,
             create_rating_hand,
+            creates,
             True,
             target=False,
         ),
@@ -293,17 +310,31 @@ def cases(db: Database, data: Data, plain: dict[str, Any], quick: bool) -> list[
 # --- timing ------------------------------------------------------------------
 
 
-def timed(db: Database, fn: Callable[[], Any], writes: bool) -> float:
-    if writes:
-        with db.atomic() as transaction:
-            start = time.perf_counter()
-            fn()
-            elapsed = time.perf_counter() - start
+def one_round(db: Database, case: Case, flip: bool) -> list[tuple[float, float]]:
+    """Seconds (scoped, by hand) of each part, the sides taking turns part by part.
+
+    Taking turns part by part, not side after side, puts both sides of a
+    pair under the same machine state: on a shared 2-core VM a slowdown
+    lasting a second otherwise lands on one side and swings a ratio by
+    10-15%. Writes run in one transaction, rolled back afterwards, so every
+    round starts equal and the measure is the ORM's work, not the disk's fsync.
+    """
+    # The same collector state at every start: a full collection set off by
+    # one round's garbage must not land in the next.
+    gc.collect()
+    pairs = []
+    with db.atomic() if case.writes else nullcontext() as transaction:
+        for i in range(case.parts):
+            spent = {}
+            sides = (case.scoped, case.by_hand)
+            for fn in reversed(sides) if (i % 2) ^ flip else sides:
+                start = time.perf_counter()
+                fn(i)
+                spent[fn] = time.perf_counter() - start
+            pairs.append((spent[case.scoped], spent[case.by_hand]))
+        if transaction is not None:
             transaction.rollback()
-        return elapsed
-    start = time.perf_counter()
-    fn()
-    return time.perf_counter() - start
+    return pairs
 
 
 def run_backend(
@@ -321,19 +352,17 @@ def run_backend(
         rows = []
         with tenant_context(data.tenant):
             for case in cases(db, data, plain, quick):
-                timed(db, case.scoped, case.writes)  # warm-up: caches, plans
-                timed(db, case.by_hand, case.writes)
-                scoped, by_hand = [], []
-                for i in range(rounds):
-                    # Alternate which side goes first, so drift favours neither.
-                    order = [(case.scoped, scoped), (case.by_hand, by_hand)]
-                    for fn, out in order if i % 2 else reversed(order):
-                        out.append(timed(db, fn, case.writes))
-                # The ratio of each round's pair, taken seconds apart, then
-                # the median: a burst of load elsewhere skews one pair only.
-                ratio = statistics.median(s / h for s, h in zip(scoped, by_hand, strict=True))
-                s, h = statistics.median(scoped), statistics.median(by_hand)
-                rows.append((name, case.name, h, s, ratio, case.target))
+                one_round(db, case, False)  # warm-up: caches, plans
+                rounds_ = [one_round(db, case, bool(i % 2)) for i in range(rounds)]
+                # The ratio: the median over every pair of parts, each pair
+                # run back to back - a burst of load skews a pair, not the
+                # result. The quartiles say how much the pairs scattered.
+                ratios = sorted(s / h for pairs in rounds_ for s, h in pairs)
+                q1, _, q3 = statistics.quantiles(ratios, n=4)
+                median = statistics.median(ratios)
+                scoped = statistics.median(sum(s for s, _ in pairs) for pairs in rounds_)
+                by_hand = statistics.median(sum(h for _, h in pairs) for pairs in rounds_)
+                rows.append((name, case.name, by_hand, scoped, median, (q1, q3), case.target))
         return rows
     finally:
         db.close()
@@ -359,19 +388,21 @@ def main(argv: list[str] | None = None) -> int:
 
     print(
         f"\n{skills:,} skills and {skills * RATINGS_PER_SKILL:,} ratings per tenant, "
-        f"two tenants; medians of {rounds} rounds"
+        f"two tenants; {rounds} rounds"
     )
-    header = f"{'backend':<9} {'case':<34} {'by hand':>10} {'scoped':>10} {'ratio':>7}"
+    header = (
+        f"{'backend':<9} {'case':<34} {'by hand':>10} {'scoped':>10} {'ratio':>7} {'quartiles':>11}"
+    )
     print(header)
     print("-" * len(header))
     missed = 0
-    for backend, case, hand, scoped, ratio, has_target in results:
+    for backend, case, hand, scoped, ratio, (q1, q3), has_target in results:
         mark = "" if not has_target else ("  ok" if ratio <= TARGET else "  MISSED")
         missed += bool(has_target and ratio > TARGET)
         note = "" if has_target else "  (informational)"
         print(
             f"{backend:<9} {case:<34} {hand * 1000:>8.1f}ms {scoped * 1000:>8.1f}ms "
-            f"{ratio:>6.2f}x{mark}{note}"
+            f"{ratio:>6.2f}x {q1:>5.2f}-{q3:<5.2f}{mark}{note}"
         )
     print(f"\ntarget: scoped <= {TARGET:.2f}x by hand; {missed} case(s) missed it")
     return 1 if missed else 0
