@@ -189,12 +189,12 @@ class AuditedModel(BaseModel):
 
     def save(self, force_insert: bool = False, only: Any = None) -> Any:
         if not getattr(self._meta, "audit_events", None):
-            return super().save(force_insert, only)
+            return super().save(force_insert=force_insert, only=only)
         changed = tuple(self.dirty_field_names) if only is None else None
         write = _InstanceWrite(type(self), _resource_id(self), _row_tenant(self), changed)
         token = _instance_write.set(write)
         try:
-            return super().save(force_insert, only)
+            return super().save(force_insert=force_insert, only=only)
         finally:
             _instance_write.reset(token)
 

@@ -1,12 +1,14 @@
-"""save() checks the row its statement writes, also when application code runs inside it.
+"""save() checks the row its statement writes, whatever runs between the two.
 
 ``TenantModel.save`` checks the tenant and the references before handing the
-row to peewee. When nothing but peewee's and this package's code runs after
-that check, the statement trusts it; when the application's code does (a
+row to peewee, and only the statement built from exactly the values it
+checked skips a second look. Application code inside ``save()`` (a
 ``playhouse.signals`` pre_save handler, a mixin's ``save``, an overridden
-``insert``), the statement checks itself. The models here are the test's own and use plain
-foreign keys, so no composite key in the database would catch what the ORM
-missed (and Relay's models get no backrefs to tables only this test has).
+``insert``, a callable default), peewee filling in a related row's id, or
+an instance that is not what it seems must not turn that into a way across.
+The models here are the test's own and use plain foreign keys, so no
+composite key in the database would catch what the ORM missed (and Relay's
+models get no backrefs to tables only this test has).
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-from peewee import Database, ForeignKeyField, Model, TextField
+from peewee import Database, ForeignKeyField, IntegerField, Model, TextField
 from playhouse import signals
 
 from relay_peewee import CrossTenantWrite, TenantModel, tenant_context, unscoped
@@ -74,7 +76,47 @@ class RedirectingNote(TenantModel):
         return super().insert(data, **insert)
 
 
-TABLES = [Topic, SignalledNote, StampedNote, RedirectingNote]
+class Board(TenantModel):
+    class Meta:
+        table_name = "hook_boards"
+
+
+class Pin(TenantModel):
+    """A reference named like the notes' ``topic``, to another table."""
+
+    topic = ForeignKeyField(Board, backref="+")
+
+    class Meta:
+        table_name = "hook_pins"
+
+
+class Note(TenantModel):
+    topic = ForeignKeyField(Topic, backref="+")
+    body = TextField()
+    # Called while the INSERT of save(only=...) is rendered: application code
+    # that runs inside the statement itself.
+    rank = IntegerField(default=lambda: Note.on_default())
+    side_effect: Callable[[], None] | None = None
+    side_pin: int | None = None
+
+    class Meta:
+        table_name = "hook_notes"
+
+    @classmethod
+    def on_default(cls) -> int:
+        if cls.side_effect is not None:
+            effect, cls.side_effect = cls.side_effect, None
+            effect()
+        return 0
+
+    @classmethod
+    def insert_many(cls, rows: Any, fields: Any = None) -> Any:
+        if cls.side_pin is not None:  # runs inside bulk_create
+            Pin.insert(topic=cls.side_pin).execute()
+        return super().insert_many(rows, fields)
+
+
+TABLES = [Topic, SignalledNote, StampedNote, RedirectingNote, Board, Pin, Note]
 
 
 @pytest.fixture
@@ -197,3 +239,89 @@ def test_an_overridden_insert_is_checked(tenants: tuple[Tenant, Tenant]) -> None
         finally:
             RedirectingNote.redirect_to = None
     assert notes_of_every_tenant(RedirectingNote) == [(a.id, a_topic.id)]
+
+
+def test_a_related_row_saved_in_another_tenant_after_assignment_is_refused(
+    tenants: tuple[Tenant, Tenant],
+) -> None:
+    a, b = tenants
+    with tenant_context(a):
+        topic = Topic(slug="unsaved")
+        note = Note(topic=topic, body="x")  # no id yet: peewee fills it in on save
+    with tenant_context(b):
+        topic.save()  # now a row of B
+    with tenant_context(a), pytest.raises(CrossTenantWrite, match="not a row of tenant"):
+        note.save()
+    assert notes_of_every_tenant(Note) == []
+
+
+def test_a_row_copied_from_another_tenant_has_every_reference_checked(
+    tenants: tuple[Tenant, Tenant],
+) -> None:
+    a, b = tenants
+    b_topic = alpha_of(b)
+    with tenant_context(b):
+        Note.create(topic=b_topic, body="b's")
+    with unscoped("test: copy a row of B"):
+        copy = Note.get()
+    copy.id, copy.tenant = None, a.id  # its topic is unchanged, and B's
+    with tenant_context(a), pytest.raises(CrossTenantWrite, match="not a row of tenant"):
+        copy.save()
+    assert notes_of_every_tenant(Note) == [(b.id, b_topic.id)]
+
+
+def test_an_update_that_matched_nothing_does_not_make_the_row_trusted(
+    tenants: tuple[Tenant, Tenant],
+) -> None:
+    a, b = tenants
+    with unscoped("test: read a row of B"):
+        b_topic = Topic.get(Topic.tenant == b.id)
+    b_topic.tenant = a.id
+    with tenant_context(a):
+        assert b_topic.save() == 0  # scoped to A: B's row is not touched
+        with pytest.raises(CrossTenantWrite, match="not a row of tenant"):
+            Note.create(topic=b_topic, body="x")
+    assert alpha_of(b).tenant_id == b.id
+    assert notes_of_every_tenant(Note) == []
+
+
+def test_a_statement_inside_the_statement_is_checked_in_its_own_tenant(
+    tenants: tuple[Tenant, Tenant],
+) -> None:
+    a, b = tenants
+    a_topic = alpha_of(a)
+
+    def write_for_b() -> None:
+        with tenant_context(b):
+            Note.insert(topic=a_topic.id, body="smuggled", rank=1).execute()
+
+    with tenant_context(a):
+        note = Note(topic=a_topic, body="x")  # calls the default once: not yet armed
+    Note.side_effect = write_for_b
+    try:
+        with tenant_context(a), pytest.raises(CrossTenantWrite, match="not a row of tenant"):
+            # rank is left out, so peewee calls its default as the INSERT renders
+            note.save(only=[Note.topic, Note.body, Note.tenant])
+    finally:
+        Note.side_effect = None
+    assert notes_of_every_tenant(Note) == []
+
+
+def test_checked_values_are_trusted_for_their_own_model_only(
+    tenants: tuple[Tenant, Tenant],
+) -> None:
+    a, b = tenants
+    a_topic = alpha_of(a)
+    with tenant_context(b):
+        b_board = Board.create()
+    # Note.topic and Pin.topic share a name, not a table: A's topic id, trusted
+    # for the notes bulk_create writes, says nothing about boards.
+    assert a_topic.id == b_board.id  # the same number, in two tables
+    Note.side_pin = b_board.id
+    try:
+        with tenant_context(a), pytest.raises(CrossTenantWrite, match="not a row of tenant"):
+            Note.bulk_create([Note(topic=a_topic, body="x")])
+    finally:
+        Note.side_pin = None
+    with unscoped("test: read every tenant's pins"):
+        assert list(Pin.select()) == []

@@ -35,6 +35,7 @@ from typing import Any
 from peewee import ForeignKeyField, Model, ModelBase, classmethod_only
 
 from ..audited_model import AuditedModel
+from . import checked_save
 from .references import (
     ANY_VALUE,
     References,
@@ -42,7 +43,6 @@ from .references import (
     related_values,
     tenant_refs,
     trusting,
-    unverified_refs,
     verify_references,
 )
 from .scoping import (
@@ -54,7 +54,7 @@ from .scoping import (
     TenantModelAlias,
     scope_tenant,
 )
-from .writes import ScopedDelete, ScopedInsert, ScopedUpdate, check_tenant_value, checked_save
+from .writes import ScopedDelete, ScopedInsert, ScopedUpdate, check_tenant_value
 
 __all__ = ["TENANT_COLUMN", "TENANT_FIELD", "TenantModel", "tenant_indexes"]
 
@@ -141,7 +141,10 @@ class TenantModel(AuditedModel, metaclass=TenantModelBase):
 
     @classmethod
     def insert(cls, data: Any = None, /, **insert: Any) -> ScopedInsert:
-        return ScopedInsert(cls, _normalize_data(cls, data, insert))
+        query = ScopedInsert(cls, _normalize_data(cls, data, insert))
+        if insert:
+            query._saved_for = checked_save.take(cls, data, insert, True)  # inserting
+        return query
 
     @classmethod
     def insert_many(cls, rows: Any, fields: Any = None) -> ScopedInsert:
@@ -154,7 +157,10 @@ class TenantModel(AuditedModel, metaclass=TenantModelBase):
 
     @classmethod
     def update(cls, data: Any = None, /, **update: Any) -> ScopedUpdate:
-        return ScopedUpdate(cls, _normalize_data(cls, data, update))
+        query = ScopedUpdate(cls, _normalize_data(cls, data, update))
+        if update:
+            query._saved_for = checked_save.take(cls, data, update, False)  # updating
+        return query
 
     # classmethod_only, as peewee's: `instance.delete()` is an error, not a table wipe.
     delete: Any = classmethod_only(lambda cls: ScopedDelete(cls))
@@ -167,32 +173,36 @@ class TenantModel(AuditedModel, metaclass=TenantModelBase):
     def alias(cls, alias: str | None = None) -> TenantModelAlias:
         return TenantModelAlias(cls, alias)
 
-    # Instance writes: check the tenant and the references up front, here,
-    # where it is known which values changed and which related rows are held.
+    # Instance writes: the tenant is filled in or checked up front; the
+    # references when peewee builds the statement (checked_save).
 
     def save(self, force_insert: bool = False, only: Any = None) -> Any:
         model = type(self)
         tenant_id = scope_tenant(model)
         if tenant_id is None:
-            return super().save(force_insert, only)
+            return super().save(force_insert=force_insert, only=only)
         _claim(self, tenant_id)
-        rest = _rest_of_save.get(model, _UNKNOWN)
-        if rest is _UNKNOWN:
-            rest = _plan_save(model)
-        if rest is None:
-            # Application code runs between here and the statement and may
-            # change the row after any check made here: the statement checks
-            # itself, trusting only the related rows held now.
-            with trusting(related_values([self], tenant_id), tenant_id):
-                return super().save(force_insert, only)
-        refs = unverified_refs(self, tenant_id)
-        if refs:
-            verify_references(refs, tenant_id, model._meta.database)
-        token = checked_save.set((model, tenant_id))
+        row: Any = self  # peewee's private attributes, which its stubs do not declare
+        # peewee's own test for INSERT or UPDATE.
+        updating = not force_insert and self._meta.primary_key is not False and row._pk is not None
+        # The statement peewee builds is checked as it is built (checked_save).
+        token = checked_save.mark(self, tenant_id, updating and TENANT_FIELD not in row._dirty)
         try:
-            return rest(self, force_insert, only)
+            rest = _rest_of_save.get(model, _UNKNOWN)
+            if rest is _UNKNOWN:
+                rest = _plan_save(model)
+            if rest is None:
+                rows = super().save(force_insert=force_insert, only=only)
+            else:
+                rows = rest(self, force_insert, only)
         finally:
-            checked_save.reset(token)
+            checked_save.unmark(token)
+        if updating and type(rows) is int and rows == 0:
+            # The UPDATE matched no row of this tenant (the row is gone, or is
+            # another tenant's), yet peewee counts the values as saved: keep
+            # the instance from passing for a stored row of this tenant.
+            row._dirty.add(TENANT_FIELD)
+        return rows
 
     def delete_instance(self, recursive: bool = False, delete_nullable: bool = False) -> Any:
         tenant_id = scope_tenant(type(self))
@@ -209,7 +219,7 @@ class TenantModel(AuditedModel, metaclass=TenantModelBase):
         instances = list(model_list)
         for instance in instances:
             _claim(instance, tenant_id)
-        with trusting(related_values(instances, tenant_id), tenant_id):
+        with trusting(related_values(instances, tenant_id), tenant_id, cls):
             return super().bulk_create(instances, batch_size=batch_size)
 
     @classmethod
@@ -229,38 +239,28 @@ class TenantModel(AuditedModel, metaclass=TenantModelBase):
                 for instance in instances:
                     collect(refs, fk, instance.__data__.get(fk.name), tenant_id, None)
         verify_references(refs, tenant_id, cls._meta.database)
-        with trusting(dict.fromkeys(names, ANY_VALUE), tenant_id):
+        with trusting(dict.fromkeys(names, ANY_VALUE), tenant_id, cls):
             return super().bulk_update(instances, fields, batch_size=batch_size)
 
 
-# What peewee's Model.save calls between TenantModel.save and its statement.
-_SAVE_PATH = ("insert", "update", "_normalize_data", "_prune_fields", "_populate_unsaved_relations")
 _UNKNOWN: Any = object()
 # Model -> what `super().save()` in TenantModel.save runs, or None: see _plan_save.
 _rest_of_save: dict[type[Model], Callable[..., Any] | None] = {}
 
 
 def _plan_save(model: type[Model]) -> Callable[..., Any] | None:
-    """The rest of ``save()`` when only peewee's and this package's code runs in it.
+    """What ``super().save()`` in ``TenantModel.save`` reaches, when it can be named.
 
-    Then the instance ``save()`` checked is exactly the row its statement
-    writes, and the statement can skip a second look (``checked_save``). A
-    ``save`` further down the MRO (``playhouse.signals.Model``'s pre_save, a
-    mixin) or an override of a method on the path could change the row, or
-    run statements of its own, after the check: ``None``.
-
-    Otherwise the answer is ``AuditedModel.save``, or peewee's ``Model.save``
-    for a model that records no events - the very method ``super().save()``
-    reaches through AuditedModel, called without the hop (~1% of a create).
+    With no other ``save`` below TenantModel in the MRO (a mixin,
+    ``playhouse.signals.Model``), that is ``AuditedModel.save``, or for a
+    model that records no events peewee's ``Model.save``, which
+    AuditedModel's would only pass through to: called without the hop (~1%
+    of a create). ``None``: call ``super().save()``.
     """
     mro = model.__mro__
-    ours = (TenantModel, AuditedModel, Model)
     below = mro[mro.index(TenantModel) + 1 :]
-    direct = all(cls in ours or "save" not in vars(cls) for cls in below) and all(
-        next(cls for cls in mro if name in vars(cls)) in ours for name in _SAVE_PATH
-    )
     rest: Callable[..., Any] | None = None
-    if direct:
+    if all(cls in (AuditedModel, Model) or "save" not in vars(cls) for cls in below):
         rest = AuditedModel.save if getattr(model._meta, "audit_events", None) else Model.save
     _rest_of_save[model] = rest
     return rest

@@ -9,7 +9,7 @@ answer is already known:
   falls short are the ids read back, to name the missing one;
 * no query is spent on a related instance read from or written to this
   tenant (``Rating.create(skill=skill)`` with ``skill`` loaded), nor - on
-  ``save()`` - on a value unchanged since the row was loaded.
+  ``save()`` - on a value unchanged since the row was loaded (``checked_save``).
 
 An id that exists in no tenant is refused like one of another tenant:
 telling the two apart would tell the caller which ids another tenant uses.
@@ -54,7 +54,6 @@ __all__ = [
     "tenant_refs",
     "trusted_values",
     "trusting",
-    "unverified_refs",
     "verify_references",
 ]
 
@@ -68,34 +67,35 @@ ANY_VALUE: Any = object()
 _VERIFY_CHUNK = 1000
 FOREIGN_KEY_VIOLATION = "23503"  # PostgreSQL's SQLSTATE
 
-# (tenant id, {field name: values or ANY_VALUE}): what the statements in a
-# `trusting` block need not check - while that tenant is the one in context.
-_trusted: ContextVar[tuple[str, Mapping[str, Any]] | None] = ContextVar(
-    "relay_peewee_trusted_refs", default=None
-)
+# (tenant id, model, {field name: values or ANY_VALUE}): what the statements
+# on that model in a `trusting` block need not check - while that tenant is
+# the one in context.
+_Trusted = tuple[str, type[Model], Mapping[str, Any]]
+_trusted: ContextVar[_Trusted | None] = ContextVar("relay_peewee_trusted_refs", default=None)
 _tenant_refs: dict[type[Model], tuple[ForeignKeyField, ...]] = {}
 
 
-def trusted_values(tenant_id: str) -> Mapping[str, Any] | None:
-    """The values a ``trusting`` block declared checked for ``tenant_id``."""
+def trusted_values(tenant_id: str, model: type[Model]) -> Mapping[str, Any] | None:
+    """The values a ``trusting`` block declared checked for ``model`` in ``tenant_id``."""
     trusted = _trusted.get()
-    if trusted is None or trusted[0] != tenant_id:
-        # Code inside the block that entered another tenant's context gets
-        # no trust: the values were checked against the first tenant.
+    if trusted is None or trusted[0] != tenant_id or trusted[1] is not model:
+        # Code inside the block that entered another tenant's context, or
+        # writes another model (whose "skill" may point elsewhere), gets no
+        # trust: the values were checked for this model in the first tenant.
         return None
-    return trusted[1]
+    return trusted[2]
 
 
 class trusting:
-    """Declare values checked for ``tenant_id``, for the statements in the block.
+    """Declare values checked for ``model`` in ``tenant_id``, for the statements in the block.
 
     ``values`` maps a foreign-key name to the set of values checked, or to
     ``ANY_VALUE``.
     """
 
-    def __init__(self, values: Mapping[str, Any], tenant_id: str) -> None:
-        self.trusted = (tenant_id, values) if values else None
-        self._token: Token[tuple[str, Mapping[str, Any]] | None] | None = None
+    def __init__(self, values: Mapping[str, Any], tenant_id: str, model: type[Model]) -> None:
+        self.trusted = (tenant_id, model, values) if values else None
+        self._token: Token[_Trusted | None] | None = None
 
     def __enter__(self) -> None:
         self._token = _trusted.set(self.trusted)
@@ -166,37 +166,6 @@ def collect(
         refs[fk] = {value}
     else:
         values.add(value)
-
-
-def unverified_refs(instance: Any, tenant_id: str) -> References:
-    """What ``save()`` of ``instance`` must check: changed, untrusted references."""
-    refs: References = {}
-    model = type(instance)
-    fks = _tenant_refs.get(model)
-    if fks is None:
-        fks = tenant_refs(model)
-    data, rel, dirty = instance.__data__, instance.__rel__, instance._dirty
-    for fk in fks:
-        name = fk.name
-        # Unchanged since the row was loaded or saved: writing it back adds nothing.
-        if name not in dirty:
-            continue
-        value = data.get(name)
-        related = rel.get(name)
-        # is_trusted_instance, inlined: this runs for every reference of
-        # every create, and the call is a measurable part of one.
-        if related is not None and isinstance(related, fk.rel_model):
-            key = fk.rel_field.name
-            held, held_dirty = related.__data__, related._dirty
-            if (
-                held.get(TENANT_FIELD) == tenant_id
-                and held.get(key) == value
-                and TENANT_FIELD not in held_dirty
-                and key not in held_dirty
-            ):
-                continue
-        collect(refs, fk, value, tenant_id, None)
-    return refs
 
 
 def related_values(instances: list[Any], tenant_id: str) -> dict[str, set[Any]]:

@@ -9,11 +9,9 @@
 * Foreign keys into other TenantModels are checked by ``references``.
 
 ``save()`` checks its instance itself (it knows which values changed and which
-related rows it holds) and marks its one statement as checked
-(``checked_save``), so the common path pays for no second look at the row.
-It does so only where nothing but peewee's and this package's code runs
-between the check and the statement (``TenantModel.save``); otherwise the
-statement checks itself.
+related rows it holds); the one statement built from exactly the values it
+checked is stamped ``_saved_for`` (``checked_save``) and pays for no second
+look at the row.
 
 A refused write raises ``CrossTenantWrite`` before any SQL is sent.
 """
@@ -22,13 +20,13 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Mapping
-from contextvars import ContextVar
 from typing import Any, cast
 
 from peewee import (
     Column,
     Context,
     Database,
+    DatabaseProxy,
     Field,
     FieldAlias,
     Insert,
@@ -39,8 +37,8 @@ from peewee import (
 )
 
 from ..audited_model import AuditedDelete, AuditedInsert, AuditedUpdate
-from ..db import unwrap
 from ..errors import CrossTenantWrite
+from .context import _scope
 from .references import (
     ANY_VALUE,
     References,
@@ -59,17 +57,11 @@ __all__ = [
     "ScopedUpdate",
     "check_tenant_value",
     "check_update_data",
-    "checked_save",
     "prepare_insert",
 ]
 
 # peewee's insert, typed as Any: its stubs do not declare _execute.
 _ModelInsert: Any = ModelInsert
-
-# (model, tenant id) while save() runs the one statement it has checked itself.
-checked_save: ContextVar[tuple[type[Model], str] | None] = ContextVar(
-    "relay_peewee_checked_save", default=None
-)
 
 
 def check_tenant_value(model: type[Model], value: Any, tenant_id: str) -> None:
@@ -106,7 +98,7 @@ def _field_of(model: type[Model], key: Any) -> Field | None:
 def check_update_data(model: type[Model], data: Mapping[Any, Any], tenant_id: str) -> References:
     """Refuse a tenant change; return the references an UPDATE's SET writes."""
     refs: References = {}
-    trusted = trusted_values(tenant_id)
+    trusted = trusted_values(tenant_id, model)
     tenant_field = model._meta.fields[TENANT_FIELD]
     fks = tenant_refs(model)
     for key, value in data.items():
@@ -171,7 +163,7 @@ def _scan_rows(
     model = query.model
     fks = tenant_refs(model)
     tenant_field = model._meta.fields[TENANT_FIELD]
-    trusted = trusted_values(tenant_id)
+    trusted = trusted_values(tenant_id, model)
     by_name, by_field = _row_roles(model)
     found: list[set[Any]] = [set() for _ in fks]
     columns = query._columns
@@ -264,20 +256,23 @@ def prepare_insert(query: Any, tenant_id: str) -> tuple[Any, References]:
 class ScopedUpdate(AuditedUpdate):
     """``TenantModel.update()``: only this tenant's rows, never to another tenant."""
 
+    _saved_for: str | None = None  # save()'s own statement, checked there for this tenant
+
     def __sql__(self, ctx: Context) -> Any:
         tenant_id = scope_tenant(self.model)
         if tenant_id is None:
             return super().__sql__(ctx)
-        if checked_save.get() != (self.model, tenant_id):
+        if self._saved_for != tenant_id:
             check_update_data(self.model, self._update, tenant_id)
         rendered = _render_copy(self)
         rendered._where = _and(self._where, [self.model._meta.fields[TENANT_FIELD] == tenant_id])
         return super(ScopedUpdate, rendered).__sql__(ctx)
 
     def _execute(self, database: Database) -> Any:
-        database = unwrap(database)  # as ScopedInsert does
+        if type(database) is DatabaseProxy:  # as ScopedInsert does
+            database = database.obj or database
         tenant_id = scope_tenant(self.model)
-        if tenant_id is not None and checked_save.get() != (self.model, tenant_id):
+        if tenant_id is not None and self._saved_for != tenant_id:
             refs = check_update_data(self.model, self._update, tenant_id)
             verify_references(refs, tenant_id, database)
         return super()._execute(database)
@@ -298,35 +293,37 @@ class ScopedDelete(AuditedDelete):
 class ScopedInsert(AuditedInsert):
     """``TenantModel.insert()`` and friends: rows of this tenant, pointing into it."""
 
-    _ready_for: str | None = None  # checked for this tenant: render as it is
+    _ready_for: str | None = None  # prepared and checked for this tenant: render as it is
+    _saved_for: str | None = None  # save()'s own statement, checked there for this tenant
 
     def __sql__(self, ctx: Context) -> Any:
         tenant_id = scope_tenant(self.model)
-        if tenant_id is None or self._ready_for == tenant_id:
+        if (
+            tenant_id is None
+            or self._ready_for == tenant_id
+            # save()'s own; an upsert clause added since would still need scoping
+            or (self._saved_for == tenant_id and self._on_conflict is None)
+        ):
             return super().__sql__(ctx)
         prepared, _refs = prepare_insert(self, tenant_id)
         return super(ScopedInsert, prepared).__sql__(ctx)
 
     def _execute(self, database: Database) -> Any:
-        # Resolved once here rather than by the proxy on each of the three
-        # lookups peewee makes per INSERT: ~2% of a one-row create.
-        database = unwrap(database)
-        mark = checked_save.get()
-        if (
-            mark is not None
-            and mark[0] is self.model
-            and type(self._insert) is dict
-            and self._columns is None
-        ):
-            # save()'s own one-row statement: it put the tenant into the row
-            # and checked its references, and nothing ran since (see
-            # TenantModel.save).
-            self._ready_for = mark[1]
-            if not getattr(self.model._meta, "audit_events", None):
-                # What AuditedInsert._execute would do for a model that
-                # records no events, without the hop (~1% of a create).
-                return _ModelInsert._execute(self, database)
-            return super()._execute(database)
+        if type(database) is DatabaseProxy:
+            # Resolved once here rather than by the proxy on each of the
+            # three lookups peewee makes per INSERT: ~2% of a one-row create.
+            database = database.obj or database
+        saved_for = self._saved_for
+        if saved_for is not None and self._on_conflict is None:  # as in __sql__
+            # scope_tenant(), inlined on the path of every create.
+            scope = _scope.get()
+            if scope is not None and not scope.unscoped and scope.tenant_id == saved_for:
+                self._ready_for = saved_for  # __sql__: render as it is
+                if not getattr(self.model._meta, "audit_events", None):
+                    # What AuditedInsert._execute would do for a model that
+                    # records no events, without the hop (~1% of a create).
+                    return _ModelInsert._execute(self, database)
+                return super()._execute(database)
         tenant_id = scope_tenant(self.model)
         if tenant_id is None:
             return super()._execute(database)
