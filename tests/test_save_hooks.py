@@ -18,7 +18,15 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-from peewee import Database, ForeignKeyField, IntegerField, Model, TextField
+from peewee import (
+    Database,
+    DeferredForeignKey,
+    ForeignKeyField,
+    IntegerField,
+    Model,
+    PostgresqlDatabase,
+    TextField,
+)
 from playhouse import signals
 
 from relay_peewee import CrossTenantWrite, TenantModel, tenant_context, unscoped
@@ -116,7 +124,14 @@ class Note(TenantModel):
         return super().insert_many(rows, fields)
 
 
-TABLES = [Topic, SignalledNote, StampedNote, RedirectingNote, Board, Pin, Note]
+class ArchivedTopic(Topic):
+    """A subclass: its own table, with ids of its own."""
+
+    class Meta:
+        table_name = "hook_archived_topics"
+
+
+TABLES = [Topic, SignalledNote, StampedNote, RedirectingNote, Board, Pin, Note, ArchivedTopic]
 
 
 @pytest.fixture
@@ -325,3 +340,92 @@ def test_checked_values_are_trusted_for_their_own_model_only(
         Note.side_pin = None
     with unscoped("test: read every tenant's pins"):
         assert list(Pin.select()) == []
+
+
+def test_a_row_of_a_subclass_is_not_a_row_of_the_target(tenants: tuple[Tenant, Tenant]) -> None:
+    a, b = tenants
+    b_topic = alpha_of(b)
+    with tenant_context(a):
+        # Its id, in its own table, is the id of B's row in hook_topics.
+        archived = ArchivedTopic.create(id=b_topic.id, slug="old")
+        assert isinstance(archived, Topic) and archived._dirty == set()
+        for attempt in (
+            lambda: Note.create(topic=archived, body="x"),
+            lambda: Note.bulk_create([Note(topic=archived, body="y")]),
+        ):
+            with pytest.raises(CrossTenantWrite, match="not a row of tenant"):
+                attempt()
+    assert notes_of_every_tenant(Note) == []
+
+
+def test_a_deleted_row_is_no_longer_trusted(tenants: tuple[Tenant, Tenant]) -> None:
+    a, b = tenants
+    with tenant_context(a):
+        gone = Topic.create(slug="gone")
+        gone.delete_instance()
+    with tenant_context(b):
+        Topic.create(slug="maybe-the-same-id")  # SQLite may hand out gone's id again
+    with tenant_context(a), pytest.raises(CrossTenantWrite, match="not a row of tenant"):
+        Note.create(topic=gone, body="x")
+    assert notes_of_every_tenant(Note) == []
+
+
+def test_an_update_leaves_unchanged_references_out(tenants: tuple[Tenant, Tenant]) -> None:
+    a, b = tenants
+    with tenant_context(a):
+        a_topic = Topic.create(slug="shared")
+        Note.create(topic=a_topic, body="shared")
+    with tenant_context(b):
+        b_topic = Topic.create(slug="shared")
+    # A join on a non-key condition fills note.topic with B's topic and leaves
+    # nothing dirty: the instance is not what the row holds.
+    with unscoped("test: a support query across tenants"):
+        (note,) = (
+            Note.select(Note, Topic)
+            .join(Topic, on=(Topic.slug == Note.body))
+            .where(Topic.tenant == b.id)
+        )
+    assert note.topic_id == b_topic.id and note._dirty == set()
+    with tenant_context(a):
+        note.body = "edited"
+        note.save()  # writes the body; the unchanged reference is not written back
+    assert notes_of_every_tenant(Note) == [(a.id, a_topic.id)]
+
+
+def test_a_deferred_foreign_key_is_checked_once_resolved(
+    tenants: tuple[Tenant, Tenant], migrated_db: Database
+) -> None:
+    a, b = tenants
+
+    class Early(TenantModel):
+        body = TextField()
+        late = DeferredForeignKey("Late", null=True, backref="+")
+
+        class Meta:
+            table_name = "hook_early"
+
+    # Created by hand: create_tables() cannot type a key that is not resolved yet.
+    key = "SERIAL" if isinstance(migrated_db, PostgresqlDatabase) else "INTEGER"
+    migrated_db.execute_sql(
+        f"CREATE TABLE hook_early (id {key} PRIMARY KEY, body TEXT NOT NULL, "
+        "late_id INTEGER, tenant_id TEXT NOT NULL)"
+    )
+    try:
+        with tenant_context(a):
+            Early.create(body="before Late exists")  # its references, as known then
+
+        class Late(TenantModel):
+            class Meta:
+                table_name = "hook_late"
+
+        migrated_db.create_tables([Late])
+        with tenant_context(b):
+            b_late = Late.create()
+        with tenant_context(a):
+            with pytest.raises(CrossTenantWrite, match="not a row of tenant"):
+                Early.create(body="x", late=b_late.id)
+            with pytest.raises(CrossTenantWrite, match="not a row of tenant"):
+                Early.insert(body="y", late=b_late.id).execute()
+    finally:
+        migrated_db.execute_sql("DROP TABLE IF EXISTS hook_early")
+        migrated_db.execute_sql("DROP TABLE IF EXISTS hook_late")

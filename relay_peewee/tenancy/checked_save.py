@@ -8,8 +8,9 @@ common path costs no query and no second look at the row:
 
 * a reference held by a related row that was read from or saved to this
   tenant (``Rating.create(skill=skill)``) is that row's own id;
-* on an UPDATE of a row of this tenant, a reference the row did not change
-  is the one it was read with (the very object, ``is``).
+* on an UPDATE, a reference the row did not change (the very object it
+  had when save() began) is left out of the statement: what is not
+  written needs no proof, however the instance came by it.
 
 The check runs on the statement's own values, after anything that ran
 inside ``save()`` (a ``playhouse.signals`` pre_save handler, a mixin's
@@ -22,11 +23,10 @@ refuses with ``CrossTenantWrite``.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from contextvars import ContextVar, Token
 from typing import Any
 
-from peewee import Model
+from peewee import ForeignKeyField, Model
 
 from .references import tenant_refs
 from .scoping import TENANT_FIELD
@@ -35,32 +35,35 @@ __all__ = ["SaveMark", "mark", "take", "unmark"]
 
 _ABSENT: Any = object()  # a field the statement has no value for
 
-# (model, tenant id, the instance, {reference name: object kept} or None)
+# (model, tenant id, the instance, {reference name: object it had} or None)
 SaveMark = tuple[type[Model], str, Any, dict[str, Any] | None]
+# (name, target model, target key field name) of each reference to a TenantModel
+_Plan = tuple[tuple[str, type[Model], str], ...]
 
 _mark: ContextVar[SaveMark | None] = ContextVar("relay_peewee_save_mark", default=None)
-# Model -> (name, target model, target key field name) of each reference to a
-# TenantModel: looked up once, not through three attributes per save().
-_plans: dict[type[Model], tuple[tuple[str, type[Model], str], ...]] = {}
+_plans: dict[type[Model], tuple[tuple[ForeignKeyField, ...], _Plan]] = {}
 
 
-def _plan(model: type[Model]) -> tuple[tuple[str, type[Model], str], ...]:
-    plan = _plans[model] = tuple(
-        (fk.name, fk.rel_model, fk.rel_field.name) for fk in tenant_refs(model)
-    )
-    return plan
+def _plan(model: type[Model]) -> _Plan:
+    """The references as plain tuples: looked up once, not through three attributes."""
+    fks = tenant_refs(model)
+    cached = _plans.get(model)
+    if cached is None or cached[0] is not fks:  # new, or the references changed
+        plan = tuple((fk.name, fk.rel_model, fk.rel_field.name) for fk in fks)
+        cached = _plans[model] = (fks, plan)
+    return cached[1]
 
 
-def mark(instance: Any, tenant_id: str, stored: bool) -> Token[SaveMark | None]:
-    """Name ``instance`` as the row the next statement of its model writes.
+def mark(instance: Any, tenant_id: str, updating: bool) -> Token[SaveMark | None]:
+    """Name ``instance`` as the row the next statements of its model write.
 
-    ``stored``: it is a row of this tenant as read or saved (an UPDATE, its
-    tenant unchanged); the references it has not changed are kept as they
-    are now, and need no check while they stay the same objects.
+    ``updating``: peewee will UPDATE it; the references it has not changed
+    are kept as the objects they are now, so that the UPDATE can leave them
+    out instead of writing them back.
     """
     model = type(instance)
     kept = None
-    if stored:
+    if updating:
         data, dirty = instance.__data__, instance._dirty
         kept = {fk.name: data.get(fk.name) for fk in tenant_refs(model) if fk.name not in dirty}
     return _mark.set((model, tenant_id, instance, kept))
@@ -70,11 +73,13 @@ def mark(instance: Any, tenant_id: str, stored: bool) -> Token[SaveMark | None]:
 unmark = _mark.reset
 
 
-def take(model: type[Model], data: Any, values: Mapping[str, Any], inserting: bool) -> str | None:
+def take(model: type[Model], data: Any, values: dict[str, Any], inserting: bool) -> str | None:
     """The tenant the marked save() writes ``values`` in, if they need no further check.
 
-    ``data``/``values`` are the arguments of ``insert()``/``update()``; peewee's
-    ``save()`` passes keyword arguments only, named by field.
+    ``data``/``values`` are the arguments of ``insert()``/``update()`` before
+    the query is built; peewee's ``save()`` passes keyword arguments only,
+    named by field. An UPDATE's unchanged references are taken out of
+    ``values``: not written, they need no proof.
     """
     saved = _mark.get()
     if saved is None or saved[0] is not model or data is not None:
@@ -88,27 +93,30 @@ def take(model: type[Model], data: Any, values: Mapping[str, Any], inserting: bo
             return None  # the full check fills the tenant in
     elif owner != tenant_id:
         return None
-    plan = _plans.get(model)
-    if plan is None:
-        plan = _plan(model)
     related_rows = instance.__rel__
-    for name, target, key in plan:
+    unchanged = None
+    for name, target, key in _plan(model):
         value = values.get(name)
         if value is None:
             continue  # not written, or NULL
         if kept is not None and kept.get(name, _ABSENT) is value:
+            unchanged = [*(unchanged or ()), name]
             continue
         # is_trusted_instance(related, tenant_id, fk), holding this very id;
         # inlined: this runs for every reference of every save().
         related = related_rows.get(name)
-        if related is None or not isinstance(related, target):
+        if related is None or type(related) is not target:
             return None
-        held = related.__data__
+        held, held_dirty = related.__data__, related._dirty  # type: ignore[attr-defined]
         if held.get(TENANT_FIELD) != tenant_id or held.get(key) != value:
             return None
-        held_dirty = related._dirty  # type: ignore[attr-defined]  # peewee's own
         if TENANT_FIELD in held_dirty or key in held_dirty:
             return None
+    if unchanged:
+        if len(unchanged) == len(values):
+            return None  # nothing else to write: the full check looks them up
+        for name in unchanged:
+            del values[name]
     # The mark stays: a second statement built inside save() passes only
     # if its own tenant and references pass these same checks.
     return tenant_id

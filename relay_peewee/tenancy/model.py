@@ -29,8 +29,8 @@ Example::
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable, Sequence
-from typing import Any
+from collections.abc import Iterable, Sequence
+from typing import Any, cast
 
 from peewee import ForeignKeyField, Model, ModelBase, classmethod_only
 
@@ -141,9 +141,9 @@ class TenantModel(AuditedModel, metaclass=TenantModelBase):
 
     @classmethod
     def insert(cls, data: Any = None, /, **insert: Any) -> ScopedInsert:
+        saved_for = checked_save.take(cls, data, insert, True) if insert else None
         query = ScopedInsert(cls, _normalize_data(cls, data, insert))
-        if insert:
-            query._saved_for = checked_save.take(cls, data, insert, True)  # inserting
+        query._saved_for = saved_for
         return query
 
     @classmethod
@@ -157,9 +157,10 @@ class TenantModel(AuditedModel, metaclass=TenantModelBase):
 
     @classmethod
     def update(cls, data: Any = None, /, **update: Any) -> ScopedUpdate:
+        # Before the query is built: take() may leave unchanged references out.
+        saved_for = checked_save.take(cls, data, update, False) if update else None
         query = ScopedUpdate(cls, _normalize_data(cls, data, update))
-        if update:
-            query._saved_for = checked_save.take(cls, data, update, False)  # updating
+        query._saved_for = saved_for
         return query
 
     # classmethod_only, as peewee's: `instance.delete()` is an error, not a table wipe.
@@ -186,15 +187,19 @@ class TenantModel(AuditedModel, metaclass=TenantModelBase):
         # peewee's own test for INSERT or UPDATE.
         updating = not force_insert and self._meta.primary_key is not False and row._pk is not None
         # The statement peewee builds is checked as it is built (checked_save).
-        token = checked_save.mark(self, tenant_id, updating and TENANT_FIELD not in row._dirty)
+        token = checked_save.mark(self, tenant_id, updating)
         try:
-            rest = _rest_of_save.get(model, _UNKNOWN)
-            if rest is _UNKNOWN:
-                rest = _plan_save(model)
-            if rest is None:
+            direct = _direct_save.get(model)
+            if direct is None:
+                direct = _plan_save(model)
+            if not direct:
                 rows = super().save(force_insert=force_insert, only=only)
+            elif getattr(self._meta, "audit_events", None):
+                rows = AuditedModel.save(self, force_insert, only)
             else:
-                rows = rest(self, force_insert, only)
+                # What AuditedModel.save would pass through to, without the
+                # hop (~1% of a create).
+                rows = Model.save(self, force_insert, only)
         finally:
             checked_save.unmark(token)
         if updating and type(rows) is int and rows == 0:
@@ -209,7 +214,11 @@ class TenantModel(AuditedModel, metaclass=TenantModelBase):
         owner = self.__data__.get(TENANT_FIELD)
         if tenant_id is not None and owner is not None:
             check_tenant_value(type(self), owner, tenant_id)
-        return super().delete_instance(recursive=recursive, delete_nullable=delete_nullable)
+        rows = super().delete_instance(recursive=recursive, delete_nullable=delete_nullable)
+        # Gone: no longer a row of this tenant to trust as a related row (its
+        # id may even come back, as another tenant's).
+        cast(Any, self)._dirty.add(TENANT_FIELD)
+        return rows
 
     @classmethod
     def bulk_create(cls, model_list: Any, batch_size: int | None = None) -> Any:
@@ -243,27 +252,23 @@ class TenantModel(AuditedModel, metaclass=TenantModelBase):
             return super().bulk_update(instances, fields, batch_size=batch_size)
 
 
-_UNKNOWN: Any = object()
-# Model -> what `super().save()` in TenantModel.save runs, or None: see _plan_save.
-_rest_of_save: dict[type[Model], Callable[..., Any] | None] = {}
+# Model -> whether super().save() in TenantModel.save reaches AuditedModel's
+# and peewee's save and nothing else: see _plan_save.
+_direct_save: dict[type[Model], bool] = {}
 
 
-def _plan_save(model: type[Model]) -> Callable[..., Any] | None:
-    """What ``super().save()`` in ``TenantModel.save`` reaches, when it can be named.
+def _plan_save(model: type[Model]) -> bool:
+    """Whether no other ``save`` is below TenantModel in ``model``'s MRO.
 
-    With no other ``save`` below TenantModel in the MRO (a mixin,
-    ``playhouse.signals.Model``), that is ``AuditedModel.save``, or for a
-    model that records no events peewee's ``Model.save``, which
-    AuditedModel's would only pass through to: called without the hop (~1%
-    of a create). ``None``: call ``super().save()``.
+    Then ``super().save()`` is ``AuditedModel.save``, and for a model that
+    records no events peewee's ``Model.save``, which can be called directly.
+    A mixin or ``playhouse.signals.Model`` there keeps the plain path.
     """
     mro = model.__mro__
     below = mro[mro.index(TenantModel) + 1 :]
-    rest: Callable[..., Any] | None = None
-    if all(cls in (AuditedModel, Model) or "save" not in vars(cls) for cls in below):
-        rest = AuditedModel.save if getattr(model._meta, "audit_events", None) else Model.save
-    _rest_of_save[model] = rest
-    return rest
+    direct = all(cls in (AuditedModel, Model) or "save" not in vars(cls) for cls in below)
+    _direct_save[model] = direct
+    return direct
 
 
 def _claim(instance: Any, tenant_id: str) -> None:

@@ -72,7 +72,7 @@ FOREIGN_KEY_VIOLATION = "23503"  # PostgreSQL's SQLSTATE
 # the one in context.
 _Trusted = tuple[str, type[Model], Mapping[str, Any]]
 _trusted: ContextVar[_Trusted | None] = ContextVar("relay_peewee_trusted_refs", default=None)
-_tenant_refs: dict[type[Model], tuple[ForeignKeyField, ...]] = {}
+_tenant_refs: dict[type[Model], tuple[int, tuple[ForeignKeyField, ...]]] = {}
 
 
 def trusted_values(tenant_id: str, model: type[Model]) -> Mapping[str, Any] | None:
@@ -111,12 +111,18 @@ class trusting:
 
 
 def tenant_refs(model: type[Model]) -> tuple[ForeignKeyField, ...]:
-    """The foreign keys of ``model`` that point at other TenantModels."""
-    refs = _tenant_refs.get(model)
-    if refs is None:
-        refs = tuple(fk for fk in model._meta.refs if is_tenant_model(fk.rel_model))
-        _tenant_refs[model] = refs
-    return refs
+    """The foreign keys of ``model`` that point at other TenantModels.
+
+    Cached, and the same tuple object while valid (other caches key on it);
+    recomputed when the model's references change, as when a
+    ``DeferredForeignKey`` resolves after the model was first written.
+    """
+    refs = model._meta.refs
+    cached = _tenant_refs.get(model)
+    if cached is None or cached[0] != len(refs):
+        cached = (len(refs), tuple(fk for fk in refs if is_tenant_model(fk.rel_model)))
+        _tenant_refs[model] = cached
+    return cached[1]
 
 
 def is_trusted_instance(instance: Any, tenant_id: str, fk: ForeignKeyField) -> bool:
@@ -124,8 +130,10 @@ def is_trusted_instance(instance: Any, tenant_id: str, fk: ForeignKeyField) -> b
 
     Its tenant and the key ``fk`` refers to must be unchanged since then (not
     dirty): an instance built by hand with an id from a request is checked.
+    Its class must be the target itself: a subclass is another table, whose
+    ids say nothing about the target's.
     """
-    if not isinstance(instance, fk.rel_model):  # a TenantModel: fk is one of tenant_refs
+    if type(instance) is not fk.rel_model:  # a TenantModel: fk is one of tenant_refs
         return False
     if instance.__data__.get(TENANT_FIELD) != tenant_id:
         return False

@@ -29,6 +29,7 @@ from peewee import (
     DatabaseProxy,
     Field,
     FieldAlias,
+    ForeignKeyField,
     Insert,
     IntegrityError,
     Model,
@@ -120,21 +121,24 @@ def check_update_data(model: type[Model], data: Mapping[Any, Any], tenant_id: st
 # a Field hashes by building a string, and this runs once per row and key.
 _TENANT = -1
 _TENANT_KEYS = frozenset({TENANT_FIELD, TENANT_COLUMN})
-_roles: dict[type[Model], tuple[dict[Any, int], dict[int, int]]] = {}
+_Roles = tuple[tuple[ForeignKeyField, ...], dict[Any, int], dict[int, int]]
+_roles: dict[type[Model], _Roles] = {}
 # Values that need no closer look than "which ids": most references.
 _PLAIN = frozenset({str, int, uuid.UUID})
 
 
-def _row_roles(model: type[Model]) -> tuple[dict[Any, int], dict[int, int]]:
+def _row_roles(
+    model: type[Model], fks: tuple[ForeignKeyField, ...]
+) -> tuple[dict[Any, int], dict[int, int]]:
     roles = _roles.get(model)
-    if roles is None:
+    if roles is None or roles[0] is not fks:  # new, or the references changed
         by_name: dict[Any, int] = {TENANT_FIELD: _TENANT, TENANT_COLUMN: _TENANT}
         by_field = {id(model._meta.fields[TENANT_FIELD]): _TENANT}
-        for i, fk in enumerate(tenant_refs(model)):
+        for i, fk in enumerate(fks):
             by_name[fk.name] = by_name[fk.column_name] = i
             by_field[id(fk)] = i
-        roles = _roles[model] = (by_name, by_field)
-    return roles
+        roles = _roles[model] = (fks, by_name, by_field)
+    return roles[1], roles[2]
 
 
 def _role_of(
@@ -164,7 +168,7 @@ def _scan_rows(
     fks = tenant_refs(model)
     tenant_field = model._meta.fields[TENANT_FIELD]
     trusted = trusted_values(tenant_id, model)
-    by_name, by_field = _row_roles(model)
+    by_name, by_field = _row_roles(model, fks)
     found: list[set[Any]] = [set() for _ in fks]
     columns = query._columns
     if not columns and rows and not isinstance(rows[0], Mapping):
