@@ -26,7 +26,7 @@ from __future__ import annotations
 from contextvars import ContextVar, Token
 from typing import Any
 
-from peewee import ForeignKeyField, Model
+from peewee import Model
 
 from .references import tenant_refs
 from .scoping import TENANT_FIELD
@@ -41,17 +41,15 @@ SaveMark = tuple[type[Model], str, Any, dict[str, Any] | None]
 _Plan = tuple[tuple[str, type[Model], str], ...]
 
 _mark: ContextVar[SaveMark | None] = ContextVar("relay_peewee_save_mark", default=None)
-_plans: dict[type[Model], tuple[tuple[ForeignKeyField, ...], _Plan]] = {}
+# Model -> (how many references it had, its plan); see references.tenant_refs.
+_plans: dict[type[Model], tuple[int, _Plan]] = {}
 
 
-def _plan(model: type[Model]) -> _Plan:
+def _plan(model: type[Model]) -> tuple[int, _Plan]:
     """The references as plain tuples: looked up once, not through three attributes."""
-    fks = tenant_refs(model)
-    cached = _plans.get(model)
-    if cached is None or cached[0] is not fks:  # new, or the references changed
-        plan = tuple((fk.name, fk.rel_model, fk.rel_field.name) for fk in fks)
-        cached = _plans[model] = (fks, plan)
-    return cached[1]
+    plan = tuple((fk.name, fk.rel_model, fk.rel_field.name) for fk in tenant_refs(model))
+    cached = _plans[model] = (len(model._meta.refs), plan)
+    return cached
 
 
 def mark(instance: Any, tenant_id: str, updating: bool) -> Token[SaveMark | None]:
@@ -86,8 +84,9 @@ def take(model: type[Model], data: Any, values: dict[str, Any], inserting: bool)
         return None
     if not values.keys() <= model._meta.fields.keys():
         return None  # a column name or another alias of a field
-    tenant_id, instance, kept = saved[1], saved[2], saved[3]
-    owner = values.get(TENANT_FIELD, _ABSENT)
+    _model, tenant_id, instance, kept = saved
+    tenant_key = TENANT_FIELD  # a local: read four times per reference
+    owner = values.get(tenant_key, _ABSENT)
     if owner is _ABSENT:
         if inserting:
             return None  # the full check fills the tenant in
@@ -95,7 +94,10 @@ def take(model: type[Model], data: Any, values: dict[str, Any], inserting: bool)
         return None
     related_rows = instance.__rel__
     unchanged = None
-    for name, target, key in _plan(model):
+    cached = _plans.get(model)
+    if cached is None or cached[0] != len(model._meta.refs):  # new, or references changed
+        cached = _plan(model)
+    for name, target, key in cached[1]:
         value = values.get(name)
         if value is None:
             continue  # not written, or NULL
@@ -108,9 +110,9 @@ def take(model: type[Model], data: Any, values: dict[str, Any], inserting: bool)
         if related is None or type(related) is not target:
             return None
         held, held_dirty = related.__data__, related._dirty  # type: ignore[attr-defined]
-        if held.get(TENANT_FIELD) != tenant_id or held.get(key) != value:
+        if held.get(tenant_key) != tenant_id or held.get(key) != value:
             return None
-        if TENANT_FIELD in held_dirty or key in held_dirty:
+        if tenant_key in held_dirty or key in held_dirty:
             return None
     if unchanged:
         if len(unchanged) == len(values):
