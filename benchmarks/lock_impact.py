@@ -71,7 +71,6 @@ import math
 import multiprocessing
 import os
 import random
-import signal
 import subprocess
 import sys
 import tempfile
@@ -89,7 +88,7 @@ from typing import Any
 
 from baselines import DEFAULT_TENANT_ID
 from legacy_data import LEGACY_TABLES, build_legacy_database, migrated_rows
-from migrate_bench import ROOT, Workspace, _environment, _opened
+from migrate_bench import ROOT, Workspace, _environment, _opened, clean_up_on_signals, log
 
 # Issue 5's online-path targets.
 MAX_BLOCKED_SECONDS = 0.25
@@ -811,15 +810,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         child_main(mode, url, out_path, args.to, args.lock_timeout)
         return 0
 
-    def stop(signum: int, _frame: Any) -> None:
-        raise KeyboardInterrupt(f"signal {signum}")
-
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGHUP, stop)
-
-    def log(msg: str) -> None:
-        print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
-
+    clean_up_on_signals()
     ws = Workspace(None)
     ok = False
     try:

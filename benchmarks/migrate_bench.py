@@ -653,6 +653,21 @@ def _environment(backends: Sequence[str], ws: Workspace) -> str:
     return ", ".join(parts)
 
 
+def clean_up_on_signals() -> None:
+    """Turn SIGTERM/SIGHUP into exceptions, so a run's cleanup still runs."""
+
+    def stop(signum: int, _frame: Any) -> None:
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGHUP, stop)
+
+
+def log(msg: str) -> None:
+    """Progress on stderr, time-stamped; the results go to stdout."""
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--skills", type=int, default=100_000, help="legacy skills (default 100k)")
@@ -691,16 +706,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     backends = ["sqlite", "postgres"] if args.backend == "both" else [args.backend]
     sizes = SCALING_SIZES if args.scaling else (args.skills,)
 
-    # SIGTERM/SIGHUP become exceptions so the cleanup below still runs.
-    def stop(signum: int, _frame: Any) -> None:
-        raise KeyboardInterrupt(f"signal {signum}")
-
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGHUP, stop)
-
-    def log(msg: str) -> None:
-        print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
-
+    clean_up_on_signals()
     ws = Workspace(args.workdir)
     ok = True
     try:
