@@ -33,17 +33,16 @@ from __future__ import annotations
 import argparse
 import gc
 import os
-import secrets
 import statistics
 import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager, nullcontext
+from contextlib import ExitStack, contextmanager, nullcontext
 from copy import deepcopy
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import peewee
 from peewee import Database, ForeignKeyField
@@ -54,6 +53,7 @@ import relay_peewee
 from relay_peewee import tenant_context
 from relay_peewee.commands import migrate
 from relay_peewee.models import Rating, Skill, Tenant, User
+from relay_peewee.testing import throwaway_postgres_database
 
 PG_HOST = os.environ.get("PGHOST", "127.0.0.1")
 PG_PORT = int(os.environ.get("PGPORT", "5432"))
@@ -73,28 +73,29 @@ def sqlite_url() -> Iterator[str]:
         yield f"sqlite:///{tmp}/bench.db"
 
 
+class _Unreachable(Exception):
+    pass
+
+
+def _unreachable(reason: str) -> NoReturn:
+    raise _Unreachable(reason)
+
+
 @contextmanager
 def postgres_url() -> Iterator[str | None]:
-    try:
-        import psycopg2
-
-        admin = psycopg2.connect(
-            host=PG_HOST, port=PG_PORT, user=PG_USER, dbname=PG_ADMIN_DB, connect_timeout=3
-        )
-    except Exception as exc:  # no driver or no server: SQLite still runs
-        print(f"postgres: skipped ({' '.join(str(exc).split()) or type(exc).__name__})")
-        yield None
-        return
-    admin.autocommit = True
-    name = f"isolation_bench_{secrets.token_hex(4)}"
-    with admin.cursor() as cur:
-        cur.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield f"postgresql://{PG_USER}@{PG_HOST}:{PG_PORT}/{name}"
-    finally:
-        with admin.cursor() as cur:
-            cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.close()
+    """A throw-away PostgreSQL database, or None (and why) when none can be had."""
+    server = f"postgresql://{PG_USER}@{PG_HOST}:{PG_PORT}/{PG_ADMIN_DB}"
+    with ExitStack() as stack:
+        try:
+            url: str | None = stack.enter_context(
+                throwaway_postgres_database(
+                    server, prefix="isolation_bench", unavailable=_unreachable
+                )
+            )
+        except _Unreachable as exc:  # no driver or no server: SQLite still runs
+            print(f"postgres: skipped ({exc})")
+            url = None
+        yield url
 
 
 # --- the hand-written side: plain peewee models on the same tables -----------

@@ -34,7 +34,7 @@ from __future__ import annotations
 import getpass
 import os
 import secrets
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -162,22 +162,28 @@ def relay_db_url(
 
 
 @contextmanager
-def throwaway_postgres_database(server: str) -> Iterator[str]:
+def throwaway_postgres_database(
+    server: str,
+    *,
+    prefix: str = "relay_test",
+    unavailable: Callable[[str], NoReturn] = _unavailable,
+) -> Iterator[str]:
     """A new, empty database on the PostgreSQL server ``server`` (a URL naming
     any database it may connect to); dropped, connections and all, on exit.
 
-    Unreachable, the test is skipped with the reason - or fails under CI=true.
+    Unreachable, ``unavailable(reason)`` is called before anything is created:
+    by default the test is skipped with the reason - or fails under CI=true.
     """
     try:
         import psycopg2
     except ImportError:
-        _unavailable("psycopg2 is not installed (pip install 'relay_peewee[postgres]')")
+        unavailable("psycopg2 is not installed (pip install 'relay_peewee[postgres]')")
     try:
         admin = psycopg2.connect(server, connect_timeout=3)
     except psycopg2.OperationalError as exc:
-        _unavailable(f"PostgreSQL unreachable at {server}: {' '.join(str(exc).split())}")
+        unavailable(f"PostgreSQL unreachable at {server}: {' '.join(str(exc).split())}")
     admin.autocommit = True  # CREATE/DROP DATABASE refuse to run in a transaction
-    name = f"relay_test_{secrets.token_hex(6)}"
+    name = f"{prefix}_{secrets.token_hex(6)}"
     try:
         with admin.cursor() as cur:
             cur.execute(f'CREATE DATABASE "{name}"')
