@@ -188,7 +188,7 @@ class AuditedModel(BaseModel):
     delete: Any = classmethod_only(lambda cls: AuditedDelete(cls))
 
     def save(self, force_insert: bool = False, only: Any = None) -> Any:
-        if not getattr(self._meta, "audit_events", None):
+        if not audit_prefix(type(self)):
             return super().save(force_insert=force_insert, only=only)
         changed = tuple(self.dirty_field_names) if only is None else None
         write = _InstanceWrite(type(self), _resource_id(self), _row_tenant(self), changed)

@@ -93,7 +93,7 @@ def take(model: type[Model], data: Any, values: dict[str, Any], inserting: bool)
     elif owner != tenant_id:
         return None
     related_rows = instance.__rel__
-    unchanged = None
+    unchanged: list[str] = []
     cached = _plans.get(model)
     if cached is None or cached[0] != len(model._meta.refs):  # new, or references changed
         cached = _plan(model)
@@ -102,7 +102,7 @@ def take(model: type[Model], data: Any, values: dict[str, Any], inserting: bool)
         if value is None:
             continue  # not written, or NULL
         if kept is not None and kept.get(name, _ABSENT) is value:
-            unchanged = [*(unchanged or ()), name]
+            unchanged.append(name)
             continue
         # is_trusted_instance(related, tenant_id, fk), holding this very id;
         # inlined: this runs for every reference of every save().

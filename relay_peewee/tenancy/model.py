@@ -192,14 +192,12 @@ class TenantModel(AuditedModel, metaclass=TenantModelBase):
             direct = _direct_save.get(model)
             if direct is None:
                 direct = _plan_save(model)
-            if not direct:
-                rows = super().save(force_insert=force_insert, only=only)
-            elif getattr(self._meta, "audit_events", None):
-                rows = AuditedModel.save(self, force_insert, only)
-            else:
-                # What AuditedModel.save would pass through to, without the
-                # hop (~1% of a create).
+            if direct and not getattr(self._meta, "audit_events", None):
+                # What AuditedModel.save would only pass through to, without
+                # the hop (~1% of a create).
                 rows = Model.save(self, force_insert, only)
+            else:
+                rows = super().save(force_insert=force_insert, only=only)
         finally:
             checked_save.unmark(token)
         if updating and type(rows) is int and rows == 0:
@@ -260,9 +258,10 @@ _direct_save: dict[type[Model], bool] = {}
 def _plan_save(model: type[Model]) -> bool:
     """Whether no other ``save`` is below TenantModel in ``model``'s MRO.
 
-    Then ``super().save()`` is ``AuditedModel.save``, and for a model that
-    records no events peewee's ``Model.save``, which can be called directly.
-    A mixin or ``playhouse.signals.Model`` there keeps the plain path.
+    Then ``super().save()`` is ``AuditedModel.save``, which for a model that
+    records no events only passes through to peewee's ``Model.save``: that
+    can be called directly. A mixin or ``playhouse.signals.Model`` there
+    keeps the plain path.
     """
     mro = model.__mro__
     below = mro[mro.index(TenantModel) + 1 :]
