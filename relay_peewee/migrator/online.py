@@ -155,7 +155,8 @@ class OnlinePostgresqlMigrator(RelayPostgresqlMigrator):
         self, refs: Sequence[TenantReference], redundant_indexes: Sequence[tuple[str, str]]
     ) -> None:
         for parent in sorted({r.parent for r in refs}):
-            self.ensure_index(parent, PARENT_KEY, unique=True)
+            if not self.has_parent_key(parent):
+                self.ensure_index(parent, PARENT_KEY, unique=True)
         for ref in refs:
             table, name = quote(ref.table), quote(ref.constraint_name)
             new, old = self.composite_reference(ref), self.old_reference(ref)
