@@ -22,11 +22,11 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, replace
 from typing import Literal
 
-from peewee import CompositeKey, Database, DatabaseProxy, Model
+from peewee import CompositeKey, Database, DatabaseProxy, Field, ForeignKeyField, Model
 from playhouse.migrate import make_index_name
 
 from .db import is_postgres, unwrap
@@ -45,7 +45,7 @@ from .migrator.catalog import (
     row_security,
 )
 from .models import MODELS, AuditLog, Tenant
-from .tenancy import TENANT_COLUMN, TenantModel
+from .tenancy import TENANT_COLUMN, TENANT_FIELD, TenantModel
 
 __all__ = ["SEVERITIES", "Finding", "audit_schema", "count_by_severity", "report"]
 
@@ -68,17 +68,20 @@ def audit_schema(
     *,
     citus: bool = False,
     strict: bool = False,
+    migrations: Sequence[str] = (),
 ) -> list[Finding]:
     """Audit ``db`` against relay_peewee's models plus ``models``; errors first.
 
-    ``strict`` turns warnings (the Citus rules, undeclared global uniques)
-    into errors, for a CI job that must fail on them.
+    ``models``: the application's own; ``migrations``: its migration
+    packages, so their history rows count as known. ``strict`` turns
+    warnings (the Citus rules, undeclared global uniques) into errors, for a
+    CI job that must fail on them.
     """
     db = unwrap(db)
     audited: list[type[Model]] = [*MODELS, *(m for m in models or () if m not in MODELS)]
     # sqlite_sequence and sqlite_stat* belong to SQLite itself.
     tables = {t for t in db.get_tables() if not t.startswith("sqlite_")}
-    findings = _history(db, tables) + _append_only(db, tables)
+    findings = _history(db, tables, migrations) + _append_only(db, tables)
     for model in audited:
         findings += _model(db, model, tables)
     modelled = {m._meta.table_name for m in audited} | {HISTORY_TABLE}
@@ -115,11 +118,11 @@ def report(findings: list[Finding], *, as_json: bool = False) -> str:
     return "\n".join([*lines, summary] if findings else [summary])
 
 
-def _history(db: Database, tables: set[str]) -> list[Finding]:
+def _history(db: Database, tables: set[str], migrations: Sequence[str]) -> list[Finding]:
     if HISTORY_TABLE not in tables:
         msg = f"no migration history; fix: {MIGRATE}"
         return [Finding("error", HISTORY_TABLE, "history-missing", msg)]
-    statuses = MigrationRunner(db).statuses()
+    statuses = MigrationRunner(db, migrations=migrations).statuses()
     out = []
     pending = [s.name for s in statuses if s.applied is None]
     if pending:
@@ -127,7 +130,8 @@ def _history(db: Database, tables: set[str]) -> list[Finding]:
         out.append(Finding("error", HISTORY_TABLE, "migration-pending", msg))
     unknown = [s.name for s in statuses if not s.known]
     if unknown:
-        msg = f"applied, but unknown to this relay_peewee: {', '.join(unknown)}; fix: upgrade it"
+        msg = f"applied, but unknown to this relay_peewee: {', '.join(unknown)}; fix: upgrade "
+        msg += "it, or name the application's migrations package"
         out.append(Finding("error", HISTORY_TABLE, "migration-unknown", msg))
     return out
 
@@ -168,9 +172,11 @@ def _model(db: Database, model: type[Model], tables: set[str]) -> list[Finding]:
 def _tenant_references(db: Database, model: type[Model], table: str, fix: str) -> list[Finding]:
     """Each TenantForeignKeyField must be (tenant_id, col) -> parent (tenant_id, id)."""
     out = []
-    present = {(fk.columns, fk.ref_table, fk.ref_columns) for fk in foreign_keys(db, table)}
+    live = foreign_keys(db, table)
+    present = {(fk.columns, fk.ref_table, fk.ref_columns) for fk in live}
     for field in model._meta.sorted_fields:
         if not isinstance(field, TenantForeignKeyField):
+            out += _plain_tenant_reference(model, field, table, live)
             continue
         parent = field.rel_model._meta.table_name
         want = (
@@ -186,6 +192,25 @@ def _tenant_references(db: Database, model: type[Model], table: str, fix: str) -
             )
             out.append(Finding("error", table, "tenant-reference", msg))
     return out
+
+
+def _plain_tenant_reference(
+    model: type[Model], field: Field, table: str, live: list[ForeignKey]
+) -> list[Finding]:
+    """A plain ForeignKeyField between TenantModels whose key ignores the tenant."""
+    if not isinstance(field, ForeignKeyField) or field.name == TENANT_FIELD:
+        return []
+    if not issubclass(field.rel_model, TenantModel):
+        return []
+    parent = field.rel_model._meta.table_name
+    if not any(fk.columns == (field.column_name,) and fk.ref_table == parent for fk in live):
+        return []  # no key at all (usage_events.skill_id): nothing to make consistent
+    msg = (
+        f"{field.column_name} -> {parent} ({field.rel_field.column_name}) can reference "
+        f"another tenant's row; fix: declare {model.__name__}.{field.name} a "
+        "TenantForeignKeyField and migrate (migrator.tenantize makes the key)"
+    )
+    return [Finding("error", table, "tenant-reference", msg)]
 
 
 def _row_level_security(db: Database, table: str, fix: str) -> list[Finding]:

@@ -20,6 +20,7 @@ from peewee import Database, DatabaseError, InterfaceError
 
 from . import commands
 from .audit import audit_schema, report
+from .config import AppConfig, load_models, read_config
 from .db import DEFAULT_URL, is_postgres, open_database, sqlite_path
 from .errors import RelayError
 
@@ -66,6 +67,32 @@ database_option = click.option(
 )
 
 
+def app_options(fn: F) -> F:
+    """--migrations and --models, defaulting to [tool.relay_peewee] in pyproject.toml."""
+    fn = click.option(
+        "--models",
+        "models",
+        multiple=True,
+        metavar="MODULE",
+        help="A module of the application's models (repeatable; importable from the current "
+        "folder). Default: `models` in [tool.relay_peewee] of pyproject.toml.",
+    )(fn)
+    return click.option(
+        "--migrations",
+        "migrations",
+        multiple=True,
+        metavar="PKG",
+        help="A package of the application's numbered migrations, run after Relay's "
+        "(repeatable). Default: `migrations` in [tool.relay_peewee] of pyproject.toml.",
+    )(fn)
+
+
+def _app(migrations: tuple[str, ...], models: tuple[str, ...]) -> AppConfig:
+    """The options given, else the pyproject.toml defaults, one key at a time."""
+    config = read_config()
+    return AppConfig(migrations or config.migrations, models or config.models, config.source)
+
+
 @click.group()
 @click.version_option(package_name="relay_peewee")
 def cli() -> None:
@@ -95,6 +122,7 @@ def cli() -> None:
     "--no-wait", is_flag=True, help="Fail at once if another migrate holds the migration lock."
 )
 @click.option("-q", "--quiet", is_flag=True, help="Do not print progress.")
+@app_options
 @_user_errors
 def migrate(
     database: str | None,
@@ -104,8 +132,11 @@ def migrate(
     lock_timeout: float,
     no_wait: bool,
     quiet: bool,
+    migrations: tuple[str, ...],
+    models: tuple[str, ...],
 ) -> None:
-    """Apply pending migrations (all of them, or up to --to)."""
+    """Apply pending migrations (all of them, or up to --to): Relay's, then the application's."""
+    packages = _app(migrations, models).migrations
     if show_sql:
         path = sqlite_path(database)
         if path is not None and not os.path.exists(path):
@@ -116,14 +147,22 @@ def migrate(
             # leaving an empty file behind.
             database = "sqlite:///:memory:"
         with _database(database, must_exist=False) as db:
-            plan = commands.migration_sql(db, target, online=online, lock_timeout=lock_timeout)
+            plan = commands.migration_sql(
+                db, target, online=online, lock_timeout=lock_timeout, migrations=packages
+            )
             for statement in plan or ["-- nothing to do."]:
                 click.echo(statement)
         return
     with _database(database, must_exist=False) as db:
         progress = None if quiet else (lambda label: click.echo(f"  {label}", err=True))
         result = commands.migrate(
-            db, target, progress, online=online, lock_timeout=lock_timeout, wait=not no_wait
+            db,
+            target,
+            progress,
+            online=online,
+            lock_timeout=lock_timeout,
+            wait=not no_wait,
+            migrations=packages,
         )
     if result.adopted_legacy:
         click.echo("recognised a legacy Relay database: recorded 0001_baseline as applied")
@@ -135,11 +174,13 @@ def migrate(
 
 @cli.command()
 @database_option
+@app_options
 @_user_errors
-def status(database: str | None) -> None:
+def status(database: str | None, migrations: tuple[str, ...], models: tuple[str, ...]) -> None:
     """List applied and pending migrations; exit 1 while any is pending or unknown."""
+    packages = _app(migrations, models).migrations
     with _database(database) as db:
-        rows = commands.status(db)
+        rows = commands.status(db, packages)
     for row in rows:
         if row.applied is None:
             click.echo(f"[ ] {row.name}")
@@ -166,12 +207,23 @@ def status(database: str | None) -> None:
     "--no-wait", is_flag=True, help="Fail at once if another migrate holds the migration lock."
 )
 @click.option("-q", "--quiet", is_flag=True, help="Do not print progress.")
+@app_options
 @_user_errors
-def rollback(database: str | None, target: str | None, no_wait: bool, quiet: bool) -> None:
-    """Undo the last migration (or back through --to)."""
+def rollback(
+    database: str | None,
+    target: str | None,
+    no_wait: bool,
+    quiet: bool,
+    migrations: tuple[str, ...],
+    models: tuple[str, ...],
+) -> None:
+    """Undo the last migration (or back through --to), the application's included."""
+    packages = _app(migrations, models).migrations
     progress = None if quiet else (lambda label: click.echo(f"  {label}", err=True))
     with _database(database) as db:
-        names = commands.rollback(db, target, progress=progress, wait=not no_wait)
+        names = commands.rollback(
+            db, target, progress=progress, wait=not no_wait, migrations=packages
+        )
     for name in names:
         click.echo(f"reverted: {name}")
     if not names:
@@ -242,11 +294,23 @@ def tenants_list(database: str | None, as_json: bool) -> None:
     "--citus", is_flag=True, help="Also check the rules for distributing by tenant_id on Citus."
 )
 @click.option("--strict", is_flag=True, help="Count warnings (e.g. the Citus rules) as errors.")
-def audit(database: str | None, as_json: bool, citus: bool, strict: bool) -> None:
+@app_options
+def audit(
+    database: str | None,
+    as_json: bool,
+    citus: bool,
+    strict: bool,
+    migrations: tuple[str, ...],
+    models: tuple[str, ...],
+) -> None:
     """Check that the live database isolates tenants: exit 1 on errors, 2 if unreadable."""
     try:
+        app = _app(migrations, models)
+        app_models = load_models(app.models)
         with _database(database) as db:
-            findings = audit_schema(db, citus=citus, strict=strict)
+            findings = audit_schema(
+                db, app_models, citus=citus, strict=strict, migrations=app.migrations
+            )
     except (RelayError, DatabaseError, InterfaceError) as exc:
         # Exit 2, not the usual 1: a gate must tell "could not look" from "found errors".
         click.echo(f"Error: cannot audit the database: {_one_line(exc)}", err=True)
@@ -268,21 +332,34 @@ def audit(database: str | None, as_json: bool, citus: bool, strict: bool) -> Non
 @click.option(
     "--apply", is_flag=True, help="Run the SQL (needs a superuser) instead of printing it."
 )
+@app_options
 @_user_errors
 def roles(
-    database: str | None, app_role: str, admin_role: str, no_unscoped: bool, apply: bool
+    database: str | None,
+    app_role: str,
+    admin_role: str,
+    no_unscoped: bool,
+    apply: bool,
+    migrations: tuple[str, ...],
+    models: tuple[str, ...],
 ) -> None:
-    """PostgreSQL: print (or --apply) the SQL creating the app and admin roles for RLS."""
+    """PostgreSQL: print (or --apply) the SQL creating the app and admin roles for RLS.
+
+    The grants cover Relay's tables and those of the application's --models.
+    """
     from .roles import create_roles, role_statements
 
+    app_models = load_models(_app(migrations, models).models)
     if not apply:
-        for statement in role_statements(app_role, admin_role, allow_unscoped=not no_unscoped):
+        for statement in role_statements(
+            app_role, admin_role, allow_unscoped=not no_unscoped, models=app_models
+        ):
             click.echo(f"{statement};")
         return
     with _database(database) as db:
         if not is_postgres(db):
             raise click.ClickException("roles are a PostgreSQL feature; SQLite has none")
-        create_roles(db, app_role, admin_role, allow_unscoped=not no_unscoped)
+        create_roles(db, app_role, admin_role, allow_unscoped=not no_unscoped, models=app_models)
     click.echo(f"roles {app_role} and {admin_role} are ready; set a password with:")
     click.echo(f"  ALTER ROLE {app_role} PASSWORD '...';")
 

@@ -7,6 +7,7 @@ commands in ``cli.py`` only parse options, call one of them and print.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from peewee import Database, IntegrityError
@@ -41,32 +42,42 @@ def migrate(
     online: bool = False,
     lock_timeout: float = 1.0,
     wait: bool = True,
+    migrations: Sequence[str] = (),
 ) -> MigrateResult:
     """Apply pending migrations (through ``to``, if given).
 
     ``online`` (PostgreSQL): short lock-bounded steps, concurrent index builds,
     foreign keys validated separately; resumable after a crash. ``wait``:
     wait for another migrator holding the migration lock, else refuse.
+    ``migrations``: the application's migration packages, run after Relay's.
     """
-    runner = MigrationRunner(db, progress, online=online, lock_timeout=lock_timeout, wait=wait)
+    runner = MigrationRunner(
+        db, progress, online=online, lock_timeout=lock_timeout, wait=wait, migrations=migrations
+    )
     adopted, applied = runner.upgrade(to)
     return MigrateResult(adopted, applied)
 
 
 def migration_sql(
-    db: Database, to: str | None = None, *, online: bool = False, lock_timeout: float = 1.0
+    db: Database,
+    to: str | None = None,
+    *,
+    online: bool = False,
+    lock_timeout: float = 1.0,
+    migrations: Sequence[str] = (),
 ) -> list[str]:
     """The SQL ``migrate`` would run; the database is left as it was.
 
     The transactional plan is found by running it and rolling back; the
     online plan's steps are recorded from the catalog without running them.
     """
-    return MigrationRunner(db, online=online, lock_timeout=lock_timeout).plan_sql(to)
+    runner = MigrationRunner(db, online=online, lock_timeout=lock_timeout, migrations=migrations)
+    return runner.plan_sql(to)
 
 
-def status(db: Database) -> list[MigrationStatus]:
+def status(db: Database, migrations: Sequence[str] = ()) -> list[MigrationStatus]:
     """Every migration, applied or pending, plus history rows with no file."""
-    runner = MigrationRunner(db)
+    runner = MigrationRunner(db, migrations=migrations)
     # Refuse, like migrate would, a database that cannot be adopted; a
     # legacy one shows its baseline pending until `migrate` records it.
     classify_schema(db)
@@ -74,10 +85,15 @@ def status(db: Database) -> list[MigrationStatus]:
 
 
 def rollback(
-    db: Database, to: str | None = None, progress: Progress | None = None, *, wait: bool = True
+    db: Database,
+    to: str | None = None,
+    progress: Progress | None = None,
+    *,
+    wait: bool = True,
+    migrations: Sequence[str] = (),
 ) -> list[str]:
     """Undo the last migration, or every migration back through ``to``."""
-    return MigrationRunner(db, progress, wait=wait).downgrade(to)
+    return MigrationRunner(db, progress, wait=wait, migrations=migrations).downgrade(to)
 
 
 _SLUG = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$")

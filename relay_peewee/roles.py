@@ -12,8 +12,9 @@ application: maintenance then connects as relay_admin itself.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 
-from peewee import Database
+from peewee import Database, Model
 
 from .errors import RelayError
 from .migrator import HISTORY_TABLE
@@ -34,16 +35,25 @@ def _create_if_missing(role: str, options: str) -> str:
 
 
 def role_statements(
-    app_role: str = APP_ROLE, admin_role: str = ADMIN_ROLE, *, allow_unscoped: bool = True
+    app_role: str = APP_ROLE,
+    admin_role: str = ADMIN_ROLE,
+    *,
+    allow_unscoped: bool = True,
+    models: Iterable[type[Model]] = (),
 ) -> list[str]:
-    """The SQL that creates both roles and grants them what the ORM needs."""
+    """The SQL that creates both roles and grants them what the ORM needs.
+
+    ``models``: the application's own, whose tables get the same grants.
+    """
     for role in (app_role, admin_role):
         if not _NAME.match(role):
             raise RelayError(f"invalid role name {role!r}: use lower-case letters, digits, _")
     if app_role == admin_role:
         raise RelayError("the application role and the admin role must differ")
     both = f"{app_role}, {admin_role}"
-    data = ", ".join(m._meta.table_name for m in MODELS if m is not AuditLog)
+    tables = [m._meta.table_name for m in MODELS if m is not AuditLog]
+    tables += [m._meta.table_name for m in models if m._meta.table_name not in tables]
+    data = ", ".join(tables)
     statements = [
         _create_if_missing(admin_role, "NOLOGIN BYPASSRLS"),
         _create_if_missing(app_role, "LOGIN NOSUPERUSER NOBYPASSRLS NOCREATEDB NOCREATEROLE"),
@@ -65,9 +75,10 @@ def create_roles(
     admin_role: str = ADMIN_ROLE,
     *,
     allow_unscoped: bool = True,
+    models: Iterable[type[Model]] = (),
 ) -> list[str]:
     """Run ``role_statements`` in one transaction; needs a superuser (BYPASSRLS)."""
-    statements = role_statements(app_role, admin_role, allow_unscoped=allow_unscoped)
+    statements = role_statements(app_role, admin_role, allow_unscoped=allow_unscoped, models=models)
     if HISTORY_TABLE not in db.get_tables():
         raise RelayError("this database has no relay_peewee schema yet: run `relay-peewee migrate`")
     with db.atomic():

@@ -15,7 +15,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from peewee import CompositeKey, Model
-from peewee import sort_models  # type: ignore[attr-defined]  # public, unlisted in the stubs
+from playhouse.migrations import sort_models  # peewee's dependency order, re-exported
 
 from ..errors import MigrationError
 from ..fields import TenantForeignKeyField
@@ -129,7 +129,7 @@ def _table(model: type[Model]) -> TenantTable:
         old = () if cols in pk_columns else cols
         swaps.append((old, (TENANT_COLUMN, *cols)))
     return TenantTable(
-        meta.table_name, unique_swaps=swaps, primary_key=primary, old_primary_key=old_primary
+        meta.table_name, unique_swaps=tuple(swaps), primary_key=primary, old_primary_key=old_primary
     )
 
 

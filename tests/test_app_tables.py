@@ -1,0 +1,248 @@
+"""An application's own tables through the same engine: examples/invoicing.
+
+The example application keeps ``customers``, ``invoices`` (referencing
+Relay's ``users``) and ``payments`` in Relay's database, with an unmodelled
+``invoice_notes`` child (ON DELETE CASCADE), a view, a CHECK and a global
+unique to swap. Here its populated legacy tables are migrated by its own
+scripts through the CLI, from its folder, reading its pyproject.toml - on
+SQLite and PostgreSQL - then audited, attacked across tenants, rolled back.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner, Result
+from conftest import Legacy, build_legacy
+from peewee import Database, IntegrityError
+
+from relay_peewee.cli import cli
+from relay_peewee.commands import migrate
+from relay_peewee.migrator import catalog
+from relay_peewee.migrator.runner import MigrationRunner
+
+EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "invoicing"
+DEFAULT_TENANT_ID = "default-tenant-000-0000-000000000000"
+APP = "invoicing.migrations"
+APP_TABLES = ("customers", "invoices", "payments", "invoice_notes")
+N = {"customers": 4, "invoices": 6, "payments": 9, "invoice_notes": 5}
+
+if str(EXAMPLE) not in sys.path:
+    sys.path.insert(0, str(EXAMPLE))
+baseline = importlib.import_module("invoicing.migrations.0001_baseline")
+
+
+@pytest.fixture(
+    params=[
+        pytest.param(("sqlite", "inline"), id="sqlite", marks=pytest.mark.sqlite_only),
+        pytest.param(("postgres", "drizzle"), id="postgres", marks=pytest.mark.postgres_only),
+    ]
+)
+def app_legacy(
+    request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Legacy]:
+    """A populated legacy Relay database holding the application's legacy tables too."""
+    backend, style = request.param
+    if backend == "postgres":
+        url = str(request.getfixturevalue("pg_url"))
+    else:
+        url = f"sqlite:///{tmp_path / 'app.db'}"
+    legacy = build_legacy(url, backend, style)
+    db = legacy.db
+    for statement in baseline.POSTGRES if backend == "postgres" else baseline.SQLITE:
+        db.execute_sql(statement)
+    users = [r[0] for r in db.execute_sql("SELECT id FROM users ORDER BY id").fetchall()]
+    p = db.param
+    with db.atomic():
+        for i in range(N["customers"]):
+            db.execute_sql(
+                f"INSERT INTO customers (id, name, email) VALUES ({p}, {p}, {p})",
+                (f"c{i}", f"Customer {i}", f"c{i}@example.com"),
+            )
+        for i in range(N["invoices"]):
+            db.execute_sql(
+                "INSERT INTO invoices (id, number, customer_id, owner_id, total)"
+                f" VALUES ({p}, {p}, {p}, {p}, {p})",
+                (f"i{i}", f"INV-{i}", f"c{i % N['customers']}", users[i % len(users)], 100 * i),
+            )
+        for i in range(N["payments"]):
+            db.execute_sql(
+                f"INSERT INTO payments (id, invoice_id, amount) VALUES ({p}, {p}, {p})",
+                (f"p{i}", f"i{i % N['invoices']}", 10 + i),
+            )
+        for i in range(N["invoice_notes"]):
+            db.execute_sql(
+                f"INSERT INTO invoice_notes (invoice_id, body) VALUES ({p}, {p})",
+                (f"i{i % N['invoices']}", f"note {i}"),
+            )
+    # The CLI runs from the application's folder, as its users would.
+    monkeypatch.chdir(EXAMPLE)
+    try:
+        yield legacy
+    finally:
+        db.close()
+
+
+def run(*args: str) -> Result:
+    return CliRunner().invoke(cli, list(args), catch_exceptions=False)
+
+
+def app_rows(db: Database) -> dict[str, list[tuple[object, ...]]]:
+    out = {}
+    for table in APP_TABLES:
+        cols = [c for c in catalog.table_columns(db, table) if c != "tenant_id"]
+        select = ", ".join(cols)
+        out[table] = sorted(
+            tuple(map(str, r)) for r in db.execute_sql(f"SELECT {select} FROM {table}")
+        )
+    out["invoice_balances"] = sorted(
+        tuple(map(str, r)) for r in db.execute_sql("SELECT * FROM invoice_balances")
+    )
+    return out
+
+
+def test_cli_migrates_the_application_tables_after_relays(app_legacy: Legacy) -> None:
+    db, url = app_legacy.db, app_legacy.url
+    before = app_rows(db)
+    result = run("migrate", "--database", url, "-q")
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert lines[0].startswith("recognised a legacy Relay database")
+    applied = [line.removeprefix("applied: ") for line in lines[1:]]
+    # Relay's migrations under their bare names, then the application's with its package.
+    assert applied[-2:] == [f"{APP}:0001_baseline", f"{APP}:0002_tenantize"]
+    assert all(":" not in name for name in applied[:-2])
+
+    db.connect(reuse_if_open=True)
+    assert app_rows(db) == before  # nothing lost: rows, cascade children, the view
+    for table in ("customers", "invoices", "payments"):
+        column = next(c for c in catalog.columns(db, table) if c.name == "tenant_id")
+        assert column.not_null and (
+            column.default is None or str(column.default).upper().startswith("NULL")
+        )
+        (other,) = db.execute_sql(
+            f"SELECT count(*) FROM {table} WHERE tenant_id <> '{DEFAULT_TENANT_ID}'"
+        ).fetchone()
+        assert other == 0
+    # The unmodelled child's cascade still works.
+    db.execute_sql("DELETE FROM invoices WHERE id = 'i1'")
+    (notes,) = db.execute_sql(
+        "SELECT count(*) FROM invoice_notes WHERE invoice_id = 'i1'"
+    ).fetchone()
+    assert notes == 0
+
+    status = run("status", "--database", url)
+    assert status.exit_code == 0, status.output
+    assert f"[x] {APP}:0002_tenantize" in status.output
+
+    audit = run("audit", "--database", url)
+    assert audit.exit_code == 0, audit.output
+    assert " error " not in audit.output and "0 errors" in audit.output
+    for table in ("customers", "invoices", "payments"):
+        assert f"  {table}  " not in audit.output  # no finding at all for its tables
+    assert "invoice_notes" in audit.output  # listed as an unmodelled table (info)
+
+    again = run("migrate", "--database", url)
+    assert again.output.strip() == "nothing to do."
+
+
+def test_database_refuses_cross_tenant_rows_in_the_application_tables(
+    app_legacy: Legacy,
+) -> None:
+    db, url = app_legacy.db, app_legacy.url
+    assert run("migrate", "--database", url, "-q").exit_code == 0
+    db.connect(reuse_if_open=True)
+    other = "other-tenant"
+    db.execute_sql(
+        "INSERT INTO tenants (id, name, slug, is_active, plan, created_at, updated_at) "
+        f"VALUES ('{other}', 'Other', 'other', true, 'freemium', "
+        "CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)"
+    )
+    # A per-tenant unique: the other tenant may reuse an invoice number and an address...
+    db.execute_sql(
+        f"INSERT INTO customers (id, tenant_id, name, email) VALUES "
+        f"('oc', '{other}', 'O', 'c0@example.com')"
+    )
+    db.execute_sql(
+        "INSERT INTO invoices (id, tenant_id, number, customer_id, total) VALUES "
+        f"('oi', '{other}', 'INV-0', 'oc', 5)"
+    )
+    # ...but not point at the default tenant's rows, through any reference.
+    attacks = [
+        "INSERT INTO payments (id, tenant_id, invoice_id, amount) "
+        f"VALUES ('x1', '{other}', 'i0', 1)",
+        "INSERT INTO invoices (id, tenant_id, number, customer_id, total) "
+        f"VALUES ('x2', '{other}', 'INV-9', 'c0', 1)",
+        "UPDATE invoices SET owner_id = (SELECT min(id) FROM users) WHERE id = 'oi'",
+        "INSERT INTO invoices (id, number, customer_id, total) VALUES ('x3', 'N', 'c0', 1)",
+    ]
+    for sql in attacks:
+        with pytest.raises(IntegrityError), db.atomic():
+            db.execute_sql(sql)
+    # The global unique is gone within a tenant's own rows only.
+    with pytest.raises(IntegrityError), db.atomic():
+        db.execute_sql(
+            "INSERT INTO invoices (id, tenant_id, number, customer_id, total) "
+            f"VALUES ('x4', '{DEFAULT_TENANT_ID}', 'INV-0', 'c0', 1)"
+        )
+
+
+def test_rollback_and_sql_cover_the_application_migrations(app_legacy: Legacy) -> None:
+    db, url = app_legacy.db, app_legacy.url
+    before = app_rows(db)
+    plan = run("migrate", "--database", url, "--sql")
+    assert plan.exit_code == 0, plan.output
+    assert f"-- up: {APP}:0002_tenantize" in plan.output
+    db.connect(reuse_if_open=True)
+    assert "relay_peewee_migrations" not in db.get_tables()  # --sql changed nothing
+    assert run("migrate", "--database", url, "-q").exit_code == 0
+
+    back = run("rollback", "--database", url, "-q")
+    assert back.exit_code == 0, back.output
+    assert back.output.strip() == f"reverted: {APP}:0002_tenantize"
+    db.connect(reuse_if_open=True)
+    assert app_rows(db) == before
+    for table in ("customers", "invoices", "payments"):
+        assert "tenant_id" not in catalog.table_columns(db, table)
+    assert catalog.unique_on(db, "invoices", ("number",))  # the global unique is back
+    # Relay's own keys on its parent tables stay: users (tenant_id, id).
+    assert catalog.unique_on(db, "users", ("tenant_id", "id"))
+    status = run("status", "--database", url)
+    assert status.exit_code == 1 and f"[ ] {APP}:0002_tenantize" in status.output
+    assert run("migrate", "--database", url, "-q").exit_code == 0
+    db.connect(reuse_if_open=True)
+    assert app_rows(db) == before
+
+
+def test_a_database_migrated_by_relay_alone_adds_the_application_migrations(
+    app_legacy: Legacy,
+) -> None:
+    db, url = app_legacy.db, app_legacy.url
+    # An earlier release (or a run without the application) migrated Relay's tables.
+    migrate(db)
+    relay_only = [s.name for s in MigrationRunner(db).statuses()]
+    result = run("migrate", "--database", url, "-q")
+    assert result.exit_code == 0, result.output
+    assert result.output.splitlines() == [
+        f"applied: {APP}:0001_baseline",
+        f"applied: {APP}:0002_tenantize",
+    ]
+    names = [s.name for s in MigrationRunner(db, migrations=[APP]).statuses()]
+    assert names == [*relay_only, f"{APP}:0001_baseline", f"{APP}:0002_tenantize"]
+    # Without the application's package its rows are unknown, and migrate refuses.
+    # (--migrations given replaces the pyproject.toml default.)
+    refused = run("migrate", "--database", url, "--migrations", "relay_peewee.migrations")
+    assert refused.exit_code == 1
+    assert f"does not have: {APP}:0001_baseline, {APP}:0002_tenantize" in refused.output
+    assert "--migrations" in refused.output
+
+
+@pytest.mark.postgres_only
+def test_online_tenantize_resumes_from_the_catalog(
+    pg_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pass
