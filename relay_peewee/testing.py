@@ -27,6 +27,13 @@ Options (or environment variables)
     throw-away databases on; by default libpq's ``PGHOST``, ``PGPORT``,
     ``PGUSER`` and ``PGDATABASE``. Without a reachable server the PostgreSQL
     cases skip, unless ``CI=true``, where they fail.
+
+An application's own tables
+    ``relay_db`` also applies the application's migrations and grants its
+    tables to the ``postgres_rls`` role: the packages and model modules are
+    read from the ``relay_migrations`` / ``relay_models`` ini options (in
+    ``[tool.pytest.ini_options]``), else from ``[tool.relay_peewee]`` of the
+    pyproject.toml at the rootdir - the same names the CLI uses.
 """
 
 from __future__ import annotations
@@ -45,6 +52,7 @@ import pytest
 from peewee import Database, Model, Table
 
 from .commands import migrate
+from .config import AppConfig, load_models, read_config
 from .db import connect, database_proxy, is_postgres, unwrap
 from .models import (
     TENANT_MODELS,
@@ -68,6 +76,7 @@ __all__ = [
     "SampleRows",
     "TenantPair",
     "TenantSnapshot",
+    "application_config",
     "assert_only_tenant",
     "assert_tenant_untouched",
     "assert_unchanged",
@@ -99,6 +108,28 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         default=os.environ.get("RELAY_TEST_POSTGRES_URL"),
         help="PostgreSQL server for throw-away test databases (default: libpq PG* variables)",
     )
+    parser.addini(
+        "relay_migrations",
+        type="linelist",
+        default=[],
+        help="the application's migration packages relay_db applies after Relay's "
+        "(default: [tool.relay_peewee] migrations in pyproject.toml)",
+    )
+    parser.addini(
+        "relay_models",
+        type="linelist",
+        default=[],
+        help="the application's model modules whose tables the postgres_rls role is "
+        "granted (default: [tool.relay_peewee] models in pyproject.toml)",
+    )
+
+
+def application_config(config: pytest.Config) -> AppConfig:
+    """The application's migrations and models: the ini options, else pyproject.toml."""
+    found = read_config(config.rootpath)
+    migrations = tuple(config.getini("relay_migrations")) or found.migrations
+    models = tuple(config.getini("relay_models")) or found.models
+    return AppConfig(migrations, models, found.source)
 
 
 def _chosen_backends(config: pytest.Config) -> list[str]:
@@ -195,17 +226,24 @@ def throwaway_postgres_database(
 
 
 @pytest.fixture
-def relay_db(relay_db_url: str, relay_backend: str) -> Iterator[Database]:
-    """A migrated database with every relay_peewee model bound to it."""
+def relay_db(
+    relay_db_url: str, relay_backend: str, request: pytest.FixtureRequest
+) -> Iterator[Database]:
+    """A migrated database with every relay_peewee model bound to it.
+
+    Relay's migrations and then the application's (``application_config``).
+    """
+    application = application_config(request.config)
     db = connect(relay_db_url)
-    migrate(db)
+    # The one integration point with the application: its packages, after Relay's.
+    migrate(db, migrations=application.migrations)
     if relay_backend != "postgres_rls":
         try:
             yield db
         finally:
             db.close()
         return
-    with _application_role(db, relay_db_url) as app_url:
+    with _application_role(db, relay_db_url, load_models(application.models)) as app_url:
         db.close()
         app = connect(app_url)
         app.relay_admin_role = _admin_role_of(app_url)  # type: ignore[attr-defined]
@@ -220,14 +258,14 @@ def _admin_role_of(app_url: str) -> str:
 
 
 @contextmanager
-def _application_role(owner: Database, url: str) -> Iterator[str]:
+def _application_role(owner: Database, url: str, models: list[type[Model]]) -> Iterator[str]:
     """Fresh app and admin roles (``relay-peewee roles``); the app role's URL."""
     from .roles import create_roles
 
     suffix = secrets.token_hex(4)
     app, admin = f"relay_app_{suffix}", f"relay_admin_{suffix}"
     try:
-        create_roles(owner, app, admin)
+        create_roles(owner, app, admin, models=models)
     except Exception as exc:  # not a superuser, most likely
         pytest.skip(f"postgres_rls needs a role that may create roles: {exc}")
     parsed = urlparse(url)

@@ -11,6 +11,7 @@ SQLite and PostgreSQL - then audited, attacked across tenants, rolled back.
 from __future__ import annotations
 
 import importlib
+import shutil
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -29,6 +30,7 @@ EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "invoicing"
 DEFAULT_TENANT_ID = "default-tenant-000-0000-000000000000"
 APP = "invoicing.migrations"
 APP_TABLES = ("customers", "invoices", "payments", "invoice_notes")
+_IGNORE = shutil.ignore_patterns("__pycache__", "*.db")
 N = {"customers": 4, "invoices": 6, "payments": 9, "invoice_notes": 5}
 
 if str(EXAMPLE) not in sys.path:
@@ -241,8 +243,11 @@ def test_a_database_migrated_by_relay_alone_adds_the_application_migrations(
     assert "--migrations" in refused.output
 
 
-@pytest.mark.postgres_only
-def test_online_tenantize_resumes_from_the_catalog(
-    pg_url: str, monkeypatch: pytest.MonkeyPatch
+def test_the_example_application_tests_pass_through_the_plugin(
+    pytester: pytest.Pytester,
 ) -> None:
-    pass
+    """Its relay_db applies its migrations, read from its pyproject.toml, on every backend."""
+    shutil.copytree(EXAMPLE, pytester.path, dirs_exist_ok=True, ignore=_IGNORE)
+    result = pytester.runpytest_subprocess("-q", "-p", "no:cacheprovider")
+    # 4 tests x (sqlite, postgres, postgres_rls); the RLS one skips off postgres_rls.
+    result.assert_outcomes(passed=10, skipped=2)
