@@ -230,6 +230,49 @@ def rollback(
         click.echo("nothing to do.")
 
 
+@cli.command()
+@database_option
+@click.argument("name", required=False, default="")
+@click.option(
+    "--check", is_flag=True, help="Write nothing; exit 1 if the models and the database differ."
+)
+@app_options
+@_user_errors
+def makemigration(
+    database: str | None,
+    name: str,
+    check: bool,
+    migrations: tuple[str, ...],
+    models: tuple[str, ...],
+) -> None:
+    """Write the application's next migration: what makes the database match its models."""
+    from .makemigration import draft_migration, write_migration
+
+    app = _app(migrations, models)
+    if not app.models:
+        raise click.ClickException("name the application's models: --models MODULE")
+    app_models = load_models(app.models)
+    with _database(database) as db:
+        draft = draft_migration(db, app_models)
+    if check:
+        for line in draft.describe():
+            click.echo(line)
+        if draft:
+            sys.exit(1)
+        click.echo("models and database agree.")
+        return
+    if len(app.migrations) != 1:
+        raise click.ClickException(
+            "name the one migrations package to write into: --migrations PKG"
+        )
+    if not name:
+        raise click.ClickException("name the migration: relay-peewee makemigration NAME")
+    if not draft:
+        click.echo("nothing to do.")
+        return
+    click.echo(f"wrote {write_migration(draft, name, app.migrations[0])}")
+
+
 @cli.group()
 def tenants() -> None:
     """Create and list tenants."""

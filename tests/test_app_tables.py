@@ -251,3 +251,45 @@ def test_the_example_application_tests_pass_through_the_plugin(
     result = pytester.runpytest_subprocess("-q", "-p", "no:cacheprovider")
     # 4 tests x (sqlite, postgres, postgres_rls); the RLS one skips off postgres_rls.
     result.assert_outcomes(passed=10, skipped=2)
+
+
+def test_makemigration_drafts_the_tenantize_script_and_check_gates_ci(
+    app_legacy: Legacy, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url = app_legacy.url
+    assert run("migrate", "--database", url, "-q", "--to", f"{APP}:0001").exit_code == 0
+    check = run("makemigration", "--check", "--database", url)
+    assert check.exit_code == 1
+    assert check.output.splitlines() == [
+        "tenantize customers",
+        "tenantize invoices",
+        "tenantize payments",
+    ]
+    # Written into another package, so the example's own folder stays as it is.
+    (tmp_path / "drafts13").mkdir()
+    (tmp_path / "drafts13" / "__init__.py").write_text("")
+    monkeypatch.chdir(tmp_path)
+    wrote = run(
+        "makemigration",
+        "tenantize",
+        "--database",
+        url,
+        "--migrations",
+        "drafts13",
+        "--models",
+        "invoicing.models",
+    )
+    assert wrote.exit_code == 0, wrote.output
+    path = tmp_path / "drafts13" / "0001_tenantize.py"
+    assert wrote.output.strip() == f"wrote {path}"
+    drafted = importlib.import_module("drafts13.0001_tenantize")
+    shipped = importlib.import_module(f"{APP}.0002_tenantize")
+    assert drafted.PLAN == shipped.PLAN and drafted.ONLINE
+    sys.modules.pop("drafts13", None)
+    sys.modules.pop("drafts13.0001_tenantize", None)
+
+    monkeypatch.chdir(EXAMPLE)
+    assert run("migrate", "--database", url, "-q").exit_code == 0
+    agree = run("makemigration", "--check", "--database", url)
+    assert agree.exit_code == 0, agree.output
+    assert agree.output.strip() == "models and database agree."
