@@ -11,7 +11,11 @@ SQLite and PostgreSQL - then audited, attacked across tenants, rolled back.
 from __future__ import annotations
 
 import importlib
+import os
+import re
 import shutil
+import signal
+import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -293,3 +297,52 @@ def test_makemigration_drafts_the_tenantize_script_and_check_gates_ci(
     agree = run("makemigration", "--check", "--database", url)
     assert agree.exit_code == 0, agree.output
     assert agree.output.strip() == "models and database agree."
+
+
+CLI = [sys.executable, str(EXAMPLE.parent.parent / "cli.py")]
+# Progress lines announce a step before it runs: killing right after one
+# interrupts that step of the application's 0002_tenantize.
+APP_CUTS = [
+    (False, "invoices: add tenant_id"),
+    (False, "rebuilding|customers: tenant foreign key"),
+    (True, "invoices: add tenant_id"),
+    (True, "invoices: building index"),
+    (True, "payments.invoice_id: validating"),
+    (True, "payments: row-level security"),
+]
+
+
+@pytest.mark.parametrize(("online", "step"), APP_CUTS)
+def test_kill_9_inside_the_application_migration_then_migrate_again(
+    app_legacy: Legacy, online: bool, step: str
+) -> None:
+    db, url = app_legacy.db, app_legacy.url
+    if online and app_legacy.backend != "postgres":
+        pytest.skip("online mode is PostgreSQL only")
+    before = app_rows(db)
+    db.close()
+    mode = ["--online"] if online else []
+    proc = subprocess.Popen(
+        [*CLI, "migrate", "--database", url, *mode],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stderr is not None
+    seen = []
+    for line in proc.stderr:
+        seen.append(line)
+        if re.search(step, line):
+            os.kill(proc.pid, signal.SIGKILL)
+            break
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL, f"not killed at {step!r}: {''.join(seen)}"
+
+    again = run("migrate", "--database", url, "-q", *mode)
+    assert again.exit_code == 0, again.output
+    assert f"{APP}:0002_tenantize" in again.output
+    db.connect(reuse_if_open=True)
+    assert app_rows(db) == before
+    audit = run("audit", "--database", url)
+    assert audit.exit_code == 0, audit.output
+    assert "0 errors" in audit.output

@@ -9,8 +9,9 @@ classes decide *how* (ALTER TABLE on PostgreSQL, one table rebuild on SQLite).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
+from dataclasses import dataclass
 from typing import Any, cast
 
 from peewee import SQL, Database, Model, SqliteDatabase, TextField
@@ -378,6 +379,10 @@ class RelaySqliteMigrator(_TenancyOperations, SqliteMigrator):
     keys of ``ratings``, yet it is copied once. A migration whose own
     statements need the rebuilt tables (say, a DROP COLUMN) first makes the
     queue run; one that does not says so with ``MERGES_REBUILDS = True``.
+
+    The indexes those migrations add to the queued tables wait in the queue
+    too, and are built once, after the copy: an index built before the
+    rebuild would be built again when the rebuild recreates it.
     """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -385,6 +390,7 @@ class RelaySqliteMigrator(_TenancyOperations, SqliteMigrator):
         self.deferring = False
         self._queued: dict[str, list[Callable[[TableDDL], None]]] = {}
         self._queued_drops: list[str] = []
+        self._queued_indexes: dict[str, QueuedIndex] = {}  # by name
 
     @contextmanager
     def migration_context(self, atomic: bool = True) -> Iterator[None]:
@@ -413,27 +419,50 @@ class RelaySqliteMigrator(_TenancyOperations, SqliteMigrator):
             try:
                 yield
             except BaseException:
-                self._queued, self._queued_drops = {}, []
+                self._queued, self._queued_drops, self._queued_indexes = {}, [], {}
                 raise
             finally:
                 self.deferring = False
         # (migration_context flushed the queue and checked before COMMIT)
 
     def rebuild(
-        self, transforms: dict[str, Callable[[TableDDL], None]], drop_indexes: Sequence[str] = ()
+        self,
+        transforms: dict[str, Callable[[TableDDL], None]],
+        drop_indexes: Sequence[str] = (),
+        then_indexes: Sequence[QueuedIndex] = (),
     ) -> None:
+        """Queue table rebuilds, and the indexes to build once they are done."""
         for table, transform in transforms.items():
             self._queued.setdefault(table, []).append(transform)
         self._queued_drops += drop_indexes
+        for index in then_indexes:
+            self._queued_indexes.setdefault(index.name, index)
         if not self.deferring:
             self.flush()
 
+    def has_parent_key(self, table: str) -> bool:
+        queued = any(
+            ix.table == table and ix.unique and ix.columns == PARENT_KEY
+            for ix in self._queued_indexes.values()
+        )
+        return queued or super().has_parent_key(table)
+
+    def _drop_redundant(self, redundant_indexes: Sequence[tuple[str, str]]) -> None:
+        for table, name in redundant_indexes:
+            if self._queued_indexes.pop(name, None) is not None:
+                continue  # never built
+            if any(ix.name == name for ix in catalog.indexes(self.database, table)):
+                self.migrate(self.drop_index(table, name))
+
     def flush(self) -> None:
         """Rebuild every queued table once, applying its transforms in order."""
-        if not self._queued:
+        if not self._queued and not self._queued_indexes:
             return
-        queued, drops = self._queued, self._queued_drops
-        self._queued, self._queued_drops = {}, []
+        queued, drops, then = self._queued, self._queued_drops, self._queued_indexes
+        self._queued, self._queued_drops, self._queued_indexes = {}, [], {}
+        if not queued:
+            self._build(then.values())
+            return
         self.step("rebuilding " + ", ".join(queued) + " (one copy each)")
 
         def composed(transforms: list[Callable[[TableDDL], None]]) -> Callable[[TableDDL], None]:
@@ -448,6 +477,16 @@ class RelaySqliteMigrator(_TenancyOperations, SqliteMigrator):
             {table: composed(fs) for table, fs in queued.items()},
             drops,
         )
+        self._build(then.values())
+
+    def _build(self, queued: Iterable[QueuedIndex]) -> None:
+        indexes = list(queued)
+        ops = [
+            self.add_index(ix.table, ix.columns, unique=ix.unique, name=ix.name) for ix in indexes
+        ]
+        if ops:
+            self.step("creating " + ", ".join(ix.name for ix in indexes))
+            self.migrate(*ops)
 
     def enforce_tenant_keys(self, specs: Sequence[TenantTable]) -> None:
         self.step("tenant keys for " + ", ".join(s.table for s in specs))
@@ -459,9 +498,8 @@ class RelaySqliteMigrator(_TenancyOperations, SqliteMigrator):
                     for ix in catalog.unique_on(self.database, spec.table, old)
                     if ix.origin == "index"
                 ]
-        self.rebuild({s.table: _enforce(s) for s in specs}, drop)
-        self.step("creating per-tenant unique and tenant indexes")
-        self.migrate(*[op for spec in specs for op in self._tenant_indexes(spec)])
+        indexes = [ix for spec in specs for ix in _tenant_index_specs(spec)]
+        self.rebuild({s.table: _enforce(s) for s in specs}, drop, then_indexes=indexes)
 
     def relax_tenant_keys(self, specs: Sequence[TenantTable], tenant_id: str) -> None:
         self.step("global keys for " + ", ".join(s.table for s in specs))
@@ -483,9 +521,13 @@ class RelaySqliteMigrator(_TenancyOperations, SqliteMigrator):
     ) -> None:
         # SQLite needs a unique index on the parent key before any foreign
         # key can use it; the rebuild below then recreates it with the table.
-        for parent in sorted({r.parent for r in refs}):
-            if not self.has_parent_key(parent):
-                self.migrate(self.add_index(parent, PARENT_KEY, unique=True))
+        # The parents' unique (tenant_id, id), which the new keys point at,
+        # is built with the queued indexes: before foreign_key_check needs it.
+        parent_keys = [
+            QueuedIndex(parent, PARENT_KEY, True, make_index_name(parent, PARENT_KEY))
+            for parent in sorted({r.parent for r in refs})
+            if not self.has_parent_key(parent)
+        ]
         actions = {ref: (self.old_reference(ref) or _NO_ACTION).on_delete for ref in refs}
         tables = list(dict.fromkeys(r.table for r in refs))
         self.step("tenant-consistent foreign keys for " + ", ".join(tables))
@@ -498,10 +540,8 @@ class RelaySqliteMigrator(_TenancyOperations, SqliteMigrator):
 
             return transform
 
-        self.rebuild({t: transform_for(t) for t in tables})
-        for table, name in redundant_indexes:
-            if any(ix.name == name for ix in catalog.indexes(self.database, table)):
-                self.migrate(self.drop_index(table, name))
+        self.rebuild({t: transform_for(t) for t in tables}, then_indexes=parent_keys)
+        self._drop_redundant(redundant_indexes)
 
     def relax_tenant_references(
         self,
@@ -548,6 +588,26 @@ def require_rls_bypass(db: Database) -> None:
         "run migrations as the table owner with BYPASSRLS, a superuser, or SET ROLE "
         "relay_admin (see `relay-peewee roles`)"
     )
+
+
+@dataclass(frozen=True)
+class QueuedIndex:
+    table: str
+    columns: tuple[str, ...]
+    unique: bool
+    name: str
+
+
+def _tenant_index_specs(spec: TenantTable) -> list[QueuedIndex]:
+    """The per-tenant uniques and tenant index of ``spec`` (as ``_tenant_indexes``)."""
+    out = [
+        QueuedIndex(spec.table, new, True, make_index_name(spec.table, new))
+        for _o, new in spec.unique_swaps
+    ]
+    if spec.needs_tenant_index:
+        cols = (TENANT_COLUMN,)
+        out.append(QueuedIndex(spec.table, cols, False, make_index_name(spec.table, cols)))
+    return out
 
 
 def _single_reference_sql(ref: TenantReference, on_delete: str) -> str:

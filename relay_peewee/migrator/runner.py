@@ -36,7 +36,7 @@ from ..errors import MigrationError, UnrecognisedSchema
 from .backends import Progress, migrator_for
 from .locking import migration_lock
 from .online import OnlinePostgresqlMigrator
-from .sources import MigrationSource, migration_sources
+from .sources import SEPARATOR, MigrationSource, migration_sources
 
 __all__ = [
     "HISTORY_TABLE",
@@ -265,11 +265,16 @@ class MigrationRunner(Runner):
     def _refuse_unknown_history(self) -> None:
         unknown = [s.name for s in self.statuses() if not s.known]
         if unknown:
+            # An application's rows name their package: the fix is to name it.
+            fix = (
+                "name the application's migrations package (--migrations)"
+                if any(SEPARATOR in name for name in unknown)
+                else "upgrade relay_peewee"
+            )
             raise MigrationError(
                 "the history lists migration(s) this version of relay_peewee does not have: "
                 + ", ".join(unknown)
-                + "; upgrade relay_peewee (or name the application's package with "
-                "--migrations) before migrating"
+                + f"; {fix} before migrating"
             )
 
     # -- writing ---------------------------------------------------------

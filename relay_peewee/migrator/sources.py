@@ -27,7 +27,7 @@ from ..errors import ConfigurationError
 __all__ = ["RELAY_MIGRATIONS", "MigrationSource", "import_from_cwd", "migration_sources"]
 
 RELAY_MIGRATIONS = "relay_peewee.migrations"
-SEPARATOR = ":"
+SEPARATOR = ":"  # between package and file in a history name
 
 
 @dataclass(frozen=True)
