@@ -346,3 +346,76 @@ def test_kill_9_inside_the_application_migration_then_migrate_again(
     audit = run("audit", "--database", url)
     assert audit.exit_code == 0, audit.output
     assert "0 errors" in audit.output
+
+
+def test_roles_grant_the_application_tables(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(EXAMPLE)
+    from invoicing.models import Customer, Invoice, Payment
+
+    from relay_peewee.roles import role_statements
+
+    grants = [
+        s
+        for s in role_statements(models=[Customer, Invoice, Payment])
+        if s.startswith("GRANT SELECT, INSERT, UPDATE, DELETE")
+    ]
+    assert len(grants) == 1
+    assert grants[0].split(" ON ")[1].split(" TO ")[0].endswith("customers, invoices, payments")
+    result = run("roles")  # from the example's folder: its pyproject.toml names the models
+    assert "customers, invoices, payments TO relay_app, relay_admin;" in result.output
+
+
+def test_audit_flags_a_plain_foreign_key_between_tenant_models(migrated_db: Database) -> None:
+    from peewee import ForeignKeyField, IntegerField, TextField
+
+    from relay_peewee import TenantModel
+    from relay_peewee.audit import audit_schema
+
+    class Bill(TenantModel):
+        id = TextField(primary_key=True)
+
+        class Meta:
+            table_name = "bills13"
+            tenant_unique = [("id",)]
+
+    class BillPayment(TenantModel):
+        bill = ForeignKeyField(Bill)  # invoice_id -> invoices(id) alone
+        amount = IntegerField()
+
+        class Meta:
+            table_name = "bill_payments13"
+
+    migrated_db.create_tables([Bill, BillPayment])
+    findings = audit_schema(migrated_db, [Bill, BillPayment])
+    flagged = [f for f in findings if f.check == "tenant-reference"]
+    assert [(f.severity, f.table) for f in flagged] == [("error", "bill_payments13")]
+    assert "TenantForeignKeyField" in flagged[0].message
+
+
+@pytest.mark.parametrize(
+    ("pyproject", "args", "message"),
+    [
+        ("[tool.relay_peewee]\nmigrations = 3\n", [], "must be a list of dotted module names"),
+        ("[tool.relay_peewee\n", [], "cannot read"),
+        ("", ["--migrations", "no_such_pkg13"], "cannot import migrations package"),
+        ("", ["--migrations", "textwrap"], "is a module, not a package"),
+        ("", ["--migrations", "bad name"], "invalid migrations package name"),
+    ],
+)
+def test_bad_application_config_is_one_line_and_changes_nothing(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    pyproject: str,
+    args: list[str],
+    message: str,
+) -> None:
+    (tmp_path / "pyproject.toml").write_text(pyproject)
+    monkeypatch.chdir(tmp_path)
+    url = f"sqlite:///{tmp_path / 'x.db'}"
+    result = CliRunner().invoke(cli, ["migrate", "--database", url, *args])
+    assert result.exit_code == 1
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error: ") and message in lines[0]
+    assert not (tmp_path / "x.db").exists() or "relay_peewee_migrations" not in (
+        (tmp_path / "x.db").read_bytes().decode("latin-1")
+    )

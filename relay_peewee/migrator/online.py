@@ -2,7 +2,8 @@
 
 The transactional path (``backends.RelayPostgresqlMigrator``) is fast but
 holds ACCESS EXCLUSIVE locks on every table until it commits. This one, for
-databases with live traffic (MIGRATION-NOTES.md has the lock table):
+databases with live traffic (the README's "Online migrations" has the
+lock each step takes):
 
 * every statement that needs ACCESS EXCLUSIVE runs alone in a short
   transaction with ``SET LOCAL lock_timeout``, retried with jittered backoff

@@ -10,6 +10,8 @@ one transaction per migration). What it adds:
   all its migrations merged (``RelaySqliteMigrator.run_context``);
 * ``--online`` on PostgreSQL (``online.py``), and the migration lock
   (``locking.py``), taken before the history is read;
+* an application's migration packages after Relay's, in the same history
+  (``sources.py``);
 * adoption of a legacy Relay database that has no history table;
 * refusal to run against a history that names migrations this package
   does not have (a newer release migrated this database);
