@@ -245,7 +245,12 @@ def makemigration(
     migrations: tuple[str, ...],
     models: tuple[str, ...],
 ) -> None:
-    """Write the application's next migration: what makes the database match its models."""
+    """Write the application's next migration (into the last --migrations package).
+
+    It holds what makes the database match the --models: tenantize for
+    TenantModels whose tables lack tenant_id, new tenant tables, and the
+    rest of playhouse's schema diff.
+    """
     from .makemigration import draft_migration, write_migration
 
     app = _app(migrations, models)
@@ -261,16 +266,15 @@ def makemigration(
             sys.exit(1)
         click.echo("models and database agree.")
         return
-    if len(app.migrations) != 1:
-        raise click.ClickException(
-            "name the one migrations package to write into: --migrations PKG"
-        )
+    if not app.migrations:
+        raise click.ClickException("name the package to write into: --migrations PKG")
     if not name:
         raise click.ClickException("name the migration: relay-peewee makemigration NAME")
     if not draft:
         click.echo("nothing to do.")
         return
-    click.echo(f"wrote {write_migration(draft, name, app.migrations[0])}")
+    # The last package named is the newest: earlier ones are already released.
+    click.echo(f"wrote {write_migration(draft, name, app.migrations[-1])}")
 
 
 @cli.group()

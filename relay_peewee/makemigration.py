@@ -7,6 +7,9 @@ Two kinds of difference, two tools:
   script (``specs.tenancy_plan``); a per-tenant unique replaces a global
   one only where the database has such a global unique, so the script's
   ``down`` restores exactly what was there;
+* a ``TenantModel`` whose table does not exist yet is created from DDL
+  peewee renders for each backend, frozen into the script (with its
+  tenant-consistent keys), and gets the RLS policy;
 * everything else - a table to create, a column or an index to add - is
   what ``playhouse.schema_diff.diff_models`` finds, rendered by
   ``playhouse.migrations.template`` as plain ``playhouse.migrate`` calls.
@@ -21,9 +24,10 @@ import os
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from typing import Any, cast
 
-from peewee import Database, Model
-from playhouse.migrations import Migration, template
+from peewee import Database, Model, PostgresqlDatabase, SqliteDatabase
+from playhouse.migrations import Migration, sort_models, template
 from playhouse.schema_diff import SchemaDiff, diff_models
 
 from .errors import MigrationError
@@ -31,7 +35,7 @@ from .migrator import catalog
 from .migrator.sources import migration_sources
 from .migrator.specs import TENANT_COLUMN, TenancyPlan, tenancy_plan
 
-__all__ = ["MigrationDraft", "draft_migration", "write_migration"]
+__all__ = ["MigrationDraft", "NewTenantTables", "draft_migration", "write_migration"]
 
 
 _EMPTY = (
@@ -41,35 +45,91 @@ _EMPTY = (
 
 
 @dataclass(frozen=True)
+class NewTenantTables:
+    """TenantModel tables to create, as frozen DDL for each backend."""
+
+    tables: tuple[str, ...]
+    postgres: tuple[str, ...]
+    sqlite: tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class MigrationDraft:
-    plan: TenancyPlan | None  # the tables to tenantize, if any
+    plan: TenancyPlan | None  # existing tables to tenantize, if any
     diff: SchemaDiff  # every other difference
+    created: NewTenantTables | None = None
 
     def __bool__(self) -> bool:
-        return self.plan is not None or bool(self.diff)
+        return self.plan is not None or self.created is not None or bool(self.diff)
 
     def describe(self) -> list[str]:
         lines = [f"tenantize {t.table}" for t in (self.plan.tables if self.plan else ())]
+        lines += [f"create tenant table {t}" for t in (self.created.tables if self.created else ())]
         return lines + [line for line in str(self.diff).splitlines() if line]
 
     def render(self, name: str) -> str:
         body = template(self.diff) if self.diff else _EMPTY
-        if self.plan is None:
-            return f'"""{name}"""\n' + body
-        head = (
-            "from relay_peewee.migrator import TenancyPlan, TenantReference, TenantTable\n\n"
-            f"PLAN = {self.plan!r}\n"
-        )
-        if not self.diff:
+        head: list[str] = []
+        first: list[str] = []  # run before the schema diff's statements
+        last: list[str] = []  # run after them in down()
+        if self.plan is not None:
+            head += [
+                "from relay_peewee.migrator import TenancyPlan, TenantReference, TenantTable",
+                "",
+                f"PLAN = {self.plan!r}",
+            ]
+            first.append("migrator.tenantize(PLAN)")
+            last.append("migrator.untenantize(PLAN)")
+        if self.created is not None:
+            # Parents are tenantized above first: a new table's
+            # tenant-consistent key needs their (tenant_id, id).
+            head += [
+                "from relay_peewee.db import is_postgres",
+                "",
+                f"CREATED = {self.created.tables!r}",
+                f"POSTGRES = {list(self.created.postgres)!r}",
+                f"SQLITE = {list(self.created.sqlite)!r}",
+            ]
+            first += [
+                "ddl = POSTGRES if is_postgres(db) else SQLITE",
+                "migrator.migrate(*[migrator.sql(s) for s in ddl])",
+                "migrator.enable_row_level_security(CREATED)",
+            ]
+            last = [
+                "migrator.disable_row_level_security(CREATED)",
+                "for table in reversed(CREATED):",
+                "    migrator.migrate(migrator.drop_table(table))",
+                *last,
+            ]
+        if self.plan is not None and self.created is None and not self.diff:
             # Tenancy steps alone are resumable: `migrate --online` may run them.
-            head += "ONLINE = True\n"
+            head.append("ONLINE = True")
+        if not head:
+            return f'"""{name}"""\n' + body
+        indent = "".join(f"    {line}\n" for line in first)
         body = body.replace(
             "\ndef up(migrator, db):\n",
-            "\n" + head + "\n\ndef up(migrator, db):\n    migrator.tenantize(PLAN)\n",
+            "\n" + "\n".join(head) + "\n\n\ndef up(migrator, db):\n" + indent,
             1,
         )
-        body = body.rstrip("\n") + "\n    migrator.untenantize(PLAN)\n"
+        body = body.rstrip("\n") + "\n" + "".join(f"    {line}\n" for line in last)
         return f'"""{name}"""\n' + body
+
+
+def _create_sql(models: Sequence[type[Model]], db: Database) -> tuple[str, ...]:
+    """CREATE TABLE and CREATE INDEX for ``models`` as peewee renders them for ``db``."""
+    out: list[str] = []
+    for model in models:
+        with model.bind_ctx(db, bind_refs=False, bind_backrefs=False):
+            # peewee's SchemaManager, the one create_tables() uses.
+            schema = cast(Any, model)._schema
+            queries = [schema._create_table(safe=False).query()]
+            queries += [ix.query() for ix in schema._create_indexes(safe=False)]
+        for sql, params in queries:
+            if params:
+                raise MigrationError(f"{model.__name__}: cannot freeze DDL with parameters")
+            out.append(sql)
+    return tuple(out)
 
 
 def _is_tenant_model(model: type[Model]) -> bool:
@@ -102,8 +162,17 @@ def draft_migration(db: Database, models: Sequence[type[Model]]) -> MigrationDra
                 for t in plan.tables
             ),
         )
-    rest = [m for m in models if m not in legacy]
-    return MigrationDraft(plan, diff_models(db, rest))
+    fresh = [m for m in models if _is_tenant_model(m) and m._meta.table_name not in tables]
+    created = None
+    if fresh:
+        fresh = list(sort_models(fresh))
+        created = NewTenantTables(
+            tuple(m._meta.table_name for m in fresh),
+            _create_sql(fresh, PostgresqlDatabase(None)),
+            _create_sql(fresh, SqliteDatabase(None)),
+        )
+    rest = [m for m in models if m not in legacy and m not in fresh]
+    return MigrationDraft(plan, diff_models(db, rest), created)
 
 
 def write_migration(draft: MigrationDraft, name: str, package: str) -> str:

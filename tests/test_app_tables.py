@@ -419,3 +419,84 @@ def test_bad_application_config_is_one_line_and_changes_nothing(
     assert not (tmp_path / "x.db").exists() or "relay_peewee_migrations" not in (
         (tmp_path / "x.db").read_bytes().decode("latin-1")
     )
+
+
+MORE_MODELS = """
+from peewee import IntegerField, Model, TextField
+
+from relay_peewee import TenantModel, database_proxy
+from relay_peewee.fields import TenantForeignKeyField
+from invoicing.models import Invoice
+
+
+class CustomerWithPhone(TenantModel):
+    id = TextField(primary_key=True)
+    name = TextField()
+    email = TextField()
+    phone = TextField(null=True)
+
+    class Meta:
+        table_name = "customers"
+        tenant_unique = [("email",), ("id",)]
+
+
+class Refund(TenantModel):
+    id = TextField(primary_key=True)
+    invoice = TenantForeignKeyField(Invoice, on_delete="CASCADE", index=False)
+    amount = IntegerField()
+
+    class Meta:
+        table_name = "refunds13"
+
+
+class Currency(Model):
+    code = TextField(primary_key=True)
+    name = TextField()
+
+    class Meta:
+        database = database_proxy
+        table_name = "currencies13"
+"""
+
+
+def test_makemigration_creates_tables_and_columns_and_the_result_migrates(
+    app_legacy: Legacy, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    db, url = app_legacy.db, app_legacy.url
+    assert run("migrate", "--database", url, "-q").exit_code == 0
+    (tmp_path / "more13").mkdir()
+    (tmp_path / "more13" / "__init__.py").write_text("")
+    (tmp_path / "more13models.py").write_text(MORE_MODELS)
+    monkeypatch.chdir(tmp_path)
+    more = ["--migrations", APP, "--migrations", "more13", "--models", "more13models"]
+    try:
+        check = run("makemigration", "--check", "--database", url, *more)
+        assert check.exit_code == 1
+        assert check.output.splitlines() == [
+            "create tenant table refunds13",
+            "create table currencies13",
+            "add column customers.phone",
+        ]
+        wrote = run("makemigration", "more", "--database", url, *more)
+        assert wrote.output.strip() == f"wrote {tmp_path / 'more13' / '0001_more.py'}"
+        applied = run("migrate", "--database", url, "-q", *more)
+        assert applied.output.strip() == "applied: more13:0001_more", applied.output
+        agree = run("makemigration", "--check", "--database", url, *more)
+        assert agree.exit_code == 0, agree.output
+        audit = run("audit", "--database", url, *more)
+        assert audit.exit_code == 0 and "0 errors" in audit.output, audit.output
+        db.connect(reuse_if_open=True)
+        # The new tenant table's reference cannot cross tenants either.
+        with pytest.raises(IntegrityError), db.atomic():
+            db.execute_sql(
+                "INSERT INTO refunds13 (id, tenant_id, invoice_id, amount) "
+                "VALUES ('r', 'no-such-tenant', 'i0', 1)"
+            )
+        back = run("rollback", "--database", url, "-q", *more)
+        assert back.output.strip() == "reverted: more13:0001_more", back.output
+        db.connect(reuse_if_open=True)
+        assert {"refunds13", "currencies13"}.isdisjoint(db.get_tables())
+        assert "phone" not in catalog.table_columns(db, "customers")
+    finally:
+        for name in [n for n in sys.modules if n.startswith("more13")]:
+            del sys.modules[name]
