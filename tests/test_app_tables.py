@@ -108,6 +108,29 @@ def app_rows(db: Database) -> dict[str, list[tuple[object, ...]]]:
     out["invoice_balances"] = sorted(
         tuple(map(str, r)) for r in db.execute_sql("SELECT * FROM invoice_balances")
     )
+    if db.param == "?":  # SQLite: the trigger and the CHECKs survive every rebuild
+        out["schema"] = sorted(
+            (name, " ".join(sql.split()))
+            for name, sql in db.execute_sql(
+                "SELECT name, sql FROM sqlite_master WHERE type = 'trigger'"
+                " AND tbl_name IN ('customers', 'invoices', 'payments', 'invoice_notes')"
+            ).fetchall()
+        )
+        checks = []
+        for table in ("invoices", "payments"):
+            (sql,) = db.execute_sql(
+                "SELECT sql FROM sqlite_master WHERE name = ?", (table,)
+            ).fetchone()
+            checks.append(" ".join(sql.split()).count("CHECK ("))
+        out["checks"] = [tuple(map(str, checks))]
+    else:
+        out["checks"] = sorted(
+            tuple(map(str, r))
+            for r in db.execute_sql(
+                "SELECT conrelid::regclass::text, pg_get_constraintdef(oid) FROM pg_constraint"
+                " WHERE contype = 'c' AND conrelid::regclass::text IN ('invoices', 'payments')"
+            )
+        )
     return out
 
 
