@@ -523,3 +523,19 @@ def test_makemigration_creates_tables_and_columns_and_the_result_migrates(
     finally:
         for name in [n for n in sys.modules if n.startswith("more13")]:
             del sys.modules[name]
+
+
+def test_online_sql_plan_includes_the_application_steps_and_changes_nothing(
+    app_legacy: Legacy,
+) -> None:
+    db, url = app_legacy.db, app_legacy.url
+    if app_legacy.backend != "postgres":
+        pytest.skip("online mode is PostgreSQL only")
+    plan = run("migrate", "--database", url, "--online", "--sql")
+    assert plan.exit_code == 0, plan.output
+    out = plan.output
+    assert f"-- up: {APP}:0002_tenantize" in out
+    assert 'CREATE UNIQUE INDEX CONCURRENTLY "invoices_tenant_id_number"' in out
+    assert "VALIDATE CONSTRAINT" in out and "CREATE POLICY tenant_isolation ON" in out
+    db.connect(reuse_if_open=True)
+    assert "tenant_id" not in catalog.table_columns(db, "invoices")
