@@ -539,3 +539,32 @@ def test_online_sql_plan_includes_the_application_steps_and_changes_nothing(
     assert "VALIDATE CONSTRAINT" in out and "CREATE POLICY tenant_isolation ON" in out
     db.connect(reuse_if_open=True)
     assert "tenant_id" not in catalog.table_columns(db, "invoices")
+
+
+def test_rollback_is_refused_while_another_tenant_holds_application_rows(
+    app_legacy: Legacy,
+) -> None:
+    db, url = app_legacy.db, app_legacy.url
+    assert run("migrate", "--database", url, "-q").exit_code == 0
+    runner = MigrationRunner(db, migrations=[APP])
+    assert runner.resolve(f"{APP}:2") == f"{APP}:0002_tenantize"
+    assert runner.resolve(f"{APP}:0002_tenantize") == f"{APP}:0002_tenantize"
+    assert runner.resolve("4") == "0004_tenant_keys"
+    db.execute_sql(
+        "INSERT INTO tenants (id, name, slug, is_active, plan, created_at, updated_at) "
+        "VALUES ('t2', 'T2', 't2', true, 'freemium', CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)"
+    )
+    db.execute_sql(
+        "INSERT INTO customers (id, tenant_id, name, email) VALUES ('z', 't2', 'Z', 'z')"
+    )
+    before = app_rows(db)
+    db.close()
+    refused = CliRunner().invoke(cli, ["rollback", "--database", url, "--to", f"{APP}:2"])
+    assert refused.exit_code == 1
+    assert refused.output.strip() == (
+        "Error: refusing to undo tenancy: tenants other than the default hold data in "
+        "customers (1 rows); move or delete those rows first"
+    )
+    db.connect(reuse_if_open=True)
+    assert app_rows(db) == before
+    assert "tenant_id" in catalog.table_columns(db, "customers")
