@@ -568,3 +568,32 @@ def test_rollback_is_refused_while_another_tenant_holds_application_rows(
     db.connect(reuse_if_open=True)
     assert app_rows(db) == before
     assert "tenant_id" in catalog.table_columns(db, "customers")
+
+
+def test_tenancy_plan_is_what_the_example_script_froze_and_refuses_unkeyed_parents() -> None:
+    from invoicing.models import Customer, Invoice, Payment
+    from peewee import IntegerField, TextField
+
+    from relay_peewee import TenantModel
+    from relay_peewee.errors import MigrationError
+    from relay_peewee.fields import TenantForeignKeyField
+    from relay_peewee.migrator import tenancy_plan
+
+    shipped = importlib.import_module(f"{APP}.0002_tenantize")
+    assert tenancy_plan([Payment, Invoice, Customer]) == shipped.PLAN
+
+    class Unkeyed(TenantModel):
+        id = TextField(primary_key=True)
+
+        class Meta:
+            table_name = "unkeyed13"
+
+    class Child(TenantModel):
+        parent = TenantForeignKeyField(Unkeyed)
+        n = IntegerField()
+
+        class Meta:
+            table_name = "child13"
+
+    with pytest.raises(MigrationError, match=r"Child.parent references Unkeyed, which must"):
+        tenancy_plan([Unkeyed, Child])

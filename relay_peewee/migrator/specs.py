@@ -143,6 +143,14 @@ def _references(model: type[Model]) -> list[TenantReference]:
                 f"{model.__name__}.{fk.name}: a tenant-consistent reference must point at "
                 f"the parent's id, not {fk.rel_field.column_name}"
             )
+        parent = fk.rel_model
+        declared = {tuple(cols) for cols in getattr(parent._meta, "tenant_unique", ()) or ()}
+        if ("id",) not in declared:
+            # Its (tenant_id, id) would be a unique the parent's model does not know.
+            raise MigrationError(
+                f"{model.__name__}.{fk.name} references {parent.__name__}, which must declare "
+                f'tenant_unique = [("id",), ...] for the key (tenant_id, id) it points at'
+            )
         out.append(
             TenantReference(model._meta.table_name, fk.column_name, fk.rel_model._meta.table_name)
         )
