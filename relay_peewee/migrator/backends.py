@@ -531,6 +531,11 @@ class RelaySqliteMigrator(_TenancyOperations, SqliteMigrator):
         actions = {ref: (self.old_reference(ref) or _NO_ACTION).on_delete for ref in refs}
         tables = list(dict.fromkeys(r.table for r in refs))
         self.step("tenant-consistent foreign keys for " + ", ".join(tables))
+        # SQLite cannot null one column of a composite key on delete: a
+        # trigger on the parent does it first, and the key itself is NO ACTION.
+        set_null = [ref for ref in refs if actions[ref] == "SET NULL"]
+        for ref in set_null:
+            actions[ref] = "NO ACTION"
 
         def transform_for(table: str) -> Callable[[TableDDL], None]:
             def transform(ddl: TableDDL) -> None:
@@ -541,6 +546,7 @@ class RelaySqliteMigrator(_TenancyOperations, SqliteMigrator):
             return transform
 
         self.rebuild({t: transform_for(t) for t in tables}, then_indexes=parent_keys)
+        self.migrate(*[self.sql(_set_null_trigger_sql(ref)) for ref in set_null])
         self._drop_redundant(redundant_indexes)
 
     def relax_tenant_references(
@@ -550,6 +556,16 @@ class RelaySqliteMigrator(_TenancyOperations, SqliteMigrator):
         parents: Sequence[str] | None = None,
     ) -> None:
         actions = {ref: (self.composite_reference(ref) or _NO_ACTION).on_delete for ref in refs}
+        triggers = {
+            r[0]
+            for r in self.database.execute_sql(
+                "SELECT name FROM sqlite_master WHERE type = 'trigger'"
+            ).fetchall()
+        }
+        for ref in refs:
+            if ref.set_null_trigger in triggers:
+                actions[ref] = "SET NULL"
+                self.migrate(self.sql(f"DROP TRIGGER {quote(ref.set_null_trigger)}"))
         tables = list(dict.fromkeys(r.table for r in refs))
 
         def transform_for(table: str) -> Callable[[TableDDL], None]:
@@ -608,6 +624,15 @@ def _tenant_index_specs(spec: TenantTable) -> list[QueuedIndex]:
         cols = (TENANT_COLUMN,)
         out.append(QueuedIndex(spec.table, cols, False, make_index_name(spec.table, cols)))
     return out
+
+
+def _set_null_trigger_sql(ref: TenantReference) -> str:
+    child, col = quote(ref.table), quote(ref.column)
+    return (
+        f"CREATE TRIGGER {quote(ref.set_null_trigger)} BEFORE DELETE ON {quote(ref.parent)} "
+        f"BEGIN UPDATE {child} SET {col} = NULL WHERE {quote(TENANT_COLUMN)} = "
+        f'OLD.{quote(TENANT_COLUMN)} AND {col} = OLD."id"; END'
+    )
 
 
 def _single_reference_sql(ref: TenantReference, on_delete: str) -> str:

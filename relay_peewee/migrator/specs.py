@@ -77,7 +77,17 @@ class TenantReference:
     def columns(self) -> tuple[str, str]:
         return (TENANT_COLUMN, self.column)
 
+    @property
+    def set_null_trigger(self) -> str:
+        """SQLite's stand-in for ON DELETE SET NULL (see ``references_sql``)."""
+        return f"{self.table}_{self.column}_set_null"
+
     def references_sql(self, on_delete: str) -> str:
+        # SET NULL on the composite key would null tenant_id too (NOT NULL:
+        # the parent's delete fails). PostgreSQL >= 15 can null one column;
+        # SQLite cannot, so its migrator passes NO ACTION plus a trigger.
+        if on_delete == "SET NULL":
+            on_delete = f"SET NULL ({quote(self.column)})"
         action = "" if on_delete == "NO ACTION" else f" ON DELETE {on_delete}"
         return (
             f"FOREIGN KEY ({quote(TENANT_COLUMN)}, {quote(self.column)}) REFERENCES "
