@@ -654,3 +654,29 @@ def test_a_model_created_set_null_reference_clears_only_its_column_on_postgres(
             return
         user.delete_instance()
         assert Memo.get_by_id(memo.id).author_id is None
+
+
+def test_three_migrators_at_once_apply_the_application_migrations_once(
+    app_legacy: Legacy,
+) -> None:
+    db, url = app_legacy.db, app_legacy.url
+    before = app_rows(db)
+    db.close()
+    procs = [
+        subprocess.Popen(
+            [*CLI, "migrate", "-q", "--database", url],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(3)
+    ]
+    outputs = [p.communicate(timeout=300) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0, 0], outputs
+    appliers = [out for out, _err in outputs if f"applied: {APP}:0002_tenantize" in out]
+    idle = [out for out, _err in outputs if out.strip() == "nothing to do."]
+    assert len(appliers) == 1 and len(idle) == 2, outputs
+    db.connect(reuse_if_open=True)
+    names = [s.name for s in MigrationRunner(db, migrations=[APP]).statuses()]
+    assert names.count(f"{APP}:0002_tenantize") == 1
+    assert app_rows(db) == before
