@@ -99,10 +99,14 @@ class TenantForeignKeyField(ForeignKeyField):
             self.rel_model,
             EnclosedNodeList((parent_tenant, self.rel_field)),
         ]
-        if self.on_delete and self.on_delete.upper() == "SET NULL" and self._on_postgres():
+        if self.on_delete and self.on_delete.upper() == "SET NULL":
             # On the composite key SET NULL would null tenant_id too, which
             # is NOT NULL; PostgreSQL >= 15 can null this column alone.
-            parts += [SQL("ON DELETE SET NULL"), EnclosedNodeList((self,))]
+            # SQLite cannot: the key stays NO ACTION (the parent's delete is
+            # refused) unless a trigger nulls the column first, as the
+            # migrations' tenantize and makemigration add.
+            if self._on_postgres():
+                parts += [SQL("ON DELETE SET NULL"), EnclosedNodeList((self,))]
         elif self.on_delete:
             parts.append(SQL(f"ON DELETE {self.on_delete}"))
         if self.on_update:

@@ -31,9 +31,10 @@ from playhouse.migrations import Migration, sort_models, template
 from playhouse.schema_diff import SchemaDiff, diff_models
 
 from .errors import MigrationError
+from .fields import TenantForeignKeyField
 from .migrator import catalog
 from .migrator.sources import migration_sources
-from .migrator.specs import TENANT_COLUMN, TenancyPlan, tenancy_plan
+from .migrator.specs import TENANT_COLUMN, TenancyPlan, TenantReference, tenancy_plan
 
 __all__ = ["MigrationDraft", "NewTenantTables", "draft_migration", "write_migration"]
 
@@ -51,6 +52,9 @@ class NewTenantTables:
     tables: tuple[str, ...]
     postgres: tuple[str, ...]
     sqlite: tuple[str, ...]
+    # SQLite's SET NULL stand-ins: they live on the parent tables, so
+    # dropping the new tables does not drop them.
+    sqlite_triggers: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -95,8 +99,17 @@ class MigrationDraft:
                 "migrator.migrate(*[migrator.sql(s) for s in ddl])",
                 "migrator.enable_row_level_security(CREATED)",
             ]
+            drop_triggers = []
+            if self.created.sqlite_triggers:
+                head.append(f"SQLITE_TRIGGERS = {list(self.created.sqlite_triggers)!r}")
+                drop_triggers = [
+                    "if not is_postgres(db):",
+                    "    for name in SQLITE_TRIGGERS:",
+                    "        migrator.migrate(migrator.sql(f'DROP TRIGGER IF EXISTS \"{name}\"'))",
+                ]
             last = [
                 "migrator.disable_row_level_security(CREATED)",
+                *drop_triggers,
                 "for table in reversed(CREATED):",
                 "    migrator.migrate(migrator.drop_table(table))",
                 *last,
@@ -129,7 +142,22 @@ def _create_sql(models: Sequence[type[Model]], db: Database) -> tuple[str, ...]:
             if params:
                 raise MigrationError(f"{model.__name__}: cannot freeze DDL with parameters")
             out.append(sql)
+        if not isinstance(db, PostgresqlDatabase):
+            # SQLite's stand-in for SET NULL on a composite key (see fields.py).
+            out += [
+                ref.set_null_trigger_sql()
+                for ref, fk in _references_with_fields(model)
+                if (fk.on_delete or "").upper() == "SET NULL"
+            ]
     return tuple(out)
+
+
+def _references_with_fields(model: type[Model]) -> list[tuple[TenantReference, Any]]:
+    return [
+        (TenantReference(model._meta.table_name, fk.column_name, fk.rel_model._meta.table_name), fk)
+        for fk in model._meta.sorted_fields
+        if isinstance(fk, TenantForeignKeyField)
+    ]
 
 
 def _is_tenant_model(model: type[Model]) -> bool:
@@ -170,6 +198,12 @@ def draft_migration(db: Database, models: Sequence[type[Model]]) -> MigrationDra
             tuple(m._meta.table_name for m in fresh),
             _create_sql(fresh, PostgresqlDatabase(None)),
             _create_sql(fresh, SqliteDatabase(None)),
+            tuple(
+                ref.set_null_trigger
+                for m in fresh
+                for ref, fk in _references_with_fields(m)
+                if (fk.on_delete or "").upper() == "SET NULL"
+            ),
         )
     rest = [m for m in models if m not in legacy and m not in fresh]
     return MigrationDraft(plan, diff_models(db, rest), created)

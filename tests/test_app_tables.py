@@ -450,6 +450,7 @@ from peewee import IntegerField, Model, TextField
 from relay_peewee import TenantModel, database_proxy
 from relay_peewee.fields import TenantForeignKeyField
 from invoicing.models import Invoice
+from relay_peewee.models import User
 
 
 class CustomerWithPhone(TenantModel):
@@ -466,6 +467,7 @@ class CustomerWithPhone(TenantModel):
 class Refund(TenantModel):
     id = TextField(primary_key=True)
     invoice = TenantForeignKeyField(Invoice, on_delete="CASCADE", index=False)
+    approver = TenantForeignKeyField(User, null=True, on_delete="SET NULL", index=False)
     amount = IntegerField()
 
     class Meta:
@@ -515,11 +517,29 @@ def test_makemigration_creates_tables_and_columns_and_the_result_migrates(
                 "INSERT INTO refunds13 (id, tenant_id, invoice_id, amount) "
                 "VALUES ('r', 'no-such-tenant', 'i0', 1)"
             )
+        # ON DELETE SET NULL clears the approver alone, on both backends.
+        db.execute_sql(
+            "INSERT INTO users (id, email, tenant_id, created_at, updated_at) VALUES "
+            f"('u13', 'u13@x', '{DEFAULT_TENANT_ID}', CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)"
+        )
+        db.execute_sql(
+            "INSERT INTO refunds13 (id, tenant_id, invoice_id, approver_id, amount) "
+            f"VALUES ('r', '{DEFAULT_TENANT_ID}', 'i0', 'u13', 1)"
+        )
+        db.execute_sql("DELETE FROM users WHERE id = 'u13'")
+        row = db.execute_sql("SELECT approver_id, tenant_id FROM refunds13").fetchone()
+        assert row == (None, DEFAULT_TENANT_ID)
         back = run("rollback", "--database", url, "-q", *more)
         assert back.output.strip() == "reverted: more13:0001_more", back.output
         db.connect(reuse_if_open=True)
         assert {"refunds13", "currencies13"}.isdisjoint(db.get_tables())
         assert "phone" not in catalog.table_columns(db, "customers")
+        # Nothing of it is left behind (SQLite's SET NULL trigger lives on users).
+        db.execute_sql(
+            "INSERT INTO users (id, email, tenant_id, created_at, updated_at) VALUES "
+            f"('u14', 'u14@x', '{DEFAULT_TENANT_ID}', CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)"
+        )
+        db.execute_sql("DELETE FROM users WHERE id = 'u14'")
     finally:
         for name in [n for n in sys.modules if n.startswith("more13")]:
             del sys.modules[name]

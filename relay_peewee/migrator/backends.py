@@ -546,7 +546,7 @@ class RelaySqliteMigrator(_TenancyOperations, SqliteMigrator):
             return transform
 
         self.rebuild({t: transform_for(t) for t in tables}, then_indexes=parent_keys)
-        self.migrate(*[self.sql(_set_null_trigger_sql(ref)) for ref in set_null])
+        self.migrate(*[self.sql(ref.set_null_trigger_sql()) for ref in set_null])
         self._drop_redundant(redundant_indexes)
 
     def relax_tenant_references(
@@ -624,15 +624,6 @@ def _tenant_index_specs(spec: TenantTable) -> list[QueuedIndex]:
         cols = (TENANT_COLUMN,)
         out.append(QueuedIndex(spec.table, cols, False, make_index_name(spec.table, cols)))
     return out
-
-
-def _set_null_trigger_sql(ref: TenantReference) -> str:
-    child, col = quote(ref.table), quote(ref.column)
-    return (
-        f"CREATE TRIGGER {quote(ref.set_null_trigger)} BEFORE DELETE ON {quote(ref.parent)} "
-        f"BEGIN UPDATE {child} SET {col} = NULL WHERE {quote(TENANT_COLUMN)} = "
-        f'OLD.{quote(TENANT_COLUMN)} AND {col} = OLD."id"; END'
-    )
 
 
 def _single_reference_sql(ref: TenantReference, on_delete: str) -> str:

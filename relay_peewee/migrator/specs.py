@@ -82,6 +82,14 @@ class TenantReference:
         """SQLite's stand-in for ON DELETE SET NULL (see ``references_sql``)."""
         return f"{self.table}_{self.column}_set_null"
 
+    def set_null_trigger_sql(self) -> str:
+        child, col = quote(self.table), quote(self.column)
+        return (
+            f"CREATE TRIGGER {quote(self.set_null_trigger)} BEFORE DELETE ON {quote(self.parent)} "
+            f"BEGIN UPDATE {child} SET {col} = NULL WHERE {quote(TENANT_COLUMN)} = "
+            f'OLD.{quote(TENANT_COLUMN)} AND {col} = OLD."id"; END'
+        )
+
     def references_sql(self, on_delete: str) -> str:
         # SET NULL on the composite key would null tenant_id too (NOT NULL:
         # the parent's delete fails). PostgreSQL >= 15 can null one column;
