@@ -700,3 +700,34 @@ def test_three_migrators_at_once_apply_the_application_migrations_once(
     names = [s.name for s in MigrationRunner(db, migrations=[APP]).statuses()]
     assert names.count(f"{APP}:0002_tenantize") == 1
     assert app_rows(db) == before
+
+
+def test_tenantize_straight_from_the_models_in_a_script(
+    app_legacy: Legacy, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url = app_legacy.url
+    package = tmp_path / "bymodels13"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    shutil.copy(EXAMPLE / "invoicing" / "migrations" / "0001_baseline.py", package)
+    (package / "0002_tenantize.py").write_text(
+        "from invoicing.models import Customer, Invoice, Payment\n\n\n"
+        "def up(migrator, db):\n"
+        "    migrator.tenantize(Customer, Invoice, Payment)\n\n\n"
+        "def down(migrator, db):\n"
+        "    migrator.untenantize(Customer, Invoice, Payment)\n"
+    )
+    monkeypatch.chdir(tmp_path)
+    try:
+        opts = ["--database", url, "--migrations", "bymodels13", "--models", "invoicing.models"]
+        result = run("migrate", "-q", *opts)
+        assert result.exit_code == 0, result.output
+        assert result.output.splitlines()[-1] == "applied: bymodels13:0002_tenantize"
+        audit = run("audit", *opts)
+        assert audit.exit_code == 0 and "0 errors" in audit.output, audit.output
+        assert run("rollback", "-q", *opts).exit_code == 0
+        app_legacy.db.connect(reuse_if_open=True)
+        assert "tenant_id" not in catalog.table_columns(app_legacy.db, "invoices")
+    finally:
+        for name in [n for n in sys.modules if n.startswith("bymodels13")]:
+            del sys.modules[name]
