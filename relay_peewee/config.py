@@ -34,6 +34,7 @@ else:  # pragma: no cover - Python 3.10
 __all__ = ["AppConfig", "find_pyproject", "load_models", "read_config"]
 
 SECTION = "relay_peewee"
+_IMPLICIT = {"id", "tenant"}  # fields every model (or TenantModel) gets without declaring
 
 
 @dataclass(frozen=True)
@@ -91,6 +92,10 @@ def load_models(modules: Iterable[str]) -> list[type[Model]]:
             and not getattr(obj._meta, "abstract", False)
             and obj.__name__ not in ("TenantModel",)
         ]
+        # A base class the module's models derive from (peewee's usual
+        # `class BaseModel(Model)` holding Meta.database) is not a table.
+        bases = {base for m in defined for base in m.__mro__[1:]}
+        defined = [m for m in defined if not (m in bases and set(m._meta.fields) <= _IMPLICIT)]
         if not defined:
             raise ConfigurationError(f"models module {name!r} defines no peewee model")
         found += [m for m in defined if m not in found]

@@ -731,3 +731,25 @@ def test_tenantize_straight_from_the_models_in_a_script(
     finally:
         for name in [n for n in sys.modules if n.startswith("bymodels13")]:
             del sys.modules[name]
+
+
+def test_load_models_takes_the_modules_own_tables_not_its_base_class(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from relay_peewee.config import load_models
+
+    (tmp_path / "cfgmodels13.py").write_text(
+        "from peewee import Model, TextField\n"
+        "from relay_peewee import database_proxy\n"
+        "from relay_peewee.models import User  # imported: not this module's\n\n\n"
+        "class BaseModel(Model):\n"
+        "    class Meta:\n"
+        "        database = database_proxy\n\n\n"
+        "class Thing(BaseModel):\n"
+        "    name = TextField()\n"
+    )
+    monkeypatch.chdir(tmp_path)
+    try:
+        assert [m.__name__ for m in load_models(["cfgmodels13"])] == ["Thing"]
+    finally:
+        sys.modules.pop("cfgmodels13", None)
