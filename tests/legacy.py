@@ -23,7 +23,7 @@ import random
 import uuid
 from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime, time, timedelta
+from datetime import date, datetime, time, timedelta, timezone
 from decimal import Decimal
 from typing import Any
 
@@ -887,6 +887,10 @@ def _plain(value: Any) -> Any:
         return round(value, 5)
     if isinstance(value, Decimal):
         return round(float(value), 5)
+    if isinstance(value, datetime) and value.tzinfo is not None:
+        # timestamptz: compare the instant (0010 turns some timestamp
+        # columns, which hold UTC, into timestamptz without changing one).
+        return value.astimezone(timezone.utc).replace(tzinfo=None).isoformat()
     if isinstance(value, (datetime, date, time)):
         return value.isoformat()
     if isinstance(value, uuid.UUID):
