@@ -167,7 +167,7 @@ _TABLES: tuple[_Table, ...] = (
             _c("content_hash", not_null=True),
             _c("content_type", not_null=True),
             _c("name", not_null=True),
-            _c("description"),
+            _c("description", not_null=True),  # as in Relay's schema
             _c("metadata", "json"),
             _c("created_by", ref="users"),
             _ts("created_at", now=True),
@@ -216,7 +216,7 @@ _TABLES: tuple[_Table, ...] = (
         (
             _c("id", pk=True),
             _c("skill_id", not_null=True, unique=True, ref="skills", cascade=True),
-            _c("requested_by", ref="users"),
+            _c("requested_by", not_null=True, ref="users"),  # as in Relay's schema
             _c("categories", "json", not_null=True),
             _c("summary", not_null=True),
             _c("reviewed_content_hash", not_null=True),
@@ -740,7 +740,7 @@ def populate(db: Database, n_skills: int = 20, seed: int = 1) -> None:
                     g.sha(skill_id, v),
                     "text/markdown",
                     name,
-                    g.maybe(description),
+                    g.maybe(description, 0.0),  # NOT NULL in Relay
                     g.maybe(
                         {
                             "source": rng.choice(["upload", "editor", "import"]),
@@ -803,7 +803,7 @@ def populate(db: Database, n_skills: int = 20, seed: int = 1) -> None:
             (
                 g.uuid(),
                 skill_id,
-                g.maybe(rng.choice(plain_users), 0.3),
+                g.maybe(rng.choice(plain_users), 0.0),  # NOT NULL in Relay
                 {
                     "security": {"score": rng.randint(1, 5), "issues": []},
                     "quality": {

@@ -31,7 +31,7 @@ from relay_peewee.errors import MigrationError
 MERGES_REBUILDS = True
 
 TIMESTAMP_TABLES = ("ratings", "skill_versions", "skill_reviews")
-NOT_NULL: tuple[tuple[str, str, str | None], ...] = ()
+NOT_NULL = (("skill_versions", "description", "''"), ("skill_reviews", "requested_by", None))
 INDEXES = (
     ("api_keys_key_hash_idx", "api_keys", "key_hash"),
     ("api_keys_user_id_idx", "api_keys", "user_id"),
