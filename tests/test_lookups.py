@@ -179,3 +179,40 @@ def test_tenant_by_host(owner: Database, relay_db: Database, two_tenants: Tenant
 
     sql, params = tenant_host_lookup_statement(relay_db, "tenant-a.localhost")
     assert relay_db.execute_sql(sql, params).fetchall() == [(a.id, "tenant-a")]
+
+
+@pytest.mark.postgres_only
+def test_audit_checks_the_lookup_functions(pg_url: str) -> None:
+    from relay_peewee.audit import audit_schema
+    from relay_peewee.commands import migrate
+
+    db = open_database(pg_url)
+    try:
+        migrate(db)
+
+        def findings() -> list[str]:
+            return [f.message for f in audit_schema(db) if f.check == "lookup-function"]
+
+        assert findings() == []
+        db.execute_sql("GRANT EXECUTE ON FUNCTION relay_find_tenant(text, text) TO PUBLIC")
+        assert findings() == [
+            "lookup function relay_find_tenant(text, text) is executable by PUBLIC;"
+            " fix: REVOKE ALL ON FUNCTION relay_find_tenant(text, text) FROM PUBLIC"
+        ]
+        db.execute_sql("REVOKE ALL ON FUNCTION relay_find_tenant(text, text) FROM PUBLIC")
+        db.execute_sql("ALTER FUNCTION relay_find_api_key(text) RESET search_path")
+        db.execute_sql(
+            "CREATE OR REPLACE FUNCTION relay_find_tenant(p_slug text, p_domain text)"
+            " RETURNS TABLE (tenant_id text, slug text) LANGUAGE sql STABLE SECURITY DEFINER"
+            " SET search_path = pg_catalog, public, pg_temp SET TimeZone = 'UTC'"
+            " AS $$ SELECT id, slug FROM tenants $$"
+        )
+        found = findings()
+        assert len(found) == 2
+        assert "relay_find_api_key(text) has settings" in found[0]
+        assert "relay_find_tenant(text, text) has a body other than" in found[1]
+        assert all("relay-peewee rollback --to 10" in m for m in found)
+        db.execute_sql("DROP FUNCTION relay_find_api_key(text)")
+        assert "relay_find_api_key(text) is missing" in findings()[0]
+    finally:
+        db.close()
