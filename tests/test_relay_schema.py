@@ -302,3 +302,29 @@ def test_rollback_of_0010_drops_defaults_and_functions_keeps_relays_schema(
         assert scalar(db, "SELECT to_regprocedure('relay_find_api_key(text)')") is None
     assert migrate(db).applied == ["0010_relay_app_compat"]
     db.execute_sql("INSERT INTO tenants (name, slug) VALUES ('n', 'defaults-again')")
+
+
+@pytest.mark.postgres_only
+def test_online_0010_ends_like_the_transactional_one_and_resumes(pg_legacy: Legacy) -> None:
+    from conftest import build_legacy
+
+    db = pg_legacy.db
+    migrate(db, "0008")
+    # nullable, as the old baseline made it; and as if an earlier --online
+    # run stopped after its first NOT NULL step
+    db.execute_sql("ALTER TABLE skill_versions ALTER COLUMN description DROP NOT NULL")
+    db.execute_sql(
+        "ALTER TABLE skill_versions ADD CONSTRAINT skill_versions_description_not_null"
+        " CHECK (description IS NOT NULL) NOT VALID"
+    )
+    migrate(db, online=True)
+    server = f"postgresql://{PG_USER}@{PG_HOST}:{PG_PORT}/{PG_ADMIN_DB}"
+    with throwaway_postgres_database(server) as url:
+        other = build_legacy(url, "postgres", "drizzle", n_skills=3).db
+        try:
+            migrate(other)
+            assert _pg_catalog(db) == _pg_catalog(other)
+        finally:
+            other.close()
+    assert scalar(db, "SELECT to_regprocedure('relay_find_tenant(text, text)')") is not None
+    db.execute_sql("INSERT INTO tenants (name, slug) VALUES ('Online', 'online')")
