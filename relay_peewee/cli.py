@@ -261,30 +261,38 @@ def audit(database: str | None, as_json: bool, citus: bool, strict: bool) -> Non
 @click.option("--app-role", default="relay_app", show_default=True, help="Role the app logs in as.")
 @click.option("--admin-role", default="relay_admin", show_default=True, help="The BYPASSRLS role.")
 @click.option(
-    "--no-unscoped",
+    "--allow-set-role",
     is_flag=True,
-    help="Do not grant the admin role to the app role: unscoped() then fails in the app.",
+    help="Opt in: grant the admin role to the app role, so unscoped() can SET ROLE to it "
+    "(and so can any SQL the app sends). Default: unscoped() uses its own admin connection.",
 )
+@click.option("--no-unscoped", is_flag=True, hidden=True, help="The default now; ignored.")
 @click.option(
     "--apply", is_flag=True, help="Run the SQL (needs a superuser) instead of printing it."
 )
 @_user_errors
 def roles(
-    database: str | None, app_role: str, admin_role: str, no_unscoped: bool, apply: bool
+    database: str | None,
+    app_role: str,
+    admin_role: str,
+    allow_set_role: bool,
+    no_unscoped: bool,
+    apply: bool,
 ) -> None:
     """PostgreSQL: print (or --apply) the SQL creating the app and admin roles for RLS."""
     from .roles import create_roles, role_statements
 
     if not apply:
-        for statement in role_statements(app_role, admin_role, allow_unscoped=not no_unscoped):
+        for statement in role_statements(app_role, admin_role, allow_set_role=allow_set_role):
             click.echo(f"{statement};")
         return
     with _database(database) as db:
         if not is_postgres(db):
             raise click.ClickException("roles are a PostgreSQL feature; SQLite has none")
-        create_roles(db, app_role, admin_role, allow_unscoped=not no_unscoped)
+        create_roles(db, app_role, admin_role, allow_set_role=allow_set_role)
     click.echo(f"roles {app_role} and {admin_role} are ready; set a password with:")
     click.echo(f"  ALTER ROLE {app_role} PASSWORD '...';")
+    click.echo(f"  ALTER ROLE {admin_role} PASSWORD '...';  -- unscoped()'s own connection")
 
 
 def main() -> None:

@@ -173,7 +173,11 @@ def test_migrations_refuse_a_role_that_cannot_bypass_rls(roles: Roles) -> None:
 
 
 def test_rls_rolls_back_and_forward(pg_migrated: Database) -> None:
-    assert rollback(pg_migrated) == ["0008_row_level_security"]
+    assert rollback(pg_migrated, to="0008") == [
+        "0009_isolation_hardening",
+        "0008_row_level_security",
+    ]
     assert catalog.forced_rls_tables(pg_migrated) == []
-    assert migrate(pg_migrated).applied == ["0008_row_level_security"]
-    assert sorted(catalog.forced_rls_tables(pg_migrated)) == sorted(TENANT_TABLES)
+    assert migrate(pg_migrated).applied == ["0008_row_level_security", "0009_isolation_hardening"]
+    forced = [*TENANT_TABLES, "audit_logs"]
+    assert sorted(catalog.forced_rls_tables(pg_migrated)) == sorted(forced)
