@@ -242,11 +242,31 @@ def tenants_list(database: str | None, as_json: bool) -> None:
     "--citus", is_flag=True, help="Also check the rules for distributing by tenant_id on Citus."
 )
 @click.option("--strict", is_flag=True, help="Count warnings (e.g. the Citus rules) as errors.")
-def audit(database: str | None, as_json: bool, citus: bool, strict: bool) -> None:
+@click.option(
+    "--app-role",
+    default=None,
+    help="PostgreSQL: the role the application connects as (default: relay_app, if it exists).",
+)
+@click.option(
+    "--admin-role",
+    default="relay_admin",
+    show_default=True,
+    help="PostgreSQL: the BYPASSRLS role unscoped() uses.",
+)
+def audit(
+    database: str | None,
+    as_json: bool,
+    citus: bool,
+    strict: bool,
+    app_role: str | None,
+    admin_role: str,
+) -> None:
     """Check that the live database isolates tenants: exit 1 on errors, 2 if unreadable."""
     try:
         with _database(database) as db:
-            findings = audit_schema(db, citus=citus, strict=strict)
+            findings = audit_schema(
+                db, citus=citus, strict=strict, app_role=app_role, admin_role=admin_role
+            )
     except (RelayError, DatabaseError, InterfaceError) as exc:
         # Exit 2, not the usual 1: a gate must tell "could not look" from "found errors".
         click.echo(f"Error: cannot audit the database: {_one_line(exc)}", err=True)

@@ -69,7 +69,7 @@ class SessionResettingPool(PooledPostgresqlDatabase):
     """
 
     def _can_reuse(self, conn: Any) -> bool:
-        if not super()._can_reuse(conn):  # type: ignore[misc]
+        if not super()._can_reuse(conn):
             return False
         autocommit = conn.autocommit
         try:

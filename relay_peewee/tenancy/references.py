@@ -182,7 +182,7 @@ def _selects_own_key(value: Any, fk: ForeignKeyField) -> bool:
     if not isinstance(value, ScopedSelect):
         return False
     query: Any = value
-    returning = query._returning or ()
+    returning: Any = query._returning or ()
     return (
         query.model is fk.rel_model
         and len(returning) == 1
