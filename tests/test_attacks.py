@@ -23,7 +23,7 @@ from relay_peewee import tenant_context, unscoped
 from relay_peewee.audit import Finding, audit_schema
 from relay_peewee.commands import migrate
 from relay_peewee.db import open_database
-from relay_peewee.errors import CrossTenantWrite
+from relay_peewee.errors import CrossTenantWrite, RelayError
 from relay_peewee.models import DEFAULT_TENANT_ID, AuditLog, Skill, Tenant, UsageEvent
 from relay_peewee.roles import create_roles
 from relay_peewee.tenancy.rls import bypass_scope
@@ -326,6 +326,35 @@ def test_attack_8_the_audit_reports_weakened_policies_and_unchecked_keys(
     assert by_check["tenant-reference-not-valid"] == {"api_keys"}
 
 
+@pytest.mark.postgres_only
+def test_unscoped_needs_its_admin_connection_in_the_recommended_setup(
+    attacked: Attacked,
+) -> None:
+    db = relay_peewee.connect(attacked.url(attacked.app))
+    try:
+        with (
+            tenant_context(DEFAULT_TENANT_ID),
+            pytest.raises(RelayError, match="admin_url"),
+            unscoped("no admin connection configured"),
+        ):
+            pytest.fail("left the tenant without a way to")
+    finally:
+        db.close()
+    db = relay_peewee.connect(attacked.url(attacked.app), admin_url=attacked.url(attacked.admin))
+    try:
+        with tenant_context(DEFAULT_TENANT_ID):
+            with unscoped("support ticket 7"):
+                assert Skill.select().where(Skill.id == attacked.b_skill).count() == 1
+            # Back on the application's own connection, bound again.
+            assert (
+                db.execute_sql("SELECT count(*) FROM skills WHERE id = 'b-skill'").fetchone()[0]
+                == 0
+            )
+            assert db.execute_sql("SELECT current_user").fetchone()[0] == attacked.app
+    finally:
+        db.close()
+
+
 # --- both backends, through the ORM (and the app role on postgres_rls) -------
 
 
@@ -452,6 +481,17 @@ def test_attack_3_sqlite_replace_cannot_rewrite_an_event(sqlite_db: Database) ->
         )
     (again,) = list(AuditLog.select())
     assert (again.action, again.metadata) == ("tenant.unscoped", event.metadata)
+
+
+@pytest.mark.sqlite_only
+def test_sqlite_unscoped_inside_a_write_transaction_is_refused(sqlite_db: Database) -> None:
+    with tenant_context(DEFAULT_TENANT_ID), sqlite_db.atomic():
+        Skill.create(name="n", slug="s", description="d", category="c", content="x")
+        with (
+            pytest.raises(RelayError, match="enter unscoped\\(\\) before the transaction"),
+            unscoped("cannot commit its row first"),
+        ):
+            pytest.fail("entered without a committed trace")
 
 
 @pytest.mark.sqlite_only

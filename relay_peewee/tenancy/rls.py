@@ -26,7 +26,7 @@ SQLite has no row-level security; nothing happens there.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack, contextmanager, suppress
 from typing import Any
 
 from peewee import Database
@@ -137,38 +137,48 @@ def separate_transaction(db: Database, tenant_id: str | None) -> Iterator[Any]:
     role where the opt-in grant allows it. SQLite: a second connection, which
     waits at most two seconds for a lock the caller's own transaction may hold.
     """
-    admin = admin_database(db) if is_postgres(db) else None
+    pg = is_postgres(db)
+    admin = admin_database(db) if pg else None
     source: Any = admin if admin is not None else db
+    # peewee runs its connections in autocommit mode and sends BEGIN itself.
     conn = source._connect()
+    cursor = conn.cursor()
     try:
-        cursor = conn.cursor()
-        if is_postgres(db):
+        if pg:
+            cursor.execute("BEGIN")
             # A lock the caller's own transaction holds must fail, not hang.
             cursor.execute("SET LOCAL lock_timeout = '2s'")
-        if is_postgres(db) and admin is None:
-            if tenant_id is not None:
+            if admin is None and tenant_id is not None:
                 cursor.execute("SELECT set_config(%s, %s, true)", (TENANT_SETTING, tenant_id))
-            elif _needs_admin_role(db):
+            elif admin is None and _needs_admin_role(db, cursor):
                 role = getattr(db, "relay_admin_role", ADMIN_ROLE)
                 cursor.execute(f'SET LOCAL ROLE "{role}"')
-        elif not is_postgres(db):
+        else:
             cursor.execute("PRAGMA busy_timeout = 2000")
             cursor.execute("BEGIN IMMEDIATE")
         yield cursor
-        conn.commit()
+        cursor.execute("COMMIT")
     except BaseException:
-        conn.rollback()
+        with suppress(Exception):  # none left to roll back when BEGIN itself failed
+            cursor.execute("ROLLBACK")
         raise
     finally:
         source._close(conn)
 
 
-def _needs_admin_role(db: Database) -> bool:
+_BOUND_BY_RLS = (
+    "SELECT NOT (r.rolsuper OR r.rolbypassrls) AND EXISTS ("
+    " SELECT 1 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
+    " WHERE n.nspname = current_schema() AND c.relforcerowsecurity)"
+    " FROM pg_roles r WHERE r.rolname = current_user"
+)
+
+
+def _needs_admin_role(db: Database, cursor: Any = None) -> bool:
     """Whether this role is bound by forced row-level security right now."""
-    row = db.execute_sql(
-        "SELECT NOT (r.rolsuper OR r.rolbypassrls) AND EXISTS ("
-        " SELECT 1 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
-        " WHERE n.nspname = current_schema() AND c.relforcerowsecurity)"
-        " FROM pg_roles r WHERE r.rolname = current_user"
-    ).fetchone()
+    if cursor is None:
+        row = db.execute_sql(_BOUND_BY_RLS).fetchone()
+    else:
+        cursor.execute(_BOUND_BY_RLS)
+        row = cursor.fetchone()
     return bool(row and row[0])
