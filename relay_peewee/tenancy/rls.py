@@ -16,6 +16,9 @@ Consequences worth knowing:
 
 * on PostgreSQL a tenant context is a transaction: leaving it with an
   exception rolls its writes back;
+* an ``unscoped`` block on the admin connection is a transaction of its
+  own: it commits when the block ends, and waiting there for a row lock the
+  enclosing transaction holds would wait forever;
 * the connection is the thread's (peewee's rule), so asyncio tasks that
   interleave database work on one thread would share one transaction: run
   each task's database work in a thread (``asyncio.to_thread``).
