@@ -8,15 +8,20 @@ migration of this package creates for a narrow cross-tenant need (say, "which
 tenant owns this API key hash") and which the audit checks against the
 definition registered, so that a hand edit is reported, not trusted.
 
-Registering one (in the migration module that creates it)::
+A project function is declared here, in ``KNOWN_FUNCTIONS`` below, and the
+migration that creates it builds its ``CREATE FUNCTION`` from the entry -
+so the audit knows it without importing any migration::
 
-    from relay_peewee.migrator.known_objects import KnownFunction, register_function
+    KNOWN_FUNCTIONS = {
+        "relay_tenant_for_api_key": KnownFunction(
+            name="relay_tenant_for_api_key",
+            arguments="key_hash text",           # pg_get_function_identity_arguments
+            body="SELECT tenant_id FROM api_keys WHERE api_keys.key_hash = $1",
+        ),
+    }
 
-    LOOKUP = register_function(KnownFunction(
-        name="relay_tenant_for_api_key",
-        arguments="key_hash text",           # pg_get_function_identity_arguments
-        body="SELECT tenant_id FROM api_keys WHERE api_keys.key_hash = $1",
-    ))
+An application's own function can be declared at run time with
+``register_function(KnownFunction(...))`` before the audit runs.
 
 The audit accepts the function when its identity arguments and body
 (whitespace collapsed) match, its ``search_path`` is pinned (``SET
