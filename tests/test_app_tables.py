@@ -157,6 +157,12 @@ def test_cli_migrates_the_application_tables_after_relays(app_legacy: Legacy) ->
             f"SELECT count(*) FROM {table} WHERE tenant_id <> '{DEFAULT_TENANT_ID}'"
         ).fetchone()
         assert other == 0
+    if app_legacy.backend == "postgres":
+        # Its view reads with the reader's rights, so row-level security binds it.
+        (options,) = db.execute_sql(
+            "SELECT reloptions FROM pg_class WHERE relname = 'invoice_balances'"
+        ).fetchone()
+        assert "security_invoker=true" in options
     # The unmodelled child's cascade still works.
     db.execute_sql("DELETE FROM invoices WHERE id = 'i1'")
     (notes,) = db.execute_sql(
@@ -380,7 +386,7 @@ def test_roles_grant_the_application_tables(monkeypatch: pytest.MonkeyPatch) -> 
     grants = [
         s
         for s in role_statements(models=[Customer, Invoice, Payment])
-        if s.startswith("GRANT SELECT, INSERT, UPDATE, DELETE")
+        if s.startswith("GRANT SELECT, INSERT, UPDATE, DELETE") and "invoices" in s
     ]
     assert len(grants) == 1
     assert grants[0].split(" ON ")[1].split(" TO ")[0].endswith("customers, invoices, payments")

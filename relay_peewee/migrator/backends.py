@@ -103,6 +103,7 @@ class _TenancyOperations:
     relax_tenant_references: Callable[..., None]
     enable_row_level_security: Callable[..., None]
     disable_row_level_security: Callable[..., None]
+    secure_views: Callable[..., None]
     drop_tenant_column: Callable[..., None]
 
     def step(self, label: str) -> None:
@@ -129,6 +130,7 @@ class _TenancyOperations:
             self.refuse_cross_tenant_references(plan.references)
             self.enforce_tenant_references(plan.references, ())
         self.enable_row_level_security(plan.table_names)
+        self.secure_views(plan.table_names)
 
     def untenantize(self, *targets: type[Model] | TenancyPlan) -> None:
         """The reverse of ``tenantize``; refused while other tenants hold rows there.
@@ -348,6 +350,22 @@ class RelayPostgresqlMigrator(_TenancyOperations, PostgresqlMigrator):
         for table in tables:
             self.migrate(*[self.sql(s) for s in unpolicy_sql(table)])
 
+    def owner_views(self, tables: Sequence[str]) -> list[str]:
+        """Views over ``tables`` that read them with their owner's rights (bypassing RLS)."""
+        readers = catalog.postgres_catalog(self.database).views_reading(tuple(tables))
+        return [
+            f"{quote(v.schema)}.{quote(v.name)}"
+            for v in readers
+            if v.kind == "view" and not v.hardened
+        ]
+
+    def secure_views(self, tables: Sequence[str]) -> None:
+        # As 0009 does for Relay's views: a view read with its owner's
+        # rights would show every tenant's rows past the policies.
+        for view in self.owner_views(tables):
+            self.step(f"{view}: security_invoker, so row-level security binds its reader")
+            self.migrate(self.sql(f"ALTER VIEW {view} SET (security_invoker = true)"))
+
     def run_context(self) -> AbstractContextManager[None]:
         require_rls_bypass(self.database)
         return nullcontext()
@@ -515,6 +533,9 @@ class RelaySqliteMigrator(_TenancyOperations, SqliteMigrator):
 
     def disable_row_level_security(self, tables: Sequence[str]) -> None:
         return None
+
+    def secure_views(self, tables: Sequence[str]) -> None:
+        return None  # SQLite views have no owner's rights to read with
 
     def enforce_tenant_references(
         self, refs: Sequence[TenantReference], redundant_indexes: Sequence[tuple[str, str]]

@@ -193,6 +193,13 @@ class OnlinePostgresqlMigrator(RelayPostgresqlMigrator):
             self.step(f"{table}: row-level security policy {POLICY}")
             self.locked(f"{table}: row-level security", *policy_sql(table))
 
+    def secure_views(self, tables: Sequence[str]) -> None:
+        for view in self.owner_views(tables):
+            self.step(f"{view}: security_invoker, so row-level security binds its reader")
+            self.locked(
+                f"{view}: security_invoker", f"ALTER VIEW {view} SET (security_invoker = true)"
+            )
+
     def ensure_index(
         self, table: str, columns: tuple[str, ...], *, unique: bool, name: str | None = None
     ) -> None:
