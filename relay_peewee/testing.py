@@ -15,14 +15,32 @@ point, so the fixtures are there without any import::
 
 Fixtures
     ``relay_db``     a database built by ``migrate`` with every model bound to
-                     it; each test runs once per backend: a SQLite file and a
-                     throw-away PostgreSQL database, dropped afterwards.
+                     it; each test runs once per backend and gets its own
+                     copy (see "How the fixtures stay fast" below).
     ``two_tenants``  ``TenantPair(a, b)`` on ``relay_db``: two tenants holding
                      the same shape of data under the same slugs
                      (``SAMPLE_SLUGS``) and the same settings id.
+    ``inside_tenant`` tenant ``a`` of ``two_tenants``, active (``tenant_context``)
+                     for the whole test, as acts_as_tenant's test tenant.
+    ``relay_db_url`` the URL of a new, empty database (nothing migrated).
+
+How the fixtures stay fast
+    The migrated database (and, for ``two_tenants``, the populated one) is
+    built once per session and backend - a *template* - by ``build_schema``,
+    the one place that calls ``migrate``. Each test gets its own copy: SQLite
+    copies the template file with SQLite's backup API; PostgreSQL creates a
+    database ``TEMPLATE`` the template (one copy is prepared ahead in a
+    background thread, and used ones are dropped there). Tests stay fully
+    independent, including tests that commit or open more connections: no
+    test sees another's database. A test that needs a database migrated from
+    empty by itself asks with ``@pytest.mark.relay_fresh_db``.
 
 Options (or environment variables)
-    ``--relay-backends`` (``RELAY_TEST_BACKENDS``)  ``sqlite,postgres`` by default.
+    ``--relay-backends`` (``RELAY_TEST_BACKENDS``)  comma-separated; by default
+    all three: ``sqlite,postgres,postgres_rls``.
+    ``--relay-driver`` (``RELAY_TEST_DRIVER``)  ``psycopg2`` or ``psycopg3``:
+    the driver the PostgreSQL backends use; by default psycopg2 when it is
+    installed, else psycopg 3.
     ``--relay-postgres-url`` (``RELAY_TEST_POSTGRES_URL``)  the server to create
     throw-away databases on; by default libpq's ``PGHOST``, ``PGPORT``,
     ``PGUSER`` and ``PGDATABASE``. Without a reachable server the PostgreSQL
@@ -31,12 +49,16 @@ Options (or environment variables)
 
 from __future__ import annotations
 
+import copy
 import getpass
+import importlib.util
 import os
 import secrets
+import sqlite3
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NoReturn
 from urllib.parse import urlparse, urlunparse
@@ -45,7 +67,7 @@ import pytest
 from peewee import Database, Model, Table
 
 from .commands import migrate
-from .db import connect, database_proxy, is_postgres, unwrap
+from .db import POSTGRES_DRIVERS, connect, database_proxy, is_postgres, unwrap
 from .models import (
     TENANT_MODELS,
     ApiKey,
@@ -64,6 +86,8 @@ from .tenancy.rls import bypass_scope
 from .tenancy.scoping import TENANT_COLUMN, TENANT_FIELD
 
 __all__ = [
+    "BACKENDS",
+    "MARKERS",
     "SAMPLE_SLUGS",
     "SampleRows",
     "TenantPair",
@@ -72,7 +96,9 @@ __all__ = [
     "assert_tenant_untouched",
     "assert_unchanged",
     "bound_by_row_level_security",
+    "build_schema",
     "populate_tenant",
+    "postgres_server_url",
     "snapshot_tenant",
     "throwaway_postgres_database",
 ]
@@ -82,9 +108,22 @@ __all__ = [
 # test also proves the database's own isolation holds up under the ORM.
 BACKENDS = ("sqlite", "postgres", "postgres_rls")
 SAMPLE_SLUGS = ("alpha", "beta", "gamma")
+FRESH_MARK = "relay_fresh_db"
+
+# Every marker this plugin and relay_peewee's own tests use, declared here once.
+MARKERS = {
+    "sqlite_only": "runs on the SQLite backend only",
+    "postgres_only": "runs on a PostgreSQL backend only (postgres or postgres_rls)",
+    "postgres_rls_only": "runs on the postgres_rls backend only",
+    FRESH_MARK: "relay_db is migrated from empty for this test instead of copied from a template",
+}
 
 
 # --- options and backends ----------------------------------------------------
+
+
+def _default_driver() -> str:
+    return "psycopg2" if importlib.util.find_spec("psycopg2") else "psycopg3"
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -92,7 +131,14 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption(
         "--relay-backends",
         default=os.environ.get("RELAY_TEST_BACKENDS", ",".join(BACKENDS)),
-        help="comma-separated backends the relay_db fixture runs on (default: sqlite,postgres)",
+        help="comma-separated backends the relay_db fixture runs on "
+        f"(default: {','.join(BACKENDS)})",
+    )
+    group.addoption(
+        "--relay-driver",
+        default=os.environ.get("RELAY_TEST_DRIVER") or None,
+        help="PostgreSQL driver: psycopg2 or psycopg3 "
+        "(default: psycopg2 if installed, else psycopg3)",
     )
     group.addoption(
         "--relay-postgres-url",
@@ -105,6 +151,10 @@ def _chosen_backends(config: pytest.Config) -> list[str]:
     return [b.strip() for b in str(config.getoption("relay_backends")).split(",") if b.strip()]
 
 
+def _driver(config: pytest.Config) -> str:
+    return str(config.getoption("relay_driver") or _default_driver())
+
+
 def pytest_configure(config: pytest.Config) -> None:
     unknown = sorted(set(_chosen_backends(config)) - set(BACKENDS))
     if unknown:
@@ -112,19 +162,30 @@ def pytest_configure(config: pytest.Config) -> None:
             f"--relay-backends: unknown backend(s) {', '.join(unknown)}; "
             f"choose from {', '.join(BACKENDS)}"
         )
-    for backend in BACKENDS:
-        config.addinivalue_line("markers", f"{backend}_only: runs on the {backend} backend only")
+    if _driver(config) not in POSTGRES_DRIVERS:
+        raise pytest.UsageError(
+            f"--relay-driver: unknown driver {_driver(config)!r}; "
+            f"choose from {', '.join(POSTGRES_DRIVERS)}"
+        )
+    for name, text in MARKERS.items():
+        config.addinivalue_line("markers", f"{name}: {text}")
+
+
+def _marks(backend: str) -> list[pytest.MarkDecorator]:
+    # postgres_rls is PostgreSQL too: `-m postgres_only` keeps it,
+    # `-m sqlite_only` leaves it out.
+    if backend == "sqlite":
+        return [pytest.mark.sqlite_only]
+    if backend == "postgres":
+        return [pytest.mark.postgres_only]
+    return [pytest.mark.postgres_only, pytest.mark.postgres_rls_only]
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "relay_backend" not in metafunc.fixturenames:
         return
     chosen = _chosen_backends(metafunc.config)
-    params = [
-        pytest.param(b, id=b, marks=getattr(pytest.mark, f"{b}_only"))
-        for b in BACKENDS
-        if b in chosen
-    ]
+    params = [pytest.param(b, id=b, marks=_marks(b)) for b in BACKENDS if b in chosen]
     metafunc.parametrize("relay_backend", params)
 
 
@@ -134,18 +195,43 @@ def _unavailable(reason: str) -> NoReturn:
     pytest.skip(reason)
 
 
-def _server_url(config: pytest.Config) -> str:
+def postgres_server_url(config: pytest.Config) -> str:
+    """The server throw-away databases go on, with the scheme of the chosen
+    driver (``postgresql://`` for psycopg2, ``psycopg3://`` for psycopg 3)."""
     url = config.getoption("relay_postgres_url")
-    if url:
-        return str(url)
-    host = os.environ.get("PGHOST", "127.0.0.1")
-    port = os.environ.get("PGPORT", "5432")
-    user = os.environ.get("PGUSER") or getpass.getuser()  # libpq's default too
-    return f"postgresql://{user}@{host}:{port}/{os.environ.get('PGDATABASE', 'postgres')}"
+    if not url:
+        host = os.environ.get("PGHOST", "127.0.0.1")
+        port = os.environ.get("PGPORT", "5432")
+        user = os.environ.get("PGUSER") or getpass.getuser()  # libpq's default too
+        url = f"postgresql://{user}@{host}:{port}/{os.environ.get('PGDATABASE', 'postgres')}"
+    scheme = "psycopg3" if _driver(config) == "psycopg3" else "postgresql"
+    return urlunparse(urlparse(str(url))._replace(scheme=scheme))
 
 
 def _with_database(url: str, name: str) -> str:
     return urlunparse(urlparse(url)._replace(path=f"/{name}"))
+
+
+def _libpq_url(url: str) -> str:
+    """The URL as both drivers' ``connect()`` read it (``psycopg3://`` is peewee's)."""
+    return urlunparse(urlparse(url)._replace(scheme="postgresql"))
+
+
+def _admin_connection(server: str, unavailable: Callable[[str], NoReturn]) -> Any:
+    """An autocommit connection (CREATE/DROP DATABASE refuse transactions)
+    through the URL's driver: psycopg 3 for ``psycopg3://``, else whichever
+    is installed, psycopg2 first."""
+    wanted = ["psycopg3"] if server.startswith("psycopg3") else ["psycopg2", "psycopg3"]
+    found = [d for d in wanted if importlib.util.find_spec(POSTGRES_DRIVERS[d])]
+    if not found:
+        unavailable("no PostgreSQL driver (pip install 'relay_peewee[psycopg3]')")
+    module = importlib.import_module(POSTGRES_DRIVERS[found[0]])
+    try:
+        conn = module.connect(_libpq_url(server), connect_timeout=3)
+    except module.OperationalError as exc:
+        unavailable(f"PostgreSQL unreachable at {server}: {' '.join(str(exc).split())}")
+    conn.autocommit = True
+    return conn
 
 
 @pytest.fixture
@@ -157,7 +243,7 @@ def relay_db_url(
         yield f"sqlite:///{tmp_path / 'relay.db'}"
         return
     # postgres and postgres_rls both get a throw-away PostgreSQL database.
-    with throwaway_postgres_database(_server_url(request.config)) as url:
+    with throwaway_postgres_database(postgres_server_url(request.config)) as url:
         yield url
 
 
@@ -167,61 +253,235 @@ def throwaway_postgres_database(
     *,
     prefix: str = "relay_test",
     unavailable: Callable[[str], NoReturn] = _unavailable,
+    template: str | None = None,
 ) -> Iterator[str]:
-    """A new, empty database on the PostgreSQL server ``server`` (a URL naming
-    any database it may connect to); dropped, connections and all, on exit.
+    """A new database on the PostgreSQL server ``server`` (a URL naming any
+    database it may connect to; its scheme picks the driver); dropped,
+    connections and all, on exit. Empty, or a copy of ``template``.
 
     Unreachable, ``unavailable(reason)`` is called before anything is created:
     by default the test is skipped with the reason - or fails under CI=true.
     """
-    try:
-        import psycopg2
-    except ImportError:
-        unavailable("psycopg2 is not installed (pip install 'relay_peewee[postgres]')")
-    try:
-        admin = psycopg2.connect(server, connect_timeout=3)
-    except psycopg2.OperationalError as exc:
-        unavailable(f"PostgreSQL unreachable at {server}: {' '.join(str(exc).split())}")
-    admin.autocommit = True  # CREATE/DROP DATABASE refuse to run in a transaction
+    admin = _admin_connection(server, unavailable)
     name = f"{prefix}_{secrets.token_hex(6)}"
     try:
-        with admin.cursor() as cur:
-            cur.execute(f'CREATE DATABASE "{name}"')
+        _create_database(admin, name, template)
         yield _with_database(server, name)
     finally:
-        with admin.cursor() as cur:
-            cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        _drop_database(admin, name)
         admin.close()
 
 
-@pytest.fixture
-def relay_db(relay_db_url: str, relay_backend: str) -> Iterator[Database]:
-    """A migrated database with every relay_peewee model bound to it."""
-    db = connect(relay_db_url)
+def _create_database(admin: Any, name: str, template: str | None = None) -> None:
+    # WAL_LOG (PostgreSQL 15's default) copies a small template in ~20 ms;
+    # FILE_COPY would checkpoint the whole cluster first.
+    suffix = f' TEMPLATE "{template}"' if template else ""
+    with admin.cursor() as cur:
+        cur.execute(f'CREATE DATABASE "{name}"{suffix}')
+
+
+def _drop_database(admin: Any, name: str) -> None:
+    with admin.cursor() as cur:
+        cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+# --- templates: migrate once per session, copy per test ----------------------
+
+
+def build_schema(db: Database) -> None:
+    """What every ``relay_db`` holds: the one place the fixtures migrate.
+
+    Templates and ``relay_fresh_db`` databases both come from here, so an
+    application's own migrations, once ``migrate`` runs them, land in both.
+    """
     migrate(db)
+
+
+def _two_tenants_rows() -> TenantPair:
+    a = Tenant.create(slug="tenant-a", name="Tenant A")
+    b = Tenant.create(slug="tenant-b", name="Tenant B")
+    return TenantPair(a, b, {a.id: populate_tenant(a), b.id: populate_tenant(b)})
+
+
+@dataclass
+class _Template:
+    """One built database (migrated, perhaps populated) and how to copy it."""
+
+    url: str  # the template itself, never connected to after it is built
+    pair: TenantPair | None
+    roles: tuple[str, str] | None = None  # (app, admin) on postgres_rls
+    spare: Future[str] | None = None  # PostgreSQL: the next copy, made ahead
+
+
+@dataclass
+class _Templates:
+    """Every template of the session, built on first use and dropped at its end."""
+
+    config: pytest.Config
+    directory: Path
+    built: dict[tuple[str, bool], _Template] = field(default_factory=dict)
+    failed: dict[tuple[str, bool], str] = field(default_factory=dict)
+    _worker: ThreadPoolExecutor | None = None
+    _admin: Any = None
+
+    def get(self, backend: str, populated: bool) -> _Template:
+        key = (backend, populated)
+        if key in self.failed:
+            _unavailable(self.failed[key])
+        if key not in self.built:
+            try:
+                self.built[key] = self._build(backend, populated)
+            except pytest.skip.Exception as exc:
+                self.failed[key] = str(exc.msg)
+                raise
+        return self.built[key]
+
+    def _build(self, backend: str, populated: bool) -> _Template:
+        kind = f"{backend}_{'two_tenants' if populated else 'empty'}"
+        if backend == "sqlite":
+            url = f"sqlite:///{self.directory / f'{kind}.db'}"
+        else:
+            server = postgres_server_url(self.config)
+            if self._admin is None:
+                self._admin = _admin_connection(server, _unavailable)
+            name = f"relay_tpl_{secrets.token_hex(6)}"
+            _create_database(self._admin, name)
+            url = _with_database(server, name)
+        db = connect(url)
+        try:
+            build_schema(db)
+            pair = _two_tenants_rows() if populated else None
+            roles = None
+            if backend == "postgres_rls":
+                roles = _create_test_roles(db)
+        finally:
+            db.close()
+        return _Template(url, pair, roles)
+
+    def copy(self, backend: str, template: _Template, tmp_path: Path) -> str:
+        """A new database holding what ``template`` holds; its URL."""
+        if backend == "sqlite":
+            target = tmp_path / "relay.db"
+            source = sqlite3.connect(urlparse(template.url).path[1:])
+            dest = sqlite3.connect(target)
+            try:
+                source.backup(dest)
+            finally:
+                dest.close()
+                source.close()
+            return f"sqlite:///{target}"
+        spare = template.spare or self._submit(self._clone, template.url)
+        template.spare = self._submit(self._clone, template.url)
+        return spare.result()
+
+    def discard(self, url: str) -> None:
+        """Drop a PostgreSQL copy (in the background: the test is over)."""
+        self._submit(_drop_database, self._admin, urlparse(url).path[1:])
+
+    def _submit(self, fn: Callable[..., Any], *args: Any) -> Future[Any]:
+        if self._worker is None:
+            self._worker = ThreadPoolExecutor(1, thread_name_prefix="relay_templates")
+        return self._worker.submit(fn, *args)
+
+    def _clone(self, template_url: str) -> str:
+        name = f"relay_test_{secrets.token_hex(6)}"
+        _create_database(self._admin, name, urlparse(template_url).path[1:])
+        return _with_database(template_url, name)
+
+    def close(self) -> None:
+        if self._worker is not None:
+            self._worker.shutdown(wait=True)
+        for key, template in self.built.items():
+            if key[0] == "sqlite":
+                continue
+            if template.spare is not None:
+                _drop_database(self._admin, urlparse(template.spare.result()).path[1:])
+            _drop_database(self._admin, urlparse(template.url).path[1:])
+            if template.roles is not None:
+                with self._admin.cursor() as cur:
+                    for role in template.roles:
+                        cur.execute(f"DROP ROLE IF EXISTS {role}")
+        if self._admin is not None:
+            self._admin.close()
+
+
+@pytest.fixture(scope="session")
+def _relay_templates(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[_Templates]:
+    templates = _Templates(request.config, tmp_path_factory.mktemp("relay_templates"))
+    try:
+        yield templates
+    finally:
+        templates.close()
+
+
+@pytest.fixture
+def relay_db(
+    relay_backend: str,
+    request: pytest.FixtureRequest,
+    tmp_path: Path,
+    _relay_templates: _Templates,
+) -> Iterator[Database]:
+    """A migrated database with every relay_peewee model bound to it; the test's own."""
+    if request.node.get_closest_marker(FRESH_MARK) is not None:
+        yield from _fresh_relay_db(relay_backend, request)
+        return
+    populated = "two_tenants" in request.fixturenames
+    template = _relay_templates.get(relay_backend, populated)
+    url = _relay_templates.copy(relay_backend, template, tmp_path)
+    if template.pair is not None:
+        # Each test its own objects: one test changing a.name must not
+        # change the next test's pair.
+        request.node.stash[_PAIR] = copy.deepcopy(template.pair)
+    if template.roles is not None:
+        url = _as_role(url, template.roles[0])
+    db = connect(url)
+    if template.roles is not None:
+        db.relay_admin_role = template.roles[1]  # type: ignore[attr-defined]
+    try:
+        yield db
+    finally:
+        db.close()
+        if relay_backend != "sqlite":
+            _relay_templates.discard(url)
+
+
+_PAIR = pytest.StashKey["TenantPair"]()
+
+
+def _fresh_relay_db(relay_backend: str, request: pytest.FixtureRequest) -> Iterator[Database]:
+    url = request.getfixturevalue("relay_db_url")
+    db = connect(url)
+    build_schema(db)
+    if "two_tenants" in request.fixturenames:
+        request.node.stash[_PAIR] = _two_tenants_rows()
     if relay_backend != "postgres_rls":
         try:
             yield db
         finally:
             db.close()
         return
-    with _application_role(db, relay_db_url) as app_url:
-        db.close()
-        app = connect(app_url)
-        app.relay_admin_role = _admin_role_of(app_url)  # type: ignore[attr-defined]
-        try:
-            yield app
-        finally:
-            app.close()
+    roles = _create_test_roles(db)
+    db.close()
+    app = connect(_as_role(url, roles[0]))
+    app.relay_admin_role = roles[1]  # type: ignore[attr-defined]
+    try:
+        yield app
+    finally:
+        app.close()
+        _drop_test_roles(url, roles)
 
 
-def _admin_role_of(app_url: str) -> str:
-    return str(urlparse(app_url).username).replace("relay_app_", "relay_admin_")
+def _as_role(url: str, role: str) -> str:
+    parsed = urlparse(url)
+    host = parsed.hostname or ""
+    port = f":{parsed.port}" if parsed.port else ""
+    return urlunparse(parsed._replace(netloc=f"{role}@{host}{port}"))
 
 
-@contextmanager
-def _application_role(owner: Database, url: str) -> Iterator[str]:
-    """Fresh app and admin roles (``relay-peewee roles``); the app role's URL."""
+def _create_test_roles(owner: Database) -> tuple[str, str]:
+    """Fresh app and admin roles (``relay-peewee roles``) with random names."""
     from .roles import create_roles
 
     suffix = secrets.token_hex(4)
@@ -230,17 +490,17 @@ def _application_role(owner: Database, url: str) -> Iterator[str]:
         create_roles(owner, app, admin)
     except Exception as exc:  # not a superuser, most likely
         pytest.skip(f"postgres_rls needs a role that may create roles: {exc}")
-    parsed = urlparse(url)
-    host = parsed.hostname or ""
-    port = f":{parsed.port}" if parsed.port else ""
+    return app, admin
+
+
+def _drop_test_roles(url: str, roles: tuple[str, str]) -> None:
+    # Grants live in the database: drop them before the roles.
+    owner = connect(url)
     try:
-        yield urlunparse(parsed._replace(netloc=f"{app}@{host}{port}"))
+        owner.execute_sql(f"DROP OWNED BY {', '.join(roles)}")
+        for role in roles:
+            owner.execute_sql(f"DROP ROLE IF EXISTS {role}")
     finally:
-        # Grants live in this database: drop them before the roles.
-        owner.connect(reuse_if_open=True)
-        owner.execute_sql(f"DROP OWNED BY {app}, {admin}")
-        owner.execute_sql(f"DROP ROLE IF EXISTS {app}")
-        owner.execute_sql(f"DROP ROLE IF EXISTS {admin}")
         owner.close()
 
 
@@ -344,11 +604,20 @@ def populate_tenant(tenant: Tenant) -> SampleRows:
 
 
 @pytest.fixture
-def two_tenants(relay_db: Database) -> TenantPair:
-    """Tenants ``a`` and ``b`` with overlapping sample data on ``relay_db``."""
-    a = Tenant.create(slug="tenant-a", name="Tenant A")
-    b = Tenant.create(slug="tenant-b", name="Tenant B")
-    return TenantPair(a, b, {a.id: populate_tenant(a), b.id: populate_tenant(b)})
+def two_tenants(relay_db: Database, request: pytest.FixtureRequest) -> TenantPair:
+    """Tenants ``a`` and ``b`` with overlapping sample data on ``relay_db``.
+
+    ``relay_db`` built them already (it copies a populated template when a
+    test asks for this fixture); this hands the test its own objects.
+    """
+    return request.node.stash[_PAIR]
+
+
+@pytest.fixture
+def inside_tenant(two_tenants: TenantPair) -> Iterator[Tenant]:
+    """Tenant ``a`` of ``two_tenants``, the current tenant for the whole test."""
+    with tenant_context(two_tenants.a):
+        yield two_tenants.a
 
 
 # --- assertions --------------------------------------------------------------
