@@ -87,6 +87,7 @@ from .tenancy.scoping import TENANT_COLUMN, TENANT_FIELD
 
 __all__ = [
     "BACKENDS",
+    "FRESH_MARK",
     "MARKERS",
     "SAMPLE_SLUGS",
     "SampleRows",
@@ -95,8 +96,10 @@ __all__ = [
     "assert_only_tenant",
     "assert_tenant_untouched",
     "assert_unchanged",
+    "backend_params",
     "bound_by_row_level_security",
     "build_schema",
+    "chosen_backends",
     "populate_tenant",
     "postgres_server_url",
     "snapshot_tenant",
@@ -171,6 +174,16 @@ def pytest_configure(config: pytest.Config) -> None:
         config.addinivalue_line("markers", f"{name}: {text}")
 
 
+def backend_params(backends: Iterable[str] = BACKENDS) -> list[Any]:
+    """``pytest.param`` per backend, id'd and marked as ``relay_backend`` is."""
+    return [pytest.param(b, id=b, marks=_marks(b)) for b in backends]
+
+
+def chosen_backends(config: pytest.Config) -> list[str]:
+    """The backends ``--relay-backends`` asks for."""
+    return _chosen_backends(config)
+
+
 def _marks(backend: str) -> list[pytest.MarkDecorator]:
     # postgres_rls is PostgreSQL too: `-m postgres_only` keeps it,
     # `-m sqlite_only` leaves it out.
@@ -185,8 +198,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "relay_backend" not in metafunc.fixturenames:
         return
     chosen = _chosen_backends(metafunc.config)
-    params = [pytest.param(b, id=b, marks=_marks(b)) for b in BACKENDS if b in chosen]
-    metafunc.parametrize("relay_backend", params)
+    metafunc.parametrize("relay_backend", backend_params(b for b in BACKENDS if b in chosen))
 
 
 def _unavailable(reason: str) -> NoReturn:
@@ -406,9 +418,10 @@ class _Templates:
 
 
 @pytest.fixture(scope="session")
-def _relay_templates(
+def relay_templates(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[_Templates]:
+    """The session's templates: ``get(backend, populated)``, ``copy(...)``, ``discard(url)``."""
     templates = _Templates(request.config, tmp_path_factory.mktemp("relay_templates"))
     try:
         yield templates
@@ -421,15 +434,15 @@ def relay_db(
     relay_backend: str,
     request: pytest.FixtureRequest,
     tmp_path: Path,
-    _relay_templates: _Templates,
+    relay_templates: _Templates,
 ) -> Iterator[Database]:
     """A migrated database with every relay_peewee model bound to it; the test's own."""
     if request.node.get_closest_marker(FRESH_MARK) is not None:
         yield from _fresh_relay_db(relay_backend, request)
         return
     populated = "two_tenants" in request.fixturenames
-    template = _relay_templates.get(relay_backend, populated)
-    url = _relay_templates.copy(relay_backend, template, tmp_path)
+    template = relay_templates.get(relay_backend, populated)
+    url = relay_templates.copy(relay_backend, template, tmp_path)
     if template.pair is not None:
         # Each test its own objects: one test changing a.name must not
         # change the next test's pair.
@@ -444,7 +457,7 @@ def relay_db(
     finally:
         db.close()
         if relay_backend != "sqlite":
-            _relay_templates.discard(url)
+            relay_templates.discard(url)
 
 
 _PAIR = pytest.StashKey["TenantPair"]()

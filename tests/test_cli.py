@@ -23,7 +23,7 @@ from typing import Any
 import click
 import pytest
 from click.testing import CliRunner, Result
-from conftest import PG_HOST, PG_PORT, PG_USER, Legacy
+from helpers import PG_HOST, PG_PORT, PG_USER, Legacy
 from peewee import Database, PostgresqlDatabase
 from playhouse import db_url as playhouse_db_url
 
@@ -558,10 +558,16 @@ def test_rollback_refusals_at_baseline_and_audit_logs(url: str) -> None:
     before = state(url)
     assert_error(
         run(["rollback", "--to", "0005_audit_logs"], url),
-        exact="refusing to drop audit_logs: it holds 1 security event(s); "
-        "export and delete them first if you really mean to",
+        exact="refusing to drop audit_logs: it holds 1 security event(s); export them, "
+        "lift the append-only rule (`relay-peewee rollback --to 0007_audit_log_append_only`),"
+        " delete them, then roll back again",
     )
     assert state(url) == before
+    # The advice works: lift the rule, delete, roll back.
+    assert_ok(run(["rollback", "--to", "0007_audit_log_append_only"], url))
+    execute(url, "DELETE FROM audit_logs")
+    assert_ok(run(["rollback", "--to", "0005_audit_logs"], url))
+    assert "audit_logs" not in tables(url)
 
 
 # ---------------------------------------------------------------------------

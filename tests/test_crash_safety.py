@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import Legacy, build_legacy
+from helpers import Legacy, build_legacy
 from legacy import snapshot
 from schema import scalar
 from test_migrations import ALL, assert_tenancy_structure
