@@ -115,7 +115,8 @@ FRESH_MARK = "relay_fresh_db"
 
 # Every marker this plugin and relay_peewee's own tests use, declared here once.
 MARKERS = {
-    "sqlite_only": "runs on the SQLite backend only",
+    "sqlite_only": "needs no PostgreSQL server: the sqlite backend, and every test that "
+    "has no backend marker (the plugin adds this one to those)",
     "postgres_only": "runs on a PostgreSQL backend only (postgres or postgres_rls)",
     "postgres_rls_only": "runs on the postgres_rls backend only",
     FRESH_MARK: "relay_db is migrated from empty for this test instead of copied from a template",
@@ -182,6 +183,15 @@ def backend_params(backends: Iterable[str] = BACKENDS) -> list[Any]:
 def chosen_backends(config: pytest.Config) -> list[str]:
     """The backends ``--relay-backends`` asks for."""
     return _chosen_backends(config)
+
+
+@pytest.hookimpl(tryfirst=True)  # before `-m` deselects anything
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    # `-m sqlite_only` is "everything that runs without PostgreSQL": it
+    # keeps the tests that use no database backend at all.
+    for item in items:
+        if not any(item.get_closest_marker(m) for m in ("sqlite_only", "postgres_only")):
+            item.add_marker(pytest.mark.sqlite_only)
 
 
 def _marks(backend: str) -> list[pytest.MarkDecorator]:

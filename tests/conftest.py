@@ -34,6 +34,17 @@ from relay_peewee.testing import (
 OWNER_BACKENDS = ("sqlite", "postgres")
 
 
+POSTGRES_FIXTURES = {"pg_url", "pg_legacy"}
+
+
+def pytest_itemcollected(item: pytest.Item) -> None:
+    # A test that takes a PostgreSQL-only fixture is a PostgreSQL test, and
+    # says so to `-m`, whether or not its module remembered the marker.
+    names = set(getattr(item, "fixturenames", ()))
+    if names & POSTGRES_FIXTURES and item.get_closest_marker("sqlite_only") is None:
+        item.add_marker(pytest.mark.postgres_only)
+
+
 @pytest.fixture
 def pg_url(request: pytest.FixtureRequest) -> Iterator[str]:
     """URL of a fresh, empty PostgreSQL database, dropped after the test."""

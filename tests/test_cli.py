@@ -749,6 +749,7 @@ def test_malformed_url_is_one_line() -> None:
     assert_error(run(["status"], "postgresql://root@[::1/x"), "postgresql://root@[::1/x")
 
 
+@pytest.mark.postgres_only
 def test_missing_postgres_database_is_one_line() -> None:
     url = f"postgresql://{PG_USER}@{PG_HOST}:{PG_PORT}/relay_missing_{uuid.uuid4().hex[:12]}"
     assert_error(run(["status"], url), f"cannot connect to {url}: ")
@@ -978,17 +979,3 @@ def missing_sqlite(tmp_path: Path) -> tuple[str, Path]:
     """A SQLite URL whose file does not exist yet."""
     path = tmp_path / "missing.db"
     return f"sqlite:///{path}", path
-
-
-def test_missing_postgres_driver_is_one_line_with_the_fix(monkeypatch: pytest.MonkeyPatch) -> None:
-    import importlib.util
-
-    real = importlib.util.find_spec
-    # As on a machine where `pip install relay_peewee` ran without [postgres].
-    monkeypatch.setattr(
-        importlib.util, "find_spec", lambda name, *a: None if name == "psycopg2" else real(name, *a)
-    )
-    assert_error(
-        run(["status"], "postgresql://root@127.0.0.1:5432/x"),
-        exact="PostgreSQL needs its driver: pip install 'relay_peewee[postgres]' (psycopg2)",
-    )
