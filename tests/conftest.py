@@ -29,6 +29,8 @@ from relay_peewee.testing import (
     throwaway_postgres_database,
 )
 
+pytest_plugins = ("pytester",)
+
 # The owner's view of the schema: postgres_rls (the application role) is the
 # plugin's relay_db's business, not these fixtures'.
 OWNER_BACKENDS = ("sqlite", "postgres")

@@ -1,0 +1,65 @@
+"""The plugin's fixtures, as an application's suite meets them (``pytester``):
+each test a database of its own, copied from a template built once."""
+
+from __future__ import annotations
+
+import pytest
+
+APP_TESTS = """
+import pytest
+from peewee import Database
+
+import relay_peewee.testing as plugin
+from relay_peewee.models import Skill, Tenant
+from relay_peewee import tenant_context
+
+BUILT = []
+_real = plugin.build_schema
+
+
+def counting_build_schema(db: Database) -> None:
+    BUILT.append(type(db).__name__)
+    _real(db)
+
+
+plugin.build_schema = counting_build_schema
+
+
+def test_1_commits_and_changes_its_objects(two_tenants):
+    Tenant.create(slug="leaked", name="committed, outside any transaction")
+    with tenant_context(two_tenants.a):
+        Skill.delete().execute()
+    two_tenants.a.name = "changed"
+
+
+def test_2_sees_none_of_it(two_tenants):
+    assert not Tenant.select().where(Tenant.slug == "leaked").exists()
+    with tenant_context(two_tenants.a):
+        assert Skill.select().count() == 3
+    assert two_tenants.a.name == "Tenant A"
+
+
+@pytest.mark.parametrize("n", range(5))
+def test_3_plain_relay_db(relay_db, n):
+    assert [t.slug for t in Tenant.select()] == ["default"]
+
+
+@pytest.mark.relay_fresh_db
+def test_4_fresh(relay_db):
+    assert [t.slug for t in Tenant.select()] == ["default"]
+
+
+def test_5_two_templates_and_one_fresh_database_were_built(relay_backend):
+    assert len(BUILT) == 3, BUILT
+"""
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgres", "postgres_rls"])
+def test_tests_are_independent_and_templates_built_once(
+    pytester: pytest.Pytester, backend: str, request: pytest.FixtureRequest
+) -> None:
+    if backend != "sqlite":
+        request.applymarker(pytest.mark.postgres_only)
+    pytester.makepyfile(test_app=APP_TESTS)
+    result = pytester.runpytest_inprocess("-p", "no:cacheprovider", "--relay-backends", backend)
+    result.assert_outcomes(passed=9)
