@@ -70,7 +70,7 @@ def db_url(backend: str, request: pytest.FixtureRequest, tmp_path: Path) -> Iter
         try:
             yield url
         finally:
-            if backend != "sqlite":
+            if backend != "sqlite":  # tmp_path keeps it, for a failed test's post-mortem
                 templates.discard(url)
         return
     if backend == "postgres":

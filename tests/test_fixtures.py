@@ -17,9 +17,9 @@ BUILT = []
 _real = plugin.build_schema
 
 
-def counting_build_schema(db: Database) -> None:
+def counting_build_schema(db: Database, config=None) -> None:
     BUILT.append(type(db).__name__)
-    _real(db)
+    _real(db, config)
 
 
 plugin.build_schema = counting_build_schema
