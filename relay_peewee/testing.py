@@ -55,6 +55,8 @@ import importlib.util
 import os
 import secrets
 import sqlite3
+import threading
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
@@ -114,6 +116,8 @@ __all__ = [
 BACKENDS = ("sqlite", "postgres", "postgres_rls")
 SAMPLE_SLUGS = ("alpha", "beta", "gamma")
 FRESH_MARK = "relay_fresh_db"
+# PostgreSQL copies made ahead of the tests that will use them, in parallel.
+SPARE_COPIES = 2
 
 # Every marker this plugin and relay_peewee's own tests use, declared here once.
 MARKERS = {
@@ -350,7 +354,7 @@ class _Template:
     url: str  # the template itself, never connected to after it is built
     pair: TenantPair | None
     roles: tuple[str, str] | None = None  # (app, admin) on postgres_rls
-    spare: Future[str] | None = None  # PostgreSQL: the next copy, made ahead
+    spares: deque[Future[str]] = field(default_factory=deque)  # PostgreSQL: copies made ahead
 
 
 @dataclass
@@ -362,8 +366,13 @@ class _Templates:
     built: dict[tuple[str, bool], _Template] = field(default_factory=dict)
     failed: dict[tuple[str, bool], str] = field(default_factory=dict)
     _copies: int = 0
-    _worker: ThreadPoolExecutor | None = None
-    _admin: Any = None
+    # PostgreSQL: copies are made ahead by two threads and dropped by a third,
+    # each on its own admin connection, so a test waits for neither.
+    _creators: ThreadPoolExecutor | None = None
+    _dropper: ThreadPoolExecutor | None = None
+    _local: threading.local = field(default_factory=threading.local)
+    _connections: list[Any] = field(default_factory=list)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def get(self, backend: str, populated: bool) -> _Template:
         key = (backend, populated)
@@ -383,10 +392,8 @@ class _Templates:
             url = f"sqlite:///{self.directory / f'{kind}.db'}"
         else:
             server = postgres_server_url(self.config)
-            if self._admin is None:
-                self._admin = _admin_connection(server, _unavailable)
             name = f"relay_tpl_{secrets.token_hex(6)}"
-            _create_database(self._admin, name)
+            _create_database(self._admin(), name)
             url = _with_database(server, name)
         db = connect(url)
         try:
@@ -418,9 +425,11 @@ class _Templates:
             finally:
                 dest.close()
             return f"sqlite:///{target}"
-        spare = template.spare or self._submit(self._clone, template.url)
-        template.spare = self._submit(self._clone, template.url)
-        return spare.result()
+        if self._creators is None:
+            self._creators = ThreadPoolExecutor(SPARE_COPIES, thread_name_prefix="relay_copy")
+        while len(template.spares) <= SPARE_COPIES:
+            template.spares.append(self._creators.submit(self._clone, template.url))
+        return template.spares.popleft().result()
 
     def discard(self, url: str) -> None:
         """Remove a copy: a SQLite file, or a PostgreSQL database (dropped in
@@ -430,33 +439,45 @@ class _Templates:
             for leftover in (path, path.with_name(path.name + "-journal")):
                 leftover.unlink(missing_ok=True)
             return
-        self._submit(_drop_database, self._admin, urlparse(url).path[1:])
+        if self._dropper is None:
+            self._dropper = ThreadPoolExecutor(1, thread_name_prefix="relay_drop")
+        self._dropper.submit(self._drop, urlparse(url).path[1:])
 
-    def _submit(self, fn: Callable[..., Any], *args: Any) -> Future[Any]:
-        if self._worker is None:
-            self._worker = ThreadPoolExecutor(1, thread_name_prefix="relay_templates")
-        return self._worker.submit(fn, *args)
+    def _admin(self) -> Any:
+        """This thread's admin connection to the server."""
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = _admin_connection(postgres_server_url(self.config), _unavailable)
+            self._local.conn = conn
+            with self._lock:
+                self._connections.append(conn)
+        return conn
 
     def _clone(self, template_url: str) -> str:
-        name = f"relay_test_{secrets.token_hex(6)}"
-        _create_database(self._admin, name, urlparse(template_url).path[1:])
+        name = f"relay_copy_{secrets.token_hex(6)}"
+        _create_database(self._admin(), name, urlparse(template_url).path[1:])
         return _with_database(template_url, name)
 
+    def _drop(self, name: str) -> None:
+        _drop_database(self._admin(), name)
+
     def close(self) -> None:
-        if self._worker is not None:
-            self._worker.shutdown(wait=True)
+        for pool in (self._creators, self._dropper):
+            if pool is not None:
+                pool.shutdown(wait=True)
         for key, template in self.built.items():
             if key[0] == "sqlite":
                 continue
-            if template.spare is not None:
-                _drop_database(self._admin, urlparse(template.spare.result()).path[1:])
-            _drop_database(self._admin, urlparse(template.url).path[1:])
+            for spare in template.spares:
+                if spare.exception() is None:
+                    self._drop(urlparse(spare.result()).path[1:])
+            self._drop(urlparse(template.url).path[1:])
             if template.roles is not None:
-                with self._admin.cursor() as cur:
+                with self._admin().cursor() as cur:
                     for role in template.roles:
                         cur.execute(f"DROP ROLE IF EXISTS {role}")
-        if self._admin is not None:
-            self._admin.close()
+        for conn in self._connections:
+            conn.close()
 
 
 @pytest.fixture(scope="session")
