@@ -29,8 +29,8 @@ How the fixtures stay fast
     built once per session and backend - a *template* - by ``build_schema``,
     the one place that calls ``migrate``. Each test gets its own copy: SQLite
     copies the template file with SQLite's backup API; PostgreSQL creates a
-    database ``TEMPLATE`` the template (one copy is prepared ahead in a
-    background thread, and used ones are dropped there). Tests stay fully
+    database ``TEMPLATE`` the template (two copies are made ahead by
+    background threads, and used ones are dropped by another). Tests stay fully
     independent, including tests that commit or open more connections: no
     test sees another's database. A test that needs a database migrated from
     empty by itself asks with ``@pytest.mark.relay_fresh_db``.
