@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import subprocess
 import sys
 import tarfile
@@ -70,11 +71,25 @@ def test_an_empty_database_url_variable_is_an_error(
     assert list(tmp_path.iterdir()) == []
 
 
-def test_version_from_a_checkout(tmp_path: Path) -> None:
-    # Run as a newcomer does: `python cli.py`, from the checkout's folder.
+def test_version_from_a_checkout_that_was_never_installed(tmp_path: Path) -> None:
+    # A fresh checkout (no egg-info), only the dependencies on the path - no
+    # relay_peewee metadata anywhere, no .pth files (-S) - and `python cli.py`.
+    import click
+    import peewee
+    import playhouse
+
+    checkout, deps = tmp_path / "checkout", tmp_path / "deps"
+    shutil.copytree(ROOT / "relay_peewee", checkout / "relay_peewee")
+    shutil.copy(ROOT / "cli.py", checkout / "cli.py")
+    deps.mkdir()
+    for module in (peewee, playhouse, click):
+        source = Path(module.__file__ or "")
+        source = source.parent if source.name == "__init__.py" else source
+        (deps / source.name).symlink_to(source)
     result = subprocess.run(
-        [sys.executable, "cli.py", "--version"],
-        cwd=ROOT,
+        [sys.executable, "-S", "cli.py", "--version"],
+        cwd=checkout,
+        env={"PYTHONPATH": str(deps), "PATH": os.environ.get("PATH", "")},
         capture_output=True,
         text=True,
         check=False,

@@ -63,3 +63,10 @@ def test_tests_are_independent_and_templates_built_once(
     pytester.makepyfile(test_app=APP_TESTS)
     result = pytester.runpytest_inprocess("-p", "no:cacheprovider", "--relay-backends", backend)
     result.assert_outcomes(passed=9)
+
+
+def test_the_options_name_their_real_defaults(pytester: pytest.Pytester) -> None:
+    result = pytester.runpytest_inprocess("--help")
+    text = " ".join(result.stdout.str().split())
+    assert "(default: sqlite,postgres,postgres_rls)" in text
+    assert "(default: psycopg2 if installed, else psycopg3)" in text
