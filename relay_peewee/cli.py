@@ -247,10 +247,10 @@ def tenants_list(database: str | None, as_json: bool) -> None:
     table: list[list[str]] = [["ID", "SLUG", "NAME", "DOMAIN", "ACTIVE"]]
     table += [
         [
-            str(r["id"]),
-            str(r["slug"]),
-            str(r["name"]),
-            str(r["domain"] or "-"),
+            _cell(r["id"]),
+            _cell(r["slug"]),
+            _cell(r["name"]),
+            _cell(r["domain"] or "-"),
             "yes" if r["active"] else "no",
         ]
         for r in rows
@@ -259,6 +259,16 @@ def tenants_list(database: str | None, as_json: bool) -> None:
     for row in table:
         cells = [f"{cell:<{w}}" for cell, w in zip(row, widths, strict=False)]
         click.echo("  ".join([*cells, row[4]]))
+
+
+def _cell(value: object, limit: int = 60) -> str:
+    """One table cell on one line: control characters escaped, long text cut.
+
+    Rows written by other code than ``tenants create`` may hold anything."""
+    text = str(value)
+    if not text.isprintable():
+        text = text.encode("unicode_escape").decode("ascii")
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 @cli.command()

@@ -21,6 +21,7 @@ from peewee import Database
 import relay_peewee
 from relay_peewee.cli import cli
 from relay_peewee.db import postgres_driver
+from relay_peewee.models import Tenant
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -170,6 +171,17 @@ def test_tenant_input_has_limits(
     assert line.startswith(expected), line
     assert len(line) < 300
     assert tenant_rows(db_url) == before
+
+
+def test_tenants_list_keeps_one_line_per_tenant(migrated_db: Database, db_url: str) -> None:
+    # Written by other code than `tenants create`, which would refuse them.
+    Tenant.create(slug="odd", name="two\nlines\tand a tab", domain="x" * 500)
+    result = run("tenants", "list", "--database", db_url)
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert len(lines) == 3  # header, default, odd
+    assert "two\\nlines\\tand a tab" in lines[2]
+    assert max(len(line) for line in lines) < 200
 
 
 def test_a_domain_is_stored_as_dns_compares_it(migrated_db: Database, db_url: str) -> None:
