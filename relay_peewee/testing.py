@@ -266,7 +266,22 @@ def _admin_connection(server: str, unavailable: Callable[[str], NoReturn]) -> An
 def relay_db_url(
     relay_backend: str, request: pytest.FixtureRequest, tmp_path: Path
 ) -> Iterator[str]:
-    """URL of a new, empty database on ``relay_backend``; dropped afterwards."""
+    """The URL of the test's database on ``relay_backend``, as its owner.
+
+    With ``relay_db`` in the test: the database ``relay_db`` is connected to
+    (a copy of the session's template, or under ``relay_fresh_db`` a new one
+    it migrates). Without: a new, empty database. Removed afterwards.
+    """
+    if "relay_db" in request.fixturenames and request.node.get_closest_marker(FRESH_MARK) is None:
+        templates: _Templates = request.getfixturevalue("relay_templates")
+        template = templates.get(relay_backend, "two_tenants" in request.fixturenames)
+        url = templates.copy(relay_backend, template)
+        request.node.stash[_TEMPLATE] = template
+        try:
+            yield url
+        finally:
+            templates.discard(url)
+        return
     if relay_backend == "sqlite":
         yield f"sqlite:///{tmp_path / 'relay.db'}"
         return
@@ -494,23 +509,18 @@ def relay_templates(
 
 @pytest.fixture
 def relay_db(
-    relay_backend: str,
-    request: pytest.FixtureRequest,
-    relay_templates: _Templates,
+    relay_backend: str, relay_db_url: str, request: pytest.FixtureRequest
 ) -> Iterator[Database]:
     """A migrated database with every relay_peewee model bound to it; the test's own."""
-    if request.node.get_closest_marker(FRESH_MARK) is not None:
-        yield from _fresh_relay_db(relay_backend, request)
+    template = request.node.stash.get(_TEMPLATE, None)
+    if template is None:  # relay_fresh_db
+        yield from _fresh_relay_db(relay_backend, relay_db_url, request)
         return
-    populated = "two_tenants" in request.fixturenames
-    template = relay_templates.get(relay_backend, populated)
-    url = relay_templates.copy(relay_backend, template)
     if template.pair is not None:
         # Each test its own objects: one test changing a.name must not
         # change the next test's pair.
         request.node.stash[_PAIR] = _copy_pair(template.pair)
-    if template.roles is not None:
-        url = _as_role(url, template.roles[0])
+    url = relay_db_url if template.roles is None else _as_role(relay_db_url, template.roles[0])
     db = connect(url)
     if isinstance(db, SqliteDatabase):
         # A copy thrown away after the test needs no fsync per commit, on
@@ -522,14 +532,15 @@ def relay_db(
         yield db
     finally:
         db.close()
-        relay_templates.discard(url)
 
 
+_TEMPLATE = pytest.StashKey["_Template"]()
 _PAIR = pytest.StashKey["TenantPair"]()
 
 
-def _fresh_relay_db(relay_backend: str, request: pytest.FixtureRequest) -> Iterator[Database]:
-    url = request.getfixturevalue("relay_db_url")
+def _fresh_relay_db(
+    relay_backend: str, url: str, request: pytest.FixtureRequest
+) -> Iterator[Database]:
     db = connect(url)
     build_schema(db, request.config)
     if "two_tenants" in request.fixturenames:
@@ -702,6 +713,7 @@ def populate_tenant(tenant: Tenant) -> SampleRows:
                     content_hash=f"{tag}-{skill.slug}",
                     content_type="text/markdown",
                     name=skill.name,
+                    description=skill.description,
                     created_by=users[0],
                 )
             )

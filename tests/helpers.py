@@ -16,12 +16,21 @@ from peewee import Database
 
 import relay_peewee
 
-__all__ = ["LEGACY_SKILLS", "PG_HOST", "PG_PORT", "PG_USER", "Legacy", "build_legacy"]
+__all__ = [
+    "LEGACY_SKILLS",
+    "PG_ADMIN_DB",
+    "PG_HOST",
+    "PG_PORT",
+    "PG_USER",
+    "Legacy",
+    "build_legacy",
+]
 
 # libpq's variables, so CI or a developer can point elsewhere.
 PG_HOST = os.environ.get("PGHOST", "127.0.0.1")
 PG_PORT = int(os.environ.get("PGPORT", "5432"))
 PG_USER = os.environ.get("PGUSER", "root")
+PG_ADMIN_DB = os.environ.get("PGDATABASE", "test")
 LEGACY_SKILLS = 30
 
 
