@@ -49,6 +49,19 @@ def test_4_fresh(relay_db):
     assert [t.slug for t in Tenant.select()] == ["default"]
 
 
+def test_6_relay_db_url_is_relay_dbs_own_database(relay_db, relay_db_url):
+    from relay_peewee.db import open_database
+
+    Tenant.create(slug="seen-by-the-owner", name="x")
+    owner = open_database(relay_db_url)
+    try:
+        assert owner.execute_sql(
+            "SELECT count(*) FROM tenants WHERE slug = 'seen-by-the-owner'"
+        ).fetchone() == (1,)
+    finally:
+        owner.close()
+
+
 def test_5_two_templates_and_one_fresh_database_were_built(relay_backend):
     assert len(BUILT) == 3, BUILT
 """
@@ -62,7 +75,7 @@ def test_tests_are_independent_and_templates_built_once(
         request.applymarker(pytest.mark.postgres_only)
     pytester.makepyfile(test_app=APP_TESTS)
     result = pytester.runpytest_inprocess("-p", "no:cacheprovider", "--relay-backends", backend)
-    result.assert_outcomes(passed=9)
+    result.assert_outcomes(passed=10)
 
 
 def test_the_options_name_their_real_defaults(pytester: pytest.Pytester) -> None:
