@@ -82,6 +82,7 @@ def skill_version(**fields: Any) -> SkillVersion:
         "content_hash": f"hash-{tag}",
         "content_type": "text/markdown",
         "name": f"version {tag}",
+        "description": f"version {tag}",
     }
     if "created_by" not in fields:
         defaults["created_by"] = owner.author

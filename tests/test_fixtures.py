@@ -37,6 +37,10 @@ def test_2_sees_none_of_it(two_tenants):
     with tenant_context(two_tenants.a):
         assert Skill.select().count() == 3
     assert two_tenants.a.name == "Tenant A"
+    # Related rows come with the copies, as with rows just written: no query
+    # (outside a tenant context one would raise TenantRequired).
+    skill = two_tenants.rows_of(two_tenants.a).skills[0]
+    assert skill.author.email.endswith("@tenant-a.example")
 
 
 @pytest.mark.parametrize("n", range(5))
