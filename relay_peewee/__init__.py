@@ -14,6 +14,10 @@ from .events import record_event
 from .models import MODELS, TENANT_MODELS
 from .tenancy import TenantModel, current_tenant, require_tenant, tenant_context, unscoped
 
+# The one place the version is written: setup.cfg reads it (attr:), and
+# `python cli.py --version` works from a checkout that was never installed.
+__version__ = "0.1.0"
+
 __all__ = [
     "DEFAULT_URL",
     "MODELS",

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner, Result
-from conftest import Legacy, build_legacy
+from helpers import Legacy, build_legacy
 from peewee import Database, IntegrityError
 
 from relay_peewee.cli import cli

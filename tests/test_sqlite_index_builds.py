@@ -12,7 +12,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from conftest import build_legacy
+from helpers import build_legacy
 
 from relay_peewee.commands import migration_sql
 

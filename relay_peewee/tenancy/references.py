@@ -40,6 +40,7 @@ from peewee import (
     fn,
 )
 
+from ..db import sqlstate
 from ..errors import CrossTenantWrite
 from .scoping import TENANT_COLUMN, TENANT_FIELD, ScopedSelect, is_tenant_model
 
@@ -254,8 +255,7 @@ def database_checked(refs: References, database: Database) -> set[ForeignKeyFiel
 
 def refused_by_database(exc: BaseException, refs: set[ForeignKeyField], tenant_id: str) -> bool:
     """Whether ``exc`` is a foreign-key violation (of those ``refs``); then raise."""
-    cause = exc.__context__
-    pgcode = getattr(cause, "pgcode", None)
+    pgcode = sqlstate(exc)
     text = str(exc)
     if pgcode is not None and pgcode != FOREIGN_KEY_VIOLATION:
         return False
