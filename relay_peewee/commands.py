@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from peewee import Database, IntegrityError
 
-from .errors import MigrationError, RelayError
+from .errors import MigrationError, RelayError, UnrecognisedSchema
 from .migrator import MigrationRunner, MigrationStatus, classify_schema
 from .migrator.backends import Progress
 from .models import Tenant
@@ -175,7 +175,14 @@ def _require_migrated(db: Database) -> None:
 
 def applied_migrations(db: Database, migrations: Sequence[str] = ()) -> list[str]:
     """Names of the migrations applied to ``db`` (none on an empty database)."""
-    if classify_schema(db) != "managed":
+    try:
+        if classify_schema(db) != "managed":
+            return []
+    except UnrecognisedSchema:
+        # Read without the migration lock (migrate's Ctrl-C report), its
+        # statements may straddle another migrator's commit: tables without
+        # history, then columns with tenant_id. migrate itself decides,
+        # under the lock, whether the schema is really unrecognised.
         return []
     runner = MigrationRunner(db, migrations=migrations)
     return [s.name for s in runner.statuses() if s.applied is not None]
