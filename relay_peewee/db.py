@@ -15,6 +15,7 @@ from urllib.parse import urlparse
 from peewee import Database, DatabaseProxy, PostgresqlDatabase, SqliteDatabase
 from playhouse import db_url
 
+from .deferred_begin import deferred_class
 from .errors import ConfigurationError
 
 __all__ = [
@@ -84,6 +85,13 @@ def open_database(url: str | None = None, *, must_exist: bool = False) -> Databa
         )
     try:
         db: Database = db_url.connect(url, **kwargs)
+        deferred = deferred_class(db_class)
+        if deferred is not db_class:
+            # PostgreSQL: a tenant context's BEGIN rides on its first
+            # statement. Built with the URL's parameters, as db_url.connect
+            # (above) checked them, rather than registered in playhouse's
+            # scheme table, which is everyone's.
+            db = deferred(**{**db_url.parse(url), **kwargs})
     except (ImportError, RuntimeError, ValueError) as exc:
         detail = str(exc).replace(url, shown)
         raise ConfigurationError(f"cannot open {shown!r}: {detail}") from None
@@ -95,8 +103,17 @@ def open_database(url: str | None = None, *, must_exist: bool = False) -> Databa
     return db
 
 
-def connect(url: str | None = None) -> Database:
-    """Open the database and bind every relay_peewee model (and TenantModel) to it."""
+def connect(url: str | Database | None = None) -> Database:
+    """Open the database and bind every relay_peewee model (and TenantModel) to it.
+
+    ``url`` may also be a database opened by the application, e.g. a
+    ``playhouse.pwasyncio`` ``AsyncPostgresqlDatabase`` or
+    ``AsyncSqliteDatabase`` (``pragmas={"foreign_keys": 1}`` on SQLite): it is
+    bound as it is, and connects on its first query.
+    """
+    if isinstance(url, Database):
+        database_proxy.initialize(url)
+        return url
     db = open_database(url)
     database_proxy.initialize(db)
     return db
