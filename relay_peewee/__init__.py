@@ -12,7 +12,14 @@ from .errors import (
 )
 from .events import record_event
 from .models import MODELS, TENANT_MODELS
-from .tenancy import TenantModel, current_tenant, require_tenant, tenant_context, unscoped
+from .tenancy import (
+    TenantModel,
+    current_tenant,
+    require_tenant,
+    tenant_bound,
+    tenant_context,
+    unscoped,
+)
 
 __all__ = [
     "DEFAULT_URL",
@@ -31,6 +38,7 @@ __all__ = [
     "database_proxy",
     "record_event",
     "require_tenant",
+    "tenant_bound",
     "tenant_context",
     "unscoped",
 ]

@@ -40,7 +40,7 @@ __all__ = ["DeferredBeginMixin", "DeferredTransaction", "deferred_class"]
 _LOCKING = re.compile(r"\bFOR\s+(UPDATE|SHARE|NO\s+KEY\s+UPDATE|KEY\s+SHARE)\b", re.IGNORECASE)
 
 
-class DeferredTransaction(_transaction):  # type: ignore[misc]
+class DeferredTransaction(_transaction):
     """``db.transaction()`` whose BEGIN (and setup) is sent with its first statement."""
 
     def __init__(self, db: Database, setup_sql: str, setup_params: tuple[Any, ...]) -> None:

@@ -33,7 +33,7 @@ import asyncio
 import threading
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
-from typing import Any
+from typing import Any, cast
 
 from peewee import Database
 
@@ -111,7 +111,7 @@ def _owned_by_this_task(db: Database) -> Iterator[None]:
     two tasks interleaving contexts on it would run in each other's
     transaction, each under whichever tenant was set last.
     """
-    state: Any = db._state
+    state: Any = cast(Any, db)._state
     if hasattr(db, "aexecute_sql"):
         from . import aio  # only a pwasyncio database gets here
 
