@@ -13,7 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 from peewee import Database
 
-from relay_peewee import RelayError, TenantRequired, current_tenant, tenant_context
+from relay_peewee import RelayError, TenantRequired, current_tenant, tenant_bound, tenant_context
 from relay_peewee.db import is_postgres
 from relay_peewee.models import Rating, Skill, Tenant
 from relay_peewee.testing import SAMPLE_SLUGS, TenantPair, assert_only_tenant
@@ -216,3 +216,37 @@ def test_two_tasks_interleaving_sync_contexts_on_one_connection_are_refused(
     with tenant_context(b):
         assert_only_tenant(list(Skill.select()), b)
         assert Skill.select().where(Skill.slug == "first-task").count() == 0
+
+
+def test_tenant_bound_runs_a_function_in_the_tenant_on_another_thread(
+    two_tenants: TenantPair, relay_db: Database
+) -> None:
+    a, b = two_tenants.a, two_tenants.b
+
+    def listing(label: str) -> tuple[str | None, list[str]]:
+        Skill.create(name="n", slug=label, description="d", category="c", content="x")
+        return current_tenant(), [s.tenant_id for s in Skill.select()]
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        with tenant_context(a):
+            for_a = pool.submit(tenant_bound(listing, "bg-a"))
+        with tenant_context(b):
+            for_b = pool.submit(tenant_bound(listing, label="bg-b"))
+        # A worker thread has its own connection: under row-level security the
+        # bound call's own context is what makes its rows visible at all.
+        for tenant, future in ((a, for_a), (b, for_b)):
+            seen_tenant, owners = future.result()
+            assert seen_tenant == tenant.id
+            assert owners and set(owners) == {tenant.id}
+
+    async def in_task() -> list[str]:
+        with tenant_context(a):
+            return (await asyncio.to_thread(tenant_bound(listing, "bg-thread")))[1]
+
+    assert set(asyncio.run(in_task())) == {a.id}
+    with pytest.raises(TenantRequired):
+        tenant_bound(listing, "no-tenant")
+    with tenant_context(a):
+        assert Skill.select().where(Skill.slug.in_(["bg-a", "bg-thread"])).count() == 2
+    with tenant_context(b):
+        assert Skill.select().where(Skill.slug == "bg-b").count() == 1
