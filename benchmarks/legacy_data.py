@@ -253,7 +253,8 @@ def _statements(d: _Dialect, n: int) -> list[tuple[str, str]]:
         f"'https://cdn.example.com/skills/skill-' || {v_skill} || '/v' || {v_num} || '.md', "
         f"{d.uid('skill_versions', 'k')} || {d.uid('skills', v_skill)}, "
         f"'text/markdown', 'Skill helper ' || {v_skill}, "
-        f"{_null_if('k', 13, 30, v_desc)}, "
+        # NOT NULL in Relay's schema (0010 refuses NULLs here).
+        f"{v_desc}, "
         f"{_null_if('k', 14, 30, v_meta)}, {_null_if('k', 16, 20, plain_user('k'))}, "
         f"{d.ts('k * 19')}",
         var="k",
@@ -324,7 +325,7 @@ def _statements(d: _Dialect, n: int) -> list[tuple[str, str]]:
         "id, skill_id, requested_by, categories, summary, reviewed_content_hash, model_name, "
         "is_visible, created_at",
         f"{d.uid('skill_reviews', 'i')}, {d.uid('skills', 'i')}, "
-        f"{_null_if('i', 40, 30, plain_user('i'))}, {categories}, "
+        f"{plain_user('i')}, {categories}, "
         "'Looks fine overall - task ' || i || '.', "
         f"{d.uid('skill_reviews', 'i')} || {d.uid('skills', 'i')}, 'llama3.1:8b', "
         f"{visible}, {d.ts('i * 37')}",

@@ -20,6 +20,7 @@ with its fix.
 
 from __future__ import annotations
 
+import importlib
 import json
 from collections import Counter
 from collections.abc import Iterable
@@ -78,7 +79,7 @@ def audit_schema(
     audited: list[type[Model]] = [*MODELS, *(m for m in models or () if m not in MODELS)]
     # sqlite_sequence and sqlite_stat* belong to SQLite itself.
     tables = {t for t in db.get_tables() if not t.startswith("sqlite_")}
-    findings = _history(db, tables) + _append_only(db, tables)
+    findings = _history(db, tables) + _append_only(db, tables) + _lookup_functions(db, tables)
     for model in audited:
         findings += _model(db, model, tables)
     modelled = {m._meta.table_name for m in audited} | {HISTORY_TABLE}
@@ -129,6 +130,66 @@ def _history(db: Database, tables: set[str]) -> list[Finding]:
     if unknown:
         msg = f"applied, but unknown to this relay_peewee: {', '.join(unknown)}; fix: upgrade it"
         out.append(Finding("error", HISTORY_TABLE, "migration-unknown", msg))
+    return out
+
+
+# The migration that creates the lookup functions of relay_peewee.lookups;
+# its text is what the live definitions must match.
+_LOOKUPS_MIGRATION = "0010_relay_app_compat"
+
+
+def _lookup_functions(db: Database, tables: set[str]) -> list[Finding]:
+    """PostgreSQL: the SECURITY DEFINER lookups are exactly what 0010 created.
+
+    Each runs with its owner's rights across every tenant, so a changed body,
+    a lost pinned search_path, EXECUTE for PUBLIC or an owner that row-level
+    security binds (the lookups would find nothing) is an error.
+    """
+    if not is_postgres(db) or HISTORY_TABLE not in tables:
+        return []
+    applied = db.execute_sql(
+        f"SELECT 1 FROM {HISTORY_TABLE} WHERE name = %s", (_LOOKUPS_MIGRATION,)
+    ).fetchone()
+    if applied is None:
+        return []  # reported as a pending migration
+    migration = importlib.import_module(f"relay_peewee.migrations.{_LOOKUPS_MIGRATION}")
+    schema = db.execute_sql("SELECT quote_ident(current_schema())").fetchone()[0]
+    config = [f"search_path=pg_catalog, {schema}, pg_temp", "TimeZone=UTC"]
+    recreate = "`relay-peewee rollback --to 10`, then `relay-peewee migrate` (recreates it)"
+    out = []
+    for sig, (_head, body) in migration.FUNCTIONS.items():
+        row = db.execute_sql(
+            "SELECT p.prosecdef, p.proconfig, p.prosrc, r.rolsuper OR r.rolbypassrls,"
+            " has_function_privilege('public', p.oid, 'EXECUTE')"
+            " FROM pg_proc p JOIN pg_roles r ON r.oid = p.proowner"
+            " WHERE p.oid = to_regprocedure(%s)",
+            (sig,),
+        ).fetchone()
+        name = sig.split("(")[0]
+        problems = []
+        if row is None:
+            problems.append("is missing")
+        else:
+            definer, proconfig, source, owner_bypasses, public = row
+            if not definer:
+                problems.append("is not SECURITY DEFINER")
+            if list(proconfig or []) != config:
+                problems.append(f"has settings {proconfig}, not {config}")
+            if " ".join(str(source).split()) != " ".join(body.split()):
+                problems.append("has a body other than the one migration 0010 created")
+            if not owner_bypasses:
+                problems.append("is owned by a role row-level security binds (it finds nothing)")
+            if public:
+                problems.append("is executable by PUBLIC")
+        if problems:
+            if problems == ["is executable by PUBLIC"]:
+                fix = f"REVOKE ALL ON FUNCTION {sig} FROM PUBLIC"
+            elif len(problems) == 1 and problems[0].startswith("is owned by"):
+                fix = f"ALTER FUNCTION {sig} OWNER TO <the BYPASSRLS role that runs migrate>"
+            else:
+                fix = recreate
+            message = f"lookup function {sig} {'; '.join(problems)}; fix: {fix}"
+            out.append(Finding("error", name, "lookup-function", message))
     return out
 
 

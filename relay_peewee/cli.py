@@ -198,6 +198,24 @@ def tenants_create(database: str | None, slug: str, name: str, domain: str | Non
     click.echo(f"created tenant {tenant.slug}: {tenant.id}")
 
 
+@cli.group()
+def users() -> None:
+    """Move users between tenants."""
+
+
+@users.command("move")
+@database_option
+@click.option("--email", required=True, help="The user's email (unique across tenants).")
+@click.option("--to", "to_slug", required=True, metavar="SLUG", help="The target tenant's slug.")
+@_user_errors
+def users_move(database: str | None, email: str, to_slug: str) -> None:
+    """Move a user, with their api keys, into another tenant (audited: user.move)."""
+    with _database(database) as db:
+        move = commands.move_user(db, email, to_slug)
+    along = ", ".join(f"{n} {table}" for table, n in move.moved.items())
+    click.echo(f"moved {move.email} to {to_slug} ({move.to_tenant}); moved along: {along}")
+
+
 @tenants.command("list")
 @database_option
 @click.option("--json", "as_json", is_flag=True, help="Print the tenants as a JSON list.")

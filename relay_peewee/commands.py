@@ -15,13 +15,16 @@ from .errors import MigrationError, RelayError
 from .migrator import MigrationRunner, MigrationStatus, classify_schema
 from .migrator.backends import Progress
 from .models import Tenant
+from .user_moves import UserMove, move_user
 
 __all__ = [
     "MigrateResult",
+    "UserMove",
     "create_tenant",
     "list_tenants",
     "migrate",
     "migration_sql",
+    "move_user",
     "rollback",
     "status",
 ]

@@ -16,6 +16,7 @@ import re
 from peewee import Database
 
 from .errors import RelayError
+from .lookups import LOOKUP_FUNCTIONS
 from .migrator import HISTORY_TABLE
 from .models import MODELS, AuditLog
 
@@ -53,6 +54,13 @@ def role_statements(
         # says the same thing one layer earlier.
         f"GRANT SELECT, INSERT ON {AuditLog._meta.table_name} TO {both}",
         f"GRANT SELECT ON {HISTORY_TABLE} TO {both}",
+        # The lookups that run before the tenant is known (migration 0010);
+        # skipped on a database not yet migrated that far.
+        *(
+            f"DO $$ BEGIN IF to_regprocedure('{fn}') IS NOT NULL "
+            f"THEN GRANT EXECUTE ON FUNCTION {fn} TO {app_role}; END IF; END $$"
+            for fn in LOOKUP_FUNCTIONS
+        ),
     ]
     if allow_unscoped:
         statements.append(f"GRANT {admin_role} TO {app_role}")

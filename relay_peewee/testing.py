@@ -309,6 +309,7 @@ def populate_tenant(tenant: Tenant) -> SampleRows:
                     content_hash=f"{tag}-{skill.slug}",
                     content_type="text/markdown",
                     name=skill.name,
+                    description=skill.description,
                     created_by=users[0],
                 )
             )

@@ -23,7 +23,7 @@ import random
 import uuid
 from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime, time, timedelta
+from datetime import date, datetime, time, timedelta, timezone
 from decimal import Decimal
 from typing import Any
 
@@ -167,7 +167,7 @@ _TABLES: tuple[_Table, ...] = (
             _c("content_hash", not_null=True),
             _c("content_type", not_null=True),
             _c("name", not_null=True),
-            _c("description"),
+            _c("description", not_null=True),  # as in Relay's schema
             _c("metadata", "json"),
             _c("created_by", ref="users"),
             _ts("created_at", now=True),
@@ -216,7 +216,7 @@ _TABLES: tuple[_Table, ...] = (
         (
             _c("id", pk=True),
             _c("skill_id", not_null=True, unique=True, ref="skills", cascade=True),
-            _c("requested_by", ref="users"),
+            _c("requested_by", not_null=True, ref="users"),  # as in Relay's schema
             _c("categories", "json", not_null=True),
             _c("summary", not_null=True),
             _c("reviewed_content_hash", not_null=True),
@@ -740,7 +740,7 @@ def populate(db: Database, n_skills: int = 20, seed: int = 1) -> None:
                     g.sha(skill_id, v),
                     "text/markdown",
                     name,
-                    g.maybe(description),
+                    g.maybe(description, 0.0),  # NOT NULL in Relay
                     g.maybe(
                         {
                             "source": rng.choice(["upload", "editor", "import"]),
@@ -803,7 +803,7 @@ def populate(db: Database, n_skills: int = 20, seed: int = 1) -> None:
             (
                 g.uuid(),
                 skill_id,
-                g.maybe(rng.choice(plain_users), 0.3),
+                g.maybe(rng.choice(plain_users), 0.0),  # NOT NULL in Relay
                 {
                     "security": {"score": rng.randint(1, 5), "issues": []},
                     "quality": {
@@ -887,6 +887,10 @@ def _plain(value: Any) -> Any:
         return round(value, 5)
     if isinstance(value, Decimal):
         return round(float(value), 5)
+    if isinstance(value, datetime) and value.tzinfo is not None:
+        # timestamptz: compare the instant (0010 turns some timestamp
+        # columns, which hold UTC, into timestamptz without changing one).
+        return value.astimezone(timezone.utc).replace(tzinfo=None).isoformat()
     if isinstance(value, (datetime, date, time)):
         return value.isoformat()
     if isinstance(value, uuid.UUID):

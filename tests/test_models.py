@@ -64,6 +64,7 @@ def test_json_and_list_fields_round_trip(migrated_db: Database) -> None:
             content_hash="h",
             content_type="t",
             name="v1",
+            description="first",
             metadata={"nested": {"list": [1, 2.5, None]}, "s": '100% "quoted"'},
         )
         SkillEmbedding.create(

@@ -173,7 +173,7 @@ def test_migrations_refuse_a_role_that_cannot_bypass_rls(roles: Roles) -> None:
 
 
 def test_rls_rolls_back_and_forward(pg_migrated: Database) -> None:
-    assert rollback(pg_migrated) == ["0008_row_level_security"]
+    assert rollback(pg_migrated, "0008") == ["0010_relay_app_compat", "0008_row_level_security"]
     assert catalog.forced_rls_tables(pg_migrated) == []
-    assert migrate(pg_migrated).applied == ["0008_row_level_security"]
+    assert migrate(pg_migrated).applied == ["0008_row_level_security", "0010_relay_app_compat"]
     assert sorted(catalog.forced_rls_tables(pg_migrated)) == sorted(TENANT_TABLES)

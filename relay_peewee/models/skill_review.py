@@ -17,7 +17,7 @@ class SkillReview(TenantModel):
     id = TextField(primary_key=True, default=new_id)
     skill = TenantForeignKeyField(Skill, backref="reviews", on_delete="CASCADE", index=False)
     requested_by = TenantForeignKeyField(
-        User, null=True, backref="skill_reviews", column_name="requested_by", index=False
+        User, backref="skill_reviews", column_name="requested_by", index=False
     )
     categories = JSONField()
     summary = TextField()

@@ -21,7 +21,7 @@ class SkillVersion(TenantModel):
     content_hash = TextField()
     content_type = TextField()
     name = TextField()
-    description = TextField(null=True)
+    description = TextField()
     metadata = JSONField(null=True)
     created_by = TenantForeignKeyField(
         User, null=True, backref="skill_versions", column_name="created_by", index=False
