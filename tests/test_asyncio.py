@@ -27,6 +27,7 @@ from relay_peewee import (
 )
 from relay_peewee.db import is_postgres
 from relay_peewee.models import Rating, Skill
+from relay_peewee.tenancy.rls import tenant_setting_literal_sql
 from relay_peewee.testing import (
     SAMPLE_SLUGS,
     TenantPair,
@@ -202,3 +203,15 @@ def test_a_sync_block_on_an_async_postgres_database_says_what_to_do(
         assert set(await async_db.run(sync_work)) == {a.id}
 
     run(async_db, main)
+
+
+@pytest.mark.parametrize("tenant_id", ["plain-id", "it's", "back\\slash", "\\'; DROP TABLE x; --"])
+def test_the_literal_form_of_the_setting_round_trips_any_id(
+    relay_db: Database, tenant_id: str
+) -> None:
+    if not is_postgres(relay_db):
+        pytest.skip("PostgreSQL only")
+    sql = tenant_setting_literal_sql(tenant_id)
+    assert relay_db.execute_sql(sql).fetchone()[0] == tenant_id
+    with pytest.raises(ValueError):
+        tenant_setting_literal_sql("nul\x00")

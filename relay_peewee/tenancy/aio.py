@@ -59,11 +59,19 @@ async def _sync_scope(tenant_id: str, outer_tenant: str | None) -> AsyncIterator
 async def _async_scope(db: Any, tenant_id: str, outer_tenant: str | None) -> AsyncIterator[None]:
     # The task's own connection: a transaction, or a savepoint inside one.
     async with db.atomic():
-        await db.aexecute_sql(*rls.tenant_setting_sql(tenant_id))
+        await _set_tenant(db, tenant_id)
         yield
     if db.in_transaction():
         # As in the sync block: the enclosing context's tenant comes back.
-        await db.aexecute_sql(*rls.tenant_setting_sql(outer_tenant or ""))
+        await _set_tenant(db, outer_tenant or "")
+
+
+async def _set_tenant(db: Any, tenant_id: str) -> None:
+    # One round trip on asyncpg's simple protocol, where the parameterised
+    # aexecute_sql is two (prepare, execute). The task's own connection,
+    # idle here: nothing else of this task can be using it.
+    wrapper = await db.aconnect()
+    await wrapper.conn.execute(rls.tenant_setting_literal_sql(tenant_id))
 
 
 def require_bridge(db: Database) -> None:

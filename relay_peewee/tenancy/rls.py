@@ -46,6 +46,7 @@ __all__ = [
     "TENANT_SETTING",
     "bypass_scope",
     "tenant_scope",
+    "tenant_setting_literal_sql",
     "tenant_setting_sql",
 ]
 
@@ -64,6 +65,20 @@ def tenant_setting_sql(tenant_id: str) -> tuple[str, tuple[str, str]]:
     One definition for the sync and the asyncio paths (``aio``).
     """
     return "SELECT set_config(%s, %s, true)", (TENANT_SETTING, tenant_id)
+
+
+def tenant_setting_literal_sql(tenant_id: str) -> str:
+    """``tenant_setting_sql`` with the id written as a literal.
+
+    For a driver whose one-round-trip path takes no parameters (asyncpg's
+    simple query protocol; its parameterised path is a prepare and an
+    execute, two round trips). An E'' string: its escaping does not depend on
+    ``standard_conforming_strings``.
+    """
+    if "\x00" in tenant_id:
+        raise ValueError("a tenant id cannot contain NUL")
+    literal = "E'" + tenant_id.replace("\\", "\\\\").replace("'", "\\'") + "'"
+    return f"SELECT set_config('{TENANT_SETTING}', {literal}, true)"
 
 
 def _set_tenant(db: Database, tenant_id: str) -> None:
