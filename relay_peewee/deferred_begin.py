@@ -29,14 +29,18 @@ peewee runs); SQL sent on a raw ``db.cursor()`` inside the block does not.
 
 from __future__ import annotations
 
+import itertools
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from peewee import Database, PostgresqlDatabase, Psycopg3Adapter, _transaction
 
-__all__ = ["DeferredBeginMixin", "DeferredTransaction", "deferred_class"]
+__all__ = ["DeferredBeginMixin", "DeferredTransaction", "deferred_class", "deferred_transaction"]
 
 # A SELECT that takes row locks must run inside the block's transaction.
+_guard_ids = itertools.count()
 _LOCKING = re.compile(r"\bFOR\s+(UPDATE|SHARE|NO\s+KEY\s+UPDATE|KEY\s+SHARE)\b", re.IGNORECASE)
 
 
@@ -48,6 +52,8 @@ class DeferredTransaction(_transaction):
         self.setup_sql = setup_sql
         self.setup_params = setup_params
         self.begun = False
+        # Statements sent in front of the next one (a savepoint's RELEASE).
+        self.before_next: list[str] = []
         # A read outside the transaction sees a fresh snapshot, as each
         # statement of a READ COMMITTED transaction would anyway.
         self._reads_alone = not getattr(db, "_isolation_level", None)
@@ -56,20 +62,52 @@ class DeferredTransaction(_transaction):
         self.begun = False  # nothing is sent until the first statement
 
     def prepare(self, sql: str, params: Any) -> tuple[str, tuple[Any, ...]]:
-        """The statement with the setup (and, unless it is a plain read, BEGIN) in front."""
+        """The statement with what must run before it in front of it.
+
+        Once begun: the statements queued by ``guarded``. Before: the setup,
+        and BEGIN unless the statement is a plain read.
+        """
+        if self.before_next:
+            sql = "; ".join([*self.before_next, sql])
+            self.before_next.clear()
+        if self.begun:
+            return sql, params
         params = (*self.setup_params, *(params or ()))
         if self._reads_alone and sql[:6].upper() == "SELECT" and not _LOCKING.search(sql):
             return f"{self.setup_sql}; {sql}", params
         self.begun = True
         return f"{_begin_statement(self.db)}; {self.setup_sql}; {sql}", params
 
+    @contextmanager
+    def guarded(self) -> Iterator[None]:
+        """Run the next statement in a savepoint that costs no round trip.
+
+        ``SAVEPOINT`` goes out in front of the statement and its ``RELEASE``
+        in front of the next one (a COMMIT or ROLLBACK releases it anyway).
+        If the statement fails, the savepoint is rolled back, so the
+        transaction stays usable, as it would after a failed lookup.
+        """
+        name = f'"relay_guard_{next(_guard_ids)}"'
+        self.before_next.append(f"SAVEPOINT {name}")
+        try:
+            yield
+        except BaseException:
+            if f"SAVEPOINT {name}" in self.before_next:  # nothing was sent
+                self.before_next.remove(f"SAVEPOINT {name}")
+            else:
+                self.db.execute_sql(f"ROLLBACK TO SAVEPOINT {name}; RELEASE SAVEPOINT {name}")
+            raise
+        self.before_next.append(f"RELEASE SAVEPOINT {name}")
+
     def commit(self, begin: bool = True) -> None:
+        self.before_next.clear()
         if self.begun:
             self.db.commit()
         self.db._run_commit_callbacks()
         self._begin()
 
     def rollback(self, begin: bool = True) -> None:
+        self.before_next.clear()
         if self.begun:
             self.db.rollback()
         self.db._clear_commit_callbacks()
@@ -100,7 +138,9 @@ class DeferredBeginMixin:
         transactions = self._state.transactions
         if transactions:
             outermost = transactions[0]
-            if type(outermost) is DeferredTransaction and not outermost.begun:
+            if type(outermost) is DeferredTransaction and (
+                not outermost.begun or outermost.before_next
+            ):
                 sql, params = outermost.prepare(sql, params)
         return super().execute_sql(sql, params)  # type: ignore[misc]
 
@@ -119,3 +159,11 @@ def deferred_class(db_class: type[Database]) -> type[Database]:
         attrs = {"__slots__": ()}
         cls = _classes[db_class] = type(db_class.__name__, (DeferredBeginMixin, db_class), attrs)
     return cls
+
+
+def deferred_transaction(db: Any) -> DeferredTransaction | None:
+    """The relay context transaction this thread's connection is in, if any."""
+    transactions: list[Any] = db._state.transactions
+    if transactions and type(transactions[0]) is DeferredTransaction:
+        return transactions[0]
+    return None

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Mapping
+from contextlib import AbstractContextManager, nullcontext
 from typing import Any, cast
 
 from peewee import (
@@ -35,9 +36,11 @@ from peewee import (
     Model,
     ModelInsert,
     Node,
+    SqliteDatabase,
 )
 
 from ..audited_model import AuditedDelete, AuditedInsert, AuditedUpdate
+from ..deferred_begin import deferred_transaction
 from ..errors import CrossTenantWrite
 from .context import _scope
 from .references import (
@@ -333,9 +336,17 @@ class ScopedInsert(AuditedInsert):
             return super()._execute(database)
         prepared, refs = prepare_insert(self, tenant_id)
         rows = prepared._insert
-        by_database = (
-            database_checked(refs, database) if isinstance(rows, list) and len(rows) > 1 else set()
-        )
+        many = isinstance(rows, list) and len(rows) > 1
+        by_database = database_checked(refs, database)
+        # One row: the database's composite keys refuse another tenant's id
+        # at no extra cost where the row's own statement can be guarded for
+        # free (see _guard). Otherwise the ids are looked up first.
+        # (Rows keyed by fields only: peewee cannot always render other keys,
+        # and the lookup must then refuse them first.)
+        by_fields = isinstance(rows, dict) and all(isinstance(k, Field) for k in rows)
+        guard = _guard(database) if by_database and not many and by_fields else None
+        if not many and guard is None:
+            by_database = {}
         verify_references(
             {fk: v for fk, v in refs.items() if fk not in by_database}, tenant_id, database
         )
@@ -345,8 +356,28 @@ class ScopedInsert(AuditedInsert):
         try:
             # A savepoint: the database may refuse a row, and that must not
             # abort the caller's transaction (PostgreSQL would).
-            with database.atomic():
+            with database.atomic() if guard is None else guard:
                 return super(ScopedInsert, prepared)._execute(database)
         except IntegrityError as exc:
-            refused_by_database(exc, by_database, tenant_id)
+            if isinstance(database, SqliteDatabase):
+                # Its errors name no constraint, and its transaction is
+                # intact: look the ids up now, to name the one refused (a
+                # violation of another key, the tenant's own, is re-raised).
+                verify_references({fk: refs[fk] for fk in by_database}, tenant_id, database)
+            else:
+                refused_by_database(exc, by_database, tenant_id)
             raise
+
+
+def _guard(database: Database) -> AbstractContextManager[Any] | None:
+    """A savepoint for one statement that costs no round trip, if there is one.
+
+    SQLite: none is needed, a refused statement leaves the transaction as it
+    was. PostgreSQL inside a tenant context's own transaction: one sent with
+    the statement (``DeferredTransaction.guarded``). Elsewhere on PostgreSQL a
+    savepoint is two round trips, more than the lookup it would save: None.
+    """
+    if isinstance(database, SqliteDatabase):
+        return nullcontext()
+    transaction = deferred_transaction(database)
+    return transaction.guarded() if transaction is not None else None
