@@ -33,6 +33,7 @@ from peewee import (
     SQL,
     Context,
     Database,
+    DatabaseProxy,
     Field,
     ForeignKeyField,
     Model,
@@ -41,6 +42,7 @@ from peewee import (
     fn,
 )
 
+from ..deferred_begin import deferred_transaction
 from ..errors import CrossTenantWrite
 from .scoping import TENANT_COLUMN, TENANT_FIELD, ScopedSelect, is_tenant_model
 
@@ -50,6 +52,7 @@ __all__ = [
     "collect",
     "database_checked",
     "forget_database_checks",
+    "guarded_checks",
     "is_trusted_instance",
     "refused_by_database",
     "related_values",
@@ -233,13 +236,15 @@ def forget_database_checks(database: Database | None = None) -> None:
 def _checked_by_database(
     model: type[Model], database: Database
 ) -> dict[ForeignKeyField, str | None]:
-    from ..fields import TenantForeignKeyField
-    from ..migrator import catalog
-
-    per_model = _checked.setdefault(database, {})
+    per_model = _checked.get(database)
+    if per_model is None:
+        per_model = _checked[database] = {}
     known = per_model.get(model)
     if known is not None:
         return known
+    from ..fields import TenantForeignKeyField  # the fields module imports the models
+    from ..migrator import catalog
+
     candidates = [fk for fk in tenant_refs(model) if isinstance(fk, TenantForeignKeyField)]
     known = {}
     if candidates:
@@ -264,11 +269,39 @@ def database_checked(refs: References, database: Database) -> dict[ForeignKeyFie
     """
     if not refs:
         return {}
-    if isinstance(database, SqliteDatabase) and not database.pragma("foreign_keys"):
+    if isinstance(database, SqliteDatabase) and not _enforces_foreign_keys(database):
         return {}  # a connection of the application's own that left them off
     model = next(iter(refs)).model
     known = _checked_by_database(model, database)
     return {fk: known[fk] for fk in refs if fk in known}
+
+
+def _enforces_foreign_keys(database: SqliteDatabase) -> bool:
+    # Opened with the pragma (as connect() does): every connection has it,
+    # no need to ask. Otherwise ask this connection.
+    pragmas = dict(getattr(database, "_pragmas", None) or ())
+    if str(pragmas.get("foreign_keys", "")).lower() in ("1", "on", "true"):
+        return True
+    return bool(database.pragma("foreign_keys"))
+
+
+def guarded_checks(model: type[Model]) -> dict[str, ForeignKeyField]:
+    """By name, the references of ``model`` a one-row INSERT may leave to the database.
+
+    Those its composite keys check, where the statement can be guarded at
+    no cost: SQLite enforcing foreign keys (a refused row leaves the
+    transaction as it was), or PostgreSQL inside a tenant context's own
+    transaction (``DeferredTransaction.guarded``).
+    """
+    database: Any = model._meta.database
+    if type(database) is DatabaseProxy:
+        database = database.obj
+    if isinstance(database, SqliteDatabase):
+        if not _enforces_foreign_keys(database):
+            return {}
+    elif database is None or deferred_transaction(database) is None:
+        return {}
+    return {fk.name: fk for fk in _checked_by_database(model, database)}
 
 
 def refused_by_database(

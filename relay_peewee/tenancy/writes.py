@@ -302,6 +302,8 @@ class ScopedInsert(AuditedInsert):
 
     _ready_for: str | None = None  # prepared and checked for this tenant: render as it is
     _saved_for: str | None = None  # save()'s own statement, checked there for this tenant
+    # Of save()'s own statement: references (raw ids) left to the database's keys.
+    _by_database: tuple[ForeignKeyField, ...] = ()
 
     def __sql__(self, ctx: Context) -> Any:
         tenant_id = scope_tenant(self.model)
@@ -326,6 +328,8 @@ class ScopedInsert(AuditedInsert):
             scope = _scope.get()
             if scope is not None and not scope.unscoped and scope.tenant_id == saved_for:
                 self._ready_for = saved_for  # __sql__: render as it is
+                if self._by_database:
+                    return self._execute_guarded(database, saved_for)
                 if not getattr(self.model._meta, "audit_events", None):
                     # What AuditedInsert._execute would do for a model that
                     # records no events, without the hop (~1% of a create).
@@ -343,8 +347,14 @@ class ScopedInsert(AuditedInsert):
         # free (see _guard). Otherwise the ids are looked up first.
         # (Rows keyed by fields only: peewee cannot always render other keys,
         # and the lookup must then refuse them first.)
-        by_fields = isinstance(rows, dict) and all(isinstance(k, Field) for k in rows)
-        guard = _guard(database) if by_database and not many and by_fields else None
+        guard = (
+            _guard(database)
+            if by_database
+            and not many
+            and type(rows) is dict
+            and all([isinstance(k, Field) for k in rows])
+            else None
+        )
         if not many and guard is None:
             by_database = {}
         verify_references(
@@ -366,6 +376,23 @@ class ScopedInsert(AuditedInsert):
                 verify_references({fk: refs[fk] for fk in by_database}, tenant_id, database)
             else:
                 refused_by_database(exc, by_database, tenant_id)
+            raise
+
+    def _execute_guarded(self, database: Database, tenant_id: str) -> Any:
+        """save()'s INSERT whose raw ids the database's composite keys check."""
+        refs: References = {fk: {self._insert[fk]} for fk in self._by_database}
+        guard = _guard(database)
+        if guard is None:  # the context's transaction is gone: look them up
+            verify_references(refs, tenant_id, database)
+            guard = nullcontext()
+        try:
+            with guard:
+                return super()._execute(database)
+        except IntegrityError as exc:
+            if isinstance(database, SqliteDatabase):  # as in _execute: name the refused one
+                verify_references(refs, tenant_id, database)
+            else:
+                refused_by_database(exc, database_checked(refs, database), tenant_id)
             raise
 
 
