@@ -19,6 +19,7 @@ from playhouse.pwasyncio import AsyncPostgresqlDatabase, AsyncSqliteDatabase
 
 import relay_peewee
 from relay_peewee import (
+    ConfigurationError,
     CrossTenantWrite,
     RelayError,
     TenantRequired,
@@ -215,3 +216,12 @@ def test_the_literal_form_of_the_setting_round_trips_any_id(
     assert relay_db.execute_sql(sql).fetchone()[0] == tenant_id
     with pytest.raises(ValueError):
         tenant_setting_literal_sql("nul\x00")
+
+
+def test_the_async_model_methods_on_a_sync_database_say_so(two_tenants: TenantPair) -> None:
+    async def main() -> None:
+        async with tenant_context(two_tenants.a):
+            with pytest.raises(ConfigurationError, match="asyncio database"):
+                await Skill.aget(Skill.slug == SAMPLE_SLUGS[0])
+
+    asyncio.run(main())
