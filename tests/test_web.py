@@ -343,3 +343,52 @@ def test_non_http_scopes_pass_through_untouched() -> None:
     asyncio.run(middleware({"type": "lifespan"}, None, None))  # type: ignore[arg-type]
     asyncio.run(middleware({"type": "websocket"}, None, None))  # type: ignore[arg-type]
     assert received == ["lifespan", "websocket"]
+
+
+def test_starlette_on_an_asyncio_database(tenants: TenantPair, relay_db: Database) -> None:
+    """The pattern the README gives for ASGI: pwasyncio, a connection per request task."""
+    from contextlib import asynccontextmanager
+
+    from playhouse.pwasyncio import AsyncPostgresqlDatabase, AsyncSqliteDatabase
+
+    import relay_peewee
+
+    a, b = tenants.a, tenants.b
+    if is_postgres(relay_db):
+        db: Any = AsyncPostgresqlDatabase(relay_db.database, **relay_db.connect_params)
+    else:
+        db = AsyncSqliteDatabase(relay_db.database, pragmas={"foreign_keys": 1})
+    relay_db.close()
+
+    async def skills(request: Request) -> JSONResponse:
+        rows = await db.list(Skill.select())
+        first = await Skill.aget(Skill.slug == SAMPLE_SLUGS[0])
+        return JSONResponse(
+            {"owners": sorted({s.tenant_id for s in rows}), "first": first.tenant_id}
+        )
+
+    @asynccontextmanager
+    async def lifespan(app: Any) -> Any:
+        yield
+        await db.close_pool()
+
+    resolve = first_of(by_api_key(), by_host(ROOT))
+    app = Starlette(
+        routes=[Route("/skills", skills)],
+        middleware=[Middleware(asgi.TenantMiddleware, resolve=resolve)],
+        lifespan=lifespan,
+    )
+    relay_peewee.connect(db)
+    try:
+        with TestClient(app, base_url=f"http://{a.slug}.{ROOT}") as client:
+            assert client.get("/skills").json() == {"owners": [a.id], "first": a.id}
+            headers = {"Host": f"{b.slug}.{ROOT}"}
+            assert client.get("/skills", headers=headers).json() == {
+                "owners": [b.id],
+                "first": b.id,
+            }
+            headers["Authorization"] = f"Bearer {KEY_A}"  # the key wins over the host
+            assert client.get("/skills", headers=headers).json()["owners"] == [a.id]
+            assert client.get("/skills", headers={"Host": f"gone.{ROOT}"}).status_code == 404
+    finally:
+        relay_peewee.connect(relay_db)
