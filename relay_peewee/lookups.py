@@ -68,7 +68,7 @@ def hash_api_key(raw_key: str) -> str:
 # ... RETURNING does the lookup and the stamp together.
 _SQLITE_API_KEY = (
     'UPDATE "api_keys" SET "last_used_at" = ? WHERE "key_hash" = ? AND "revoked_at" IS NULL'
-    ' AND ("expires_at" IS NULL OR "expires_at" > ?)'
+    ' AND ("expires_at" IS NULL OR julianday("expires_at") > julianday(?))'
     ' RETURNING "tenant_id", "user_id", "id"'
 )
 _POSTGRES_API_KEY = "SELECT tenant_id, user_id, key_id FROM relay_find_api_key(%s)"
@@ -88,7 +88,8 @@ def api_key_lookup_statement(db: Database | DatabaseProxy, raw_key: str) -> tupl
     key_hash = hash_api_key(raw_key)
     if is_postgres(db):
         return _POSTGRES_API_KEY, [key_hash]
-    # Stored as peewee writes a naive UTC datetime, so text order is time order.
+    # Naive UTC, as peewee writes it; julianday() reads either separator and
+    # an offset, and an unreadable expires_at compares as expired.
     now = str(datetime.now(timezone.utc).replace(tzinfo=None))
     return _SQLITE_API_KEY, [now, key_hash, now]
 

@@ -216,3 +216,29 @@ def test_audit_checks_the_lookup_functions(pg_url: str) -> None:
         assert "relay_find_api_key(text) is missing" in findings()[0]
     finally:
         db.close()
+
+
+@pytest.mark.sqlite_only
+def test_sqlite_expiry_reads_any_iso_spelling(tmp_path: object) -> None:
+    from relay_peewee.commands import migrate
+
+    db = open_database(f"sqlite:///{tmp_path}/keys.db")
+    try:
+        migrate(db)
+        tenant = "default-tenant-000-0000-000000000000"
+        db.execute_sql("INSERT INTO users (id, email, tenant_id) VALUES ('u', 'u@x', ?)", (tenant,))
+        for raw, expires in (
+            ("rlk_t_past", "2000-01-01T00:00:00+00:00"),
+            ("rlk_t_future", "2999-01-01T00:00:00Z"),
+            ("rlk_garbage", "next tuesday"),
+        ):
+            db.execute_sql(
+                "INSERT INTO api_keys (id, user_id, key_hash, key_prefix, expires_at, tenant_id)"
+                " VALUES (?, 'u', ?, 'p', ?, ?)",
+                (raw, hash_api_key(raw), expires, tenant),
+            )
+        assert find_api_key(db, "rlk_t_past") is None
+        assert find_api_key(db, "rlk_t_future") == ApiKeyMatch(tenant, "u", "rlk_t_future")
+        assert find_api_key(db, "rlk_garbage") is None  # unreadable: refused, not accepted
+    finally:
+        db.close()

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from conftest import PG_ADMIN_DB, PG_HOST, PG_PORT, PG_USER, Legacy
 from legacy import EXTRA_INDEX
-from peewee import Database
+from peewee import Database, IntegrityError
 from schema import TENANT_TABLES, fingerprint, scalar
 
 import relay_peewee
@@ -247,3 +247,84 @@ def test_fresh_sqlite_has_relays_indexes_and_nullability(tmp_path: Path) -> None
         )
     finally:
         db.close()
+
+
+@pytest.mark.postgres_only
+def test_timestamptz_change_keeps_instants_and_rewrites_nothing(pg_legacy: Legacy) -> None:
+    db = pg_legacy.db
+    migrate(db, "0008")
+    before = {
+        t: scalar(db, "SELECT relfilenode FROM pg_class WHERE oid = to_regclass(%s)", (t,))
+        for t in ("ratings", "skill_versions", "skill_reviews")
+    }
+    epoch = {
+        t: db.execute_sql(
+            f"SELECT id, extract(epoch FROM created_at AT TIME ZONE 'UTC') FROM {t} ORDER BY id"
+        ).fetchall()
+        for t in before
+    }
+    migrate(db)
+    for table, filenode in before.items():
+        after = scalar(db, "SELECT relfilenode FROM pg_class WHERE oid = to_regclass(%s)", (table,))
+        assert after == filenode, f"{table} was rewritten"
+        assert (
+            db.execute_sql(
+                f"SELECT id, extract(epoch FROM created_at) FROM {table} ORDER BY id"
+            ).fetchall()
+            == epoch[table]
+        )
+
+
+@pytest.mark.postgres_only
+def test_relays_own_timestamp3_is_kept(pg_legacy: Legacy) -> None:
+    db = pg_legacy.db
+    db.execute_sql(
+        "ALTER TABLE ratings ALTER COLUMN created_at TYPE timestamp(3) with time zone"
+        " USING created_at AT TIME ZONE 'UTC'"
+    )
+    migrate(db)
+    assert _pg_catalog(db)["ratings"]["column created_at"][0] == "timestamp(3) with time zone"
+
+
+def test_rollback_of_0010_drops_defaults_and_functions_keeps_relays_schema(
+    migrated_db: Database,
+) -> None:
+    from relay_peewee.commands import rollback
+
+    db = migrated_db
+    assert rollback(db, "10") == ["0010_relay_app_compat"]
+    with pytest.raises(IntegrityError), db.atomic():  # id and is_active have no default
+        db.execute_sql("INSERT INTO tenants (name, slug) VALUES ('n', 'no-defaults')")
+    catalog = _catalog(db)
+    assert "index api_keys_user_id_idx" in catalog["api_keys"]
+    assert catalog["skill_versions"]["column description"][1] is True
+    if is_postgres(db):
+        assert scalar(db, "SELECT to_regprocedure('relay_find_api_key(text)')") is None
+    assert migrate(db).applied == ["0010_relay_app_compat"]
+    db.execute_sql("INSERT INTO tenants (name, slug) VALUES ('n', 'defaults-again')")
+
+
+@pytest.mark.postgres_only
+def test_online_0010_ends_like_the_transactional_one_and_resumes(pg_legacy: Legacy) -> None:
+    from conftest import build_legacy
+
+    db = pg_legacy.db
+    migrate(db, "0008")
+    # nullable, as the old baseline made it; and as if an earlier --online
+    # run stopped after its first NOT NULL step
+    db.execute_sql("ALTER TABLE skill_versions ALTER COLUMN description DROP NOT NULL")
+    db.execute_sql(
+        "ALTER TABLE skill_versions ADD CONSTRAINT skill_versions_description_not_null"
+        " CHECK (description IS NOT NULL) NOT VALID"
+    )
+    migrate(db, online=True)
+    server = f"postgresql://{PG_USER}@{PG_HOST}:{PG_PORT}/{PG_ADMIN_DB}"
+    with throwaway_postgres_database(server) as url:
+        other = build_legacy(url, "postgres", "drizzle", n_skills=3).db
+        try:
+            migrate(other)
+            assert _pg_catalog(db) == _pg_catalog(other)
+        finally:
+            other.close()
+    assert scalar(db, "SELECT to_regprocedure('relay_find_tenant(text, text)')") is not None
+    db.execute_sql("INSERT INTO tenants (name, slug) VALUES ('Online', 'online')")
