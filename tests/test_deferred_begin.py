@@ -12,10 +12,12 @@ from typing import Any
 
 import psycopg2.extensions
 import pytest
-from peewee import Database
+from peewee import Database, PostgresqlDatabase
 
+import relay_peewee
 from relay_peewee import tenant_context
 from relay_peewee.db import is_postgres
+from relay_peewee.deferred_begin import deferred_class
 from relay_peewee.models import Skill
 from relay_peewee.testing import (
     SAMPLE_SLUGS,
@@ -151,3 +153,29 @@ def test_under_rls_nothing_is_visible_after_a_deferred_context(
     with tenant_context(two_tenants.a):
         assert relay_db.execute_sql("SELECT count(*) FROM skills").fetchone()[0] > 0
     assert relay_db.execute_sql("SELECT count(*) FROM skills").fetchone()[0] == 0
+
+
+def test_under_another_isolation_level_every_statement_opens_the_transaction(
+    two_tenants: TenantPair, relay_db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A snapshot must span the block: no read runs on its own there."""
+    if not is_postgres(relay_db):
+        pytest.skip("SQLite contexts send nothing")
+    level = psycopg2.extensions.ISOLATION_LEVEL_REPEATABLE_READ
+    db = deferred_class(PostgresqlDatabase)(
+        relay_db.database, isolation_level=level, **relay_db.connect_params
+    )
+    log: list[str] = []
+    real = db.cursor
+    monkeypatch.setattr(db, "cursor", lambda *a, **k: _Recording(real(*a, **k), log))
+    relay_peewee.connect(db)
+    try:
+        with tenant_context(two_tenants.a):
+            assert Skill.get(Skill.slug == SAMPLE_SLUGS[0]).tenant_id == two_tenants.a.id
+        assert log[0].startswith(
+            "BEGIN TRANSACTION ISOLATION LEVEL REPEATABLE READ; SELECT set_config("
+        )
+        assert log[-1] == "COMMIT"
+    finally:
+        db.close()
+        relay_peewee.connect(relay_db)
