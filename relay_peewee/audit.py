@@ -11,7 +11,20 @@ with what every model declares:
   (validated) foreign key to ``tenants(id)`` and leads a valid index;
 * its per-tenant uniques exist, the global uniques they replaced are gone,
   and the uniques declared global (``users.email``) are still there;
-* tables with no model are listed as information.
+* tables with no model are listed as information;
+* ``audit_logs`` is append-only, and (0009) cannot be rewritten by REPLACE
+  on SQLite, is isolated per tenant and timestamped by the database on
+  PostgreSQL;
+* no row breaks a foreign key (SQLite ``foreign_key_check``: rows written by a
+  client with ``foreign_keys`` off) and no tenant-consistent key is NOT VALID;
+* PostgreSQL: every tenant table's ``tenant_isolation`` policy is the one the
+  migration wrote and no other permissive policy widens it; no view,
+  materialized view, SECURITY DEFINER function or rule lets the application
+  role read or write tenant tables with its owner's rights (except the
+  project's own functions, ``migrator.known_objects``); the application role
+  (``app_role``, default ``relay_app`` when it exists) is not superuser,
+  BYPASSRLS, an owner, a member of such a role (the opt-in ``relay_admin``
+  grant is a warning), nor able to write ``tenants``.
 
 With ``citus=True`` it also reports what would stop the schema from being
 distributed by ``tenant_id`` on Citus. Each finding is one line that ends
@@ -22,6 +35,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import re
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, replace
@@ -33,19 +47,22 @@ from playhouse.migrate import make_index_name
 from .db import is_postgres, unwrap
 from .fields import TenantForeignKeyField
 from .migrator import HISTORY_TABLE, MigrationRunner
-from .migrator.backends import POLICY
+from .migrator.backends import POLICY, POLICY_PREDICATE
 from .migrator.catalog import (
     ForeignKey,
     Index,
+    PostgresCatalog,
+    SqliteCatalog,
+    catalog_for,
     columns,
     foreign_keys,
-    has_policy,
     indexes,
     primary_key,
     refused_operations,
-    row_security,
 )
+from .migrator.known_objects import KNOWN_FUNCTIONS, matches
 from .models import MODELS, AuditLog, Tenant
+from .roles import APP_ROLE
 from .tenancy import TENANT_COLUMN, TenantModel
 
 __all__ = ["SEVERITIES", "Finding", "audit_schema", "count_by_severity", "report"]
@@ -69,19 +86,38 @@ def audit_schema(
     *,
     citus: bool = False,
     strict: bool = False,
+    app_role: str | None = None,
+    admin_role: str = "relay_admin",
 ) -> list[Finding]:
     """Audit ``db`` against relay_peewee's models plus ``models``; errors first.
 
     ``strict`` turns warnings (the Citus rules, undeclared global uniques)
-    into errors, for a CI job that must fail on them.
+    into errors, for a CI job that must fail on them. ``app_role``
+    (PostgreSQL) is the role the application connects as; by default
+    ``relay_app`` when that role exists, else its checks are skipped.
     """
     db = unwrap(db)
     audited: list[type[Model]] = [*MODELS, *(m for m in models or () if m not in MODELS)]
     # sqlite_sequence and sqlite_stat* belong to SQLite itself.
     tables = {t for t in db.get_tables() if not t.startswith("sqlite_")}
-    findings = _history(db, tables) + _append_only(db, tables) + _lookup_functions(db, tables)
+    catalog = catalog_for(db)
+    findings = _history(db, tables) + _append_only(db, tables) + _audit_log(catalog, tables)
+    findings += _lookup_functions(db, tables)
     for model in audited:
         findings += _model(db, model, tables)
+    if isinstance(catalog, SqliteCatalog):
+        findings += _foreign_key_violations(catalog)
+    else:
+        tenant_tables = tuple(
+            m._meta.table_name
+            for m in audited
+            if issubclass(m, TenantModel) and m._meta.table_name in tables
+        )
+        rls_tables = (*tenant_tables, AuditLog._meta.table_name)
+        role = _app_role(catalog, app_role)
+        findings += _privileged_objects(catalog, rls_tables, role, _lookup_function_names(db))
+        if role is not None:
+            findings += _app_role_rights(catalog, role, admin_role, rls_tables)
     modelled = {m._meta.table_name for m in audited} | {HISTORY_TABLE}
     findings += [_unmodelled(db, t) for t in sorted(tables - modelled)]
     if citus:
@@ -229,7 +265,15 @@ def _model(db: Database, model: type[Model], tables: set[str]) -> list[Finding]:
 def _tenant_references(db: Database, model: type[Model], table: str, fix: str) -> list[Finding]:
     """Each TenantForeignKeyField must be (tenant_id, col) -> parent (tenant_id, id)."""
     out = []
-    present = {(fk.columns, fk.ref_table, fk.ref_columns) for fk in foreign_keys(db, table)}
+    keys = foreign_keys(db, table)
+    present = {(fk.columns, fk.ref_table, fk.ref_columns) for fk in keys}
+    for fk in keys:
+        if not fk.validated and TENANT_COLUMN in fk.columns and fk.columns != (TENANT_COLUMN,):
+            msg = (
+                f"foreign key {fk.name} is NOT VALID: rows older than it may point into "
+                f"another tenant; fix: ALTER TABLE {table} VALIDATE CONSTRAINT {fk.name}"
+            )
+            out.append(Finding("error", table, "tenant-reference-not-valid", msg))
     for field in model._meta.sorted_fields:
         if not isinstance(field, TenantForeignKeyField):
             continue
@@ -250,16 +294,218 @@ def _tenant_references(db: Database, model: type[Model], table: str, fix: str) -
 
 
 def _row_level_security(db: Database, table: str, fix: str) -> list[Finding]:
-    enabled, forced = row_security(db, table)
-    if not has_policy(db, table, POLICY):
+    catalog = PostgresCatalog(db)
+    enabled, forced = catalog.row_security(table)
+    policies = catalog.policies(table)
+    if not any(p.name == POLICY for p in policies):
         msg = f"no row-level security policy {POLICY}; fix: {fix}"
         return [Finding("error", table, "rls-policy", msg)]
+    out = []
     if not (enabled and forced):
         state = "forced" if enabled else "enabled"
         msg = f"row-level security is not {state}, so the policy binds nobody (or not the owner)"
         msg += f"; fix: ALTER TABLE {table} ENABLE ROW LEVEL SECURITY, FORCE ROW LEVEL SECURITY"
-        return [Finding("error", table, "rls-forced", msg)]
-    return []
+        out.append(Finding("error", table, "rls-forced", msg))
+    expected = _expression(POLICY_PREDICATE)
+    for policy in policies:
+        if policy.name == POLICY:
+            if (
+                policy.command != "ALL"
+                or policy.roles != ("public",)
+                or not policy.permissive
+                or _expression(policy.using) != expected
+                or _expression(policy.with_check) != expected
+            ):
+                msg = (
+                    f"policy {POLICY} is not the one the migration wrote (FOR {policy.command} "
+                    f"TO {', '.join(policy.roles)} USING {policy.using} WITH CHECK "
+                    f"{policy.with_check}); fix: DROP POLICY {POLICY} ON {table}; CREATE POLICY "
+                    f"{POLICY} ON {table} USING ({POLICY_PREDICATE}) WITH CHECK "
+                    f"({POLICY_PREDICATE})"
+                )
+                out.append(Finding("error", table, "rls-policy-changed", msg))
+        elif policy.permissive:
+            # Permissive policies are OR-ed: any one of them lets a row through.
+            msg = (
+                f"permissive policy {policy.name} (USING {policy.using}) is OR-ed with "
+                f"{POLICY} and widens what a tenant sees or writes; fix: DROP POLICY "
+                f"{policy.name} ON {table}, or recreate it AS RESTRICTIVE"
+            )
+            out.append(Finding("error", table, "rls-extra-policy", msg))
+    return out
+
+
+def _expression(sql: str | None) -> str:
+    """A policy expression without what PostgreSQL's deparser adds (casts, parentheses)."""
+    return re.sub(r"::[a-z ]+|[\s()]", "", sql or "")
+
+
+def _audit_log(catalog: SqliteCatalog | PostgresCatalog, tables: set[str]) -> list[Finding]:
+    """audit_logs as migration 0009 leaves it: not rewritable, per tenant, the database's clock."""
+    table = AuditLog._meta.table_name
+    if table not in tables:
+        return []
+    triggers = catalog.triggers(table)
+    out = []
+    if isinstance(catalog, SqliteCatalog):
+        if "audit_logs_no_replace" not in triggers:
+            msg = "REPLACE can rewrite an audit event (it deletes without DELETE triggers)"
+            msg += f"; fix: {MIGRATE}"
+            out.append(Finding("error", table, "audit-replace", msg))
+    else:
+        out += _row_level_security(catalog.db, table, MIGRATE)
+    if "audit_logs_created_at" not in triggers:
+        msg = "the writer of an audit event chooses its created_at (it can backdate it)"
+        msg += f"; fix: {MIGRATE}"
+        out.append(Finding("error", table, "audit-created-at", msg))
+    return out
+
+
+def _foreign_key_violations(catalog: SqliteCatalog) -> list[Finding]:
+    """Rows a client with foreign_keys off wrote: they may point into another tenant."""
+    found: dict[tuple[str, str], list[int]] = {}
+    for table, rowid, parent in catalog.foreign_key_violations():
+        found.setdefault((table, parent), []).append(rowid)
+    out = []
+    for (table, parent), rowids in sorted(found.items()):
+        shown = ", ".join(map(str, rowids[:5])) + (", ..." if len(rowids) > 5 else "")
+        msg = (
+            f"{len(rowids)} row(s) break the foreign key to {parent} (rowid {shown}), written "
+            f"while foreign_keys was off: they may point at another tenant's row or at none; "
+            f"fix: correct or delete them (PRAGMA foreign_key_check('{table}') lists them)"
+        )
+        out.append(Finding("error", table, "foreign-key-violation", msg))
+    return out
+
+
+def _app_role(catalog: PostgresCatalog, app_role: str | None) -> str | None:
+    if app_role is not None:
+        return app_role
+    return APP_ROLE if catalog.role(APP_ROLE) is not None else None
+
+
+def _lookup_function_names(db: Database) -> frozenset[tuple[str, str]]:
+    """(schema, name) of 0010's lookups, where ``_lookup_functions`` looks for them."""
+    migration = importlib.import_module(f"relay_peewee.migrations.{_LOOKUPS_MIGRATION}")
+    schema = db.execute_sql("SELECT current_schema()").fetchone()[0]
+    return frozenset((schema, signature.split("(")[0]) for signature in migration.FUNCTIONS)
+
+
+def _privileged_objects(
+    catalog: PostgresCatalog,
+    tables: tuple[str, ...],
+    role: str | None,
+    checked_elsewhere: frozenset[tuple[str, str]] = frozenset(),
+) -> list[Finding]:
+    """Objects that read or write tenant tables with their owner's rights (which bypass RLS).
+
+    ``checked_elsewhere`` names functions another check compares in full
+    (0010's lookups: ``_lookup_functions`` checks body, settings, owner and
+    grants), so they are not reported twice.
+    """
+    who = role or "PUBLIC"
+    revoke_from = f"PUBLIC, {role}" if role else "PUBLIC"
+    out = []
+    for view in catalog.views_reading(tables, role):
+        name = f"{view.schema}.{view.name}"
+        if view.kind == "view" and not view.hardened:
+            msg = (
+                f"view {name} reads tenant tables as its owner, who bypasses row-level "
+                f"security, and {who} may select from it: every tenant's rows; fix: "
+                f"ALTER VIEW {name} SET (security_invoker = true)"
+            )
+            out.append(Finding("error", name, "privileged-view", msg))
+        elif view.kind == "materialized view":
+            msg = (
+                f"materialized view {name} stores rows of every tenant, read as its owner, and "
+                f"{who} may select from it; fix: REVOKE ALL ON {name} FROM {revoke_from} "
+                "(or drop it and query a security_invoker view)"
+            )
+            out.append(Finding("error", name, "privileged-matview", msg))
+    for function in catalog.security_definers(role):
+        if (function.schema, function.name) in checked_elsewhere:
+            continue
+        signature = f"{function.schema}.{function.name}({function.arguments})"
+        known = KNOWN_FUNCTIONS.get(function.name)
+        if known is not None and matches(known, function.arguments, function.body):
+            if function.hardened and not function.public:
+                continue
+            msg = (
+                f"relay_peewee's function {signature} must pin its search_path and not be "
+                f"executable by PUBLIC; fix: ALTER FUNCTION {signature} SET search_path = "
+                f"pg_catalog, public; REVOKE EXECUTE ON FUNCTION {signature} FROM PUBLIC"
+            )
+            out.append(Finding("error", signature, "security-definer", msg))
+            continue
+        what = (
+            "differs from the definition relay_peewee created"
+            if known is not None
+            else "runs as its owner, who bypasses row-level security"
+        )
+        msg = (
+            f"SECURITY DEFINER function {signature} {what}, and {who} may execute it: it can "
+            f"read or write any tenant's rows; fix: ALTER FUNCTION {signature} SECURITY "
+            f"INVOKER, or REVOKE EXECUTE ON FUNCTION {signature} FROM {revoke_from}"
+        )
+        out.append(Finding("error", signature, "security-definer", msg))
+    for rule in catalog.rules_touching(tables):
+        name, _on, table = rule.name.partition(" ON ")
+        msg = (
+            f"rule {name} on {rule.schema}.{table} runs its action with the table owner's "
+            f"rights, past row-level security; fix: DROP RULE {name} ON {rule.schema}.{table} "
+            "(a trigger does the same work under the caller's rights)"
+        )
+        out.append(Finding("error", f"{rule.schema}.{table}", "privileged-rule", msg))
+    return out
+
+
+def _app_role_rights(
+    catalog: PostgresCatalog, role: str, admin_role: str, tables: tuple[str, ...]
+) -> list[Finding]:
+    """The application role must be bound by row-level security and unable to leave it."""
+    info = catalog.role(role)
+    where = f"role {role}"
+    if info is None:
+        msg = f"no such role; fix: `relay-peewee roles --app-role {role} --apply`, or --app-role"
+        return [Finding("error", where, "app-role-missing", msg)]
+    out = []
+    if info.superuser:
+        msg = f"{role} is a superuser: row-level security does not bind it; "
+        msg += f"fix: ALTER ROLE {role} NOSUPERUSER"
+        out.append(Finding("error", where, "app-role-superuser", msg))
+    if info.bypassrls:
+        msg = f"{role} has BYPASSRLS: it sees every tenant; fix: ALTER ROLE {role} NOBYPASSRLS"
+        out.append(Finding("error", where, "app-role-bypassrls", msg))
+    owned = [t for t in (*tables, Tenant._meta.table_name) if t in info.owns]
+    if owned:
+        msg = (
+            f"{role} owns {', '.join(owned)}: an owner can disable or drop row-level security; "
+            f"fix: ALTER TABLE ... OWNER TO the migrating role, for each of them"
+        )
+        out.append(Finding("error", where, "app-role-owner", msg))
+    for member_of in info.bypass_memberships:
+        if member_of == admin_role:
+            msg = (
+                f"{role} may SET ROLE {admin_role} (the opt-in grant for unscoped()): any SQL "
+                f"the application sends can leave its tenant; fix: REVOKE {admin_role} FROM "
+                f"{role} and give unscoped() its own connection (connect(url, admin_url=...))"
+            )
+            out.append(Finding("warning", where, "app-role-set-role", msg))
+        else:
+            msg = (
+                f"{role} is a member of {member_of}, which bypasses row-level security; "
+                f"fix: REVOKE {member_of} FROM {role}"
+            )
+            out.append(Finding("error", where, "app-role-member", msg))
+    tenants = Tenant._meta.table_name
+    writes = sorted(catalog.table_privileges(role, tenants) - {"SELECT"})
+    if writes:
+        msg = (
+            f"{role} may {', '.join(writes)} tenants: any tenant could rename, deactivate or "
+            f"create tenants; fix: REVOKE {', '.join(writes)} ON {tenants} FROM {role}"
+        )
+        out.append(Finding("error", tenants, "app-role-tenants", msg))
+    return out
 
 
 def _append_only(db: Database, tables: set[str]) -> list[Finding]:

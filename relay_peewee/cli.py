@@ -260,11 +260,31 @@ def tenants_list(database: str | None, as_json: bool) -> None:
     "--citus", is_flag=True, help="Also check the rules for distributing by tenant_id on Citus."
 )
 @click.option("--strict", is_flag=True, help="Count warnings (e.g. the Citus rules) as errors.")
-def audit(database: str | None, as_json: bool, citus: bool, strict: bool) -> None:
+@click.option(
+    "--app-role",
+    default=None,
+    help="PostgreSQL: the role the application connects as (default: relay_app, if it exists).",
+)
+@click.option(
+    "--admin-role",
+    default="relay_admin",
+    show_default=True,
+    help="PostgreSQL: the BYPASSRLS role unscoped() uses.",
+)
+def audit(
+    database: str | None,
+    as_json: bool,
+    citus: bool,
+    strict: bool,
+    app_role: str | None,
+    admin_role: str,
+) -> None:
     """Check that the live database isolates tenants: exit 1 on errors, 2 if unreadable."""
     try:
         with _database(database) as db:
-            findings = audit_schema(db, citus=citus, strict=strict)
+            findings = audit_schema(
+                db, citus=citus, strict=strict, app_role=app_role, admin_role=admin_role
+            )
     except (RelayError, DatabaseError, InterfaceError) as exc:
         # Exit 2, not the usual 1: a gate must tell "could not look" from "found errors".
         click.echo(f"Error: cannot audit the database: {_one_line(exc)}", err=True)
@@ -279,30 +299,38 @@ def audit(database: str | None, as_json: bool, citus: bool, strict: bool) -> Non
 @click.option("--app-role", default="relay_app", show_default=True, help="Role the app logs in as.")
 @click.option("--admin-role", default="relay_admin", show_default=True, help="The BYPASSRLS role.")
 @click.option(
-    "--no-unscoped",
+    "--allow-set-role",
     is_flag=True,
-    help="Do not grant the admin role to the app role: unscoped() then fails in the app.",
+    help="Opt in: grant the admin role to the app role, so unscoped() can SET ROLE to it "
+    "(and so can any SQL the app sends). Default: unscoped() uses its own admin connection.",
 )
+@click.option("--no-unscoped", is_flag=True, hidden=True, help="The default now; ignored.")
 @click.option(
     "--apply", is_flag=True, help="Run the SQL (needs a superuser) instead of printing it."
 )
 @_user_errors
 def roles(
-    database: str | None, app_role: str, admin_role: str, no_unscoped: bool, apply: bool
+    database: str | None,
+    app_role: str,
+    admin_role: str,
+    allow_set_role: bool,
+    no_unscoped: bool,
+    apply: bool,
 ) -> None:
     """PostgreSQL: print (or --apply) the SQL creating the app and admin roles for RLS."""
     from .roles import create_roles, role_statements
 
     if not apply:
-        for statement in role_statements(app_role, admin_role, allow_unscoped=not no_unscoped):
+        for statement in role_statements(app_role, admin_role, allow_set_role=allow_set_role):
             click.echo(f"{statement};")
         return
     with _database(database) as db:
         if not is_postgres(db):
             raise click.ClickException("roles are a PostgreSQL feature; SQLite has none")
-        create_roles(db, app_role, admin_role, allow_unscoped=not no_unscoped)
+        create_roles(db, app_role, admin_role, allow_set_role=allow_set_role)
     click.echo(f"roles {app_role} and {admin_role} are ready; set a password with:")
     click.echo(f"  ALTER ROLE {app_role} PASSWORD '...';")
+    click.echo(f"  ALTER ROLE {admin_role} PASSWORD '...';  -- unscoped()'s own connection")
 
 
 def main() -> None:

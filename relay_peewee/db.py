@@ -3,23 +3,35 @@
 All models are declared against ``database_proxy``; ``connect()`` opens the
 real database (through ``playhouse.db_url``) and points the proxy at it, so
 an application and the CLI configure the models the same way.
+
+Two things a multi-tenant application needs from its connections live here
+too: ``postgresql+pool://`` opens a pool that resets every connection's
+session state when it is checked in (``SessionResettingPool``), and
+``connect(url, admin_url=...)`` names the connection ``unscoped()`` opens
+to see every tenant, so the application role itself never needs a way out.
 """
 
 from __future__ import annotations
 
 import importlib.util
+import logging
 import os
+import weakref
 from typing import Any
 from urllib.parse import urlparse
 
 from peewee import Database, DatabaseProxy, PostgresqlDatabase, SqliteDatabase
 from playhouse import db_url
+from playhouse.pool import PooledPostgresqlDatabase
 
 from .deferred_begin import deferred_class
 from .errors import ConfigurationError
 
 __all__ = [
+    "ADMIN_URL_ENV",
     "DEFAULT_URL",
+    "SessionResettingPool",
+    "admin_database",
     "connect",
     "database_proxy",
     "is_postgres",
@@ -29,12 +41,51 @@ __all__ = [
 ]
 
 DEFAULT_URL = "sqlite:///relay.db"
+# Where connect() finds the URL of unscoped()'s own connection when not given it.
+ADMIN_URL_ENV = "RELAY_ADMIN_DATABASE_URL"
+
+logger = logging.getLogger(__name__)
 
 # SQLite enforces foreign keys only when asked to, per connection. Without
 # this pragma a row pointing at a missing tenant would be accepted silently.
 SQLITE_PRAGMAS = {"foreign_keys": 1, "busy_timeout": 10_000}
 
 database_proxy = DatabaseProxy()
+
+# Application database -> the database unscoped() connects to (admin role).
+_admin_databases: weakref.WeakKeyDictionary[Database, Database] = weakref.WeakKeyDictionary()
+
+
+class SessionResettingPool(PooledPostgresqlDatabase):
+    """``postgresql+pool://``: every connection is reset when it is checked in.
+
+    A pooled connection outlives the request that used it. ``tenant_context``
+    sets its tenant transaction-locally, but raw SQL can set a session-level
+    tenant (``set_config(..., false)``), ``SET ROLE``, or leave temporary
+    tables and prepared statements behind; the next checkout would inherit
+    them. ``DISCARD ALL`` drops all of it (and ``SET SESSION AUTHORIZATION
+    DEFAULT`` undoes any role switch). It cannot run inside a transaction,
+    so peewee's own check-in (which rolls back what was left open) runs
+    first; a connection that cannot be reset is closed, not pooled.
+    """
+
+    def _can_reuse(self, conn: Any) -> bool:
+        if not super()._can_reuse(conn):
+            return False
+        autocommit = conn.autocommit
+        try:
+            conn.autocommit = True
+            with conn.cursor() as cursor:
+                cursor.execute("DISCARD ALL")
+        except Exception:
+            logger.warning("could not reset a pooled connection; closing it", exc_info=True)
+            return False
+        finally:
+            try:
+                conn.autocommit = autocommit
+            except Exception:
+                return False
+        return True
 
 
 def resolve_url(url: str | None = None) -> str:
@@ -84,14 +135,16 @@ def open_database(url: str | None = None, *, must_exist: bool = False) -> Databa
             "PostgreSQL needs its driver: pip install 'relay_peewee[postgres]' (psycopg2)"
         )
     try:
-        db: Database = db_url.connect(url, **kwargs)
-        deferred = deferred_class(db_class)
-        if deferred is not db_class:
-            # PostgreSQL: a tenant context's BEGIN rides on its first
-            # statement. Built with the URL's parameters, as db_url.connect
-            # (above) checked them, rather than registered in playhouse's
-            # scheme table, which is everyone's.
-            db = deferred(**{**db_url.parse(url), **kwargs})
+        target = SessionResettingPool if db_class is PooledPostgresqlDatabase else db_class
+        # PostgreSQL: a tenant context's BEGIN rides on its first statement
+        # (deferred_begin). Built with the URL's parameters rather than
+        # registered in playhouse's scheme table, which is everyone's.
+        target = deferred_class(target)
+        if target is db_class:
+            db: Database = db_url.connect(url, **kwargs)
+        else:
+            db_url.connect(url, **kwargs)  # its checks of the URL, nothing opened
+            db = target(**{**db_url.parse(url), **kwargs})
     except (ImportError, RuntimeError, ValueError) as exc:
         detail = str(exc).replace(url, shown)
         raise ConfigurationError(f"cannot open {shown!r}: {detail}") from None
@@ -103,20 +156,40 @@ def open_database(url: str | None = None, *, must_exist: bool = False) -> Databa
     return db
 
 
-def connect(url: str | Database | None = None) -> Database:
+def connect(url: str | Database | None = None, *, admin_url: str | None = None) -> Database:
     """Open the database and bind every relay_peewee model (and TenantModel) to it.
 
     ``url`` may also be a database opened by the application, e.g. a
     ``playhouse.pwasyncio`` ``AsyncPostgresqlDatabase`` or
     ``AsyncSqliteDatabase`` (``pragmas={"foreign_keys": 1}`` on SQLite): it is
     bound as it is, and connects on its first query.
+
+    ``admin_url`` (else ``$RELAY_ADMIN_DATABASE_URL``) is the database as a
+    role that bypasses row-level security (``relay_admin``): ``unscoped()``
+    opens its own connection there, so the application role needs no way
+    out of its tenant. Checked now, connected only while ``unscoped`` runs.
     """
-    if isinstance(url, Database):
-        database_proxy.initialize(url)
-        return url
-    db = open_database(url)
+    db = url if isinstance(url, Database) else open_database(url)
+    admin_url = admin_url or os.environ.get(ADMIN_URL_ENV)
+    if admin_url:
+        admin = open_database(admin_url)
+        admin.close()
+        _admin_databases[db] = admin
     database_proxy.initialize(db)
     return db
+
+
+def admin_database(db: Database) -> Database | None:
+    """The database ``unscoped()`` connects to for ``db``, if one was given."""
+    return _admin_databases.get(db)
+
+
+def set_admin_database(db: Database, admin: Database | None) -> None:
+    """Name (or, with None, forget) the admin database ``unscoped()`` uses for ``db``."""
+    if admin is None:
+        _admin_databases.pop(db, None)
+    else:
+        _admin_databases[db] = admin
 
 
 def unwrap(db: Database | DatabaseProxy) -> Database:

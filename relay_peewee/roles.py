@@ -2,11 +2,19 @@
 
 The application must connect as a role that is neither the tables' owner
 nor a superuser nor BYPASSRLS - any of those is not bound by the policies.
-``relay_admin`` is the one role that bypasses them; ``unscoped()`` switches
-to it (``SET LOCAL ROLE``) for the length of its transaction, and only an
-application role that was granted it can do that. Leave the grant out
-(``allow_unscoped=False``) and ``unscoped()`` is impossible from the
-application: maintenance then connects as relay_admin itself.
+``relay_admin`` (``LOGIN BYPASSRLS``) is the one role that bypasses them.
+
+The recommended setup gives the application role no way out of its tenant
+by any SQL it sends: it is not a member of ``relay_admin``, and
+``unscoped()`` opens its own connection as relay_admin
+(``relay_peewee.connect(url, admin_url=...)``). ``allow_set_role=True`` is
+the opt-in alternative of earlier releases: the application role is
+granted relay_admin and ``unscoped()`` switches to it with ``SET LOCAL
+ROLE`` - which any SQL the application sends could do too.
+
+The application role may read ``tenants`` but not write it: creating,
+renaming, deactivating or deleting a tenant is an admin operation (the CLI,
+or ``unscoped``). It may only append to ``audit_logs``.
 """
 
 from __future__ import annotations
@@ -18,7 +26,7 @@ from peewee import Database
 from .errors import RelayError
 from .lookups import LOOKUP_FUNCTIONS
 from .migrator import HISTORY_TABLE
-from .models import MODELS, AuditLog
+from .models import MODELS, AuditLog, Tenant
 
 __all__ = ["ADMIN_ROLE", "APP_ROLE", "create_roles", "role_statements"]
 
@@ -35,21 +43,34 @@ def _create_if_missing(role: str, options: str) -> str:
 
 
 def role_statements(
-    app_role: str = APP_ROLE, admin_role: str = ADMIN_ROLE, *, allow_unscoped: bool = True
+    app_role: str = APP_ROLE, admin_role: str = ADMIN_ROLE, *, allow_set_role: bool = False
 ) -> list[str]:
-    """The SQL that creates both roles and grants them what the ORM needs."""
+    """The SQL that creates both roles and grants them what the ORM needs.
+
+    Re-running it on roles made by an earlier release also takes back what
+    that release granted and this one does not (writes on ``tenants``, the
+    membership in the admin role unless ``allow_set_role``).
+    """
     for role in (app_role, admin_role):
         if not _NAME.match(role):
             raise RelayError(f"invalid role name {role!r}: use lower-case letters, digits, _")
     if app_role == admin_role:
         raise RelayError("the application role and the admin role must differ")
     both = f"{app_role}, {admin_role}"
-    data = ", ".join(m._meta.table_name for m in MODELS if m is not AuditLog)
+    tenants = Tenant._meta.table_name
+    data = ", ".join(m._meta.table_name for m in MODELS if m not in (AuditLog, Tenant))
+    app_options = "NOSUPERUSER NOBYPASSRLS NOCREATEDB NOCREATEROLE"
     statements = [
-        _create_if_missing(admin_role, "NOLOGIN BYPASSRLS"),
-        _create_if_missing(app_role, "LOGIN NOSUPERUSER NOBYPASSRLS NOCREATEDB NOCREATEROLE"),
+        _create_if_missing(admin_role, "LOGIN BYPASSRLS"),
+        _create_if_missing(app_role, f"LOGIN {app_options}"),
+        # A role that existed already keeps its options otherwise.
+        f"ALTER ROLE {admin_role} LOGIN BYPASSRLS",
+        f"ALTER ROLE {app_role} {app_options}",
         f"GRANT USAGE ON SCHEMA public TO {both}",
         f"GRANT SELECT, INSERT, UPDATE, DELETE ON {data} TO {both}",
+        f"GRANT SELECT ON {tenants} TO {app_role}",
+        f"REVOKE INSERT, UPDATE, DELETE, TRUNCATE ON {tenants} FROM {app_role}",
+        f"GRANT SELECT, INSERT, UPDATE, DELETE ON {tenants} TO {admin_role}",
         # The append-only trigger refuses UPDATE/DELETE anyway; the grant
         # says the same thing one layer earlier.
         f"GRANT SELECT, INSERT ON {AuditLog._meta.table_name} TO {both}",
@@ -62,8 +83,10 @@ def role_statements(
             for fn in LOOKUP_FUNCTIONS
         ),
     ]
-    if allow_unscoped:
+    if allow_set_role:
         statements.append(f"GRANT {admin_role} TO {app_role}")
+    else:
+        statements.append(f"REVOKE {admin_role} FROM {app_role}")
     return statements
 
 
@@ -72,10 +95,10 @@ def create_roles(
     app_role: str = APP_ROLE,
     admin_role: str = ADMIN_ROLE,
     *,
-    allow_unscoped: bool = True,
+    allow_set_role: bool = False,
 ) -> list[str]:
-    """Run ``role_statements`` in one transaction; needs a superuser (BYPASSRLS)."""
-    statements = role_statements(app_role, admin_role, allow_unscoped=allow_unscoped)
+    """Run ``role_statements`` in one transaction; needs a superuser."""
+    statements = role_statements(app_role, admin_role, allow_set_role=allow_set_role)
     if HISTORY_TABLE not in db.get_tables():
         raise RelayError("this database has no relay_peewee schema yet: run `relay-peewee migrate`")
     with db.atomic():

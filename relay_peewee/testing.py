@@ -205,23 +205,19 @@ def relay_db(relay_db_url: str, relay_backend: str) -> Iterator[Database]:
         finally:
             db.close()
         return
-    with _application_role(db, relay_db_url) as app_url:
+    with _application_role(db, relay_db_url) as (app_url, admin_url):
         db.close()
-        app = connect(app_url)
-        app.relay_admin_role = _admin_role_of(app_url)  # type: ignore[attr-defined]
+        # The recommended setup: unscoped() on its own admin connection.
+        app = connect(app_url, admin_url=admin_url)
         try:
             yield app
         finally:
             app.close()
 
 
-def _admin_role_of(app_url: str) -> str:
-    return str(urlparse(app_url).username).replace("relay_app_", "relay_admin_")
-
-
 @contextmanager
-def _application_role(owner: Database, url: str) -> Iterator[str]:
-    """Fresh app and admin roles (``relay-peewee roles``); the app role's URL."""
+def _application_role(owner: Database, url: str) -> Iterator[tuple[str, str]]:
+    """Fresh app and admin roles (``relay-peewee roles``); their URLs."""
     from .roles import create_roles
 
     suffix = secrets.token_hex(4)
@@ -234,7 +230,10 @@ def _application_role(owner: Database, url: str) -> Iterator[str]:
     host = parsed.hostname or ""
     port = f":{parsed.port}" if parsed.port else ""
     try:
-        yield urlunparse(parsed._replace(netloc=f"{app}@{host}{port}"))
+        yield (
+            urlunparse(parsed._replace(netloc=f"{app}@{host}{port}")),
+            urlunparse(parsed._replace(netloc=f"{admin}@{host}{port}")),
+        )
     finally:
         # Grants live in this database: drop them before the roles.
         owner.connect(reuse_if_open=True)
@@ -347,8 +346,10 @@ def populate_tenant(tenant: Tenant) -> SampleRows:
 @pytest.fixture
 def two_tenants(relay_db: Database) -> TenantPair:
     """Tenants ``a`` and ``b`` with overlapping sample data on ``relay_db``."""
-    a = Tenant.create(slug="tenant-a", name="Tenant A")
-    b = Tenant.create(slug="tenant-b", name="Tenant B")
+    # Creating a tenant is an admin operation: the application role may not.
+    with bypass_scope(relay_db):
+        a = Tenant.create(slug="tenant-a", name="Tenant A")
+        b = Tenant.create(slug="tenant-b", name="Tenant B")
     return TenantPair(a, b, {a.id: populate_tenant(a), b.id: populate_tenant(b)})
 
 

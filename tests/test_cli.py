@@ -553,7 +553,7 @@ def test_rollback_refusals_at_baseline_and_audit_logs(url: str) -> None:
     execute(
         url,
         "INSERT INTO audit_logs (id, action, created_at) VALUES "
-        "('00000000-0000-4000-8000-000000000001', 'login', '2024-01-01 00:00:00')",
+        "('00000000-0000-4000-8000-000000000001', 'login', CURRENT_TIMESTAMP)",
     )
     before = state(url)
     assert_error(

@@ -35,6 +35,7 @@ ALL = [
     "0006_tenant_references",
     "0007_audit_log_append_only",
     "0008_row_level_security",
+    "0009_isolation_hardening",
     "0010_relay_app_compat",
 ]
 

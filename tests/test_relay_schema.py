@@ -91,7 +91,7 @@ def test_nulls_in_a_column_that_becomes_not_null_are_refused(
     legacy: Legacy, table: str, column: str, statement: str
 ) -> None:
     db = legacy.db
-    migrate(db, "0008")
+    migrate(db, "0009")
     # The legacy builder has Relay's NOT NULL; an older relay_peewee baseline did not.
     if is_postgres(db):
         db.execute_sql(f"ALTER TABLE {table} ALTER COLUMN {column} DROP NOT NULL")

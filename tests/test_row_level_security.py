@@ -138,7 +138,34 @@ def test_the_app_role_cannot_write_another_tenants_rows(roles: Roles) -> None:
         owner.close()
 
 
-def test_the_admin_role_is_the_audited_way_around(roles: Roles) -> None:
+def test_the_app_role_cannot_leave_its_tenant_by_sql(roles: Roles) -> None:
+    conn = _as(roles.app, roles.dbname)
+    try:
+        # The recommended setup: no membership in the admin role.
+        with pytest.raises(psycopg2.Error, match="permission denied to set role"):
+            _rows(conn, f"SET ROLE {roles.admin}")
+        conn.rollback()
+        _set_tenant(conn, DEFAULT_TENANT_ID)
+        with conn.cursor() as cur:
+            cur.execute(
+                "INSERT INTO audit_logs (id, tenant_id, action, created_at) "
+                "VALUES (gen_random_uuid(), %s, 'x', now())",
+                (DEFAULT_TENANT_ID,),
+            )
+            # the app role may only append: no grant, then the trigger
+            with pytest.raises(psycopg2.Error, match="permission denied for table audit_logs"):
+                cur.execute("DELETE FROM audit_logs")
+        conn.rollback()
+    finally:
+        conn.close()
+
+
+def test_set_role_to_the_admin_role_is_an_explicit_opt_in(roles: Roles) -> None:
+    owner = open_database(f"postgresql://{PG_USER}@{PG_HOST}:{PG_PORT}/{roles.dbname}")
+    try:
+        create_roles(owner, roles.app, roles.admin, allow_set_role=True)
+    finally:
+        owner.close()
     conn = _as(roles.app, roles.dbname)
     try:
         _rows(conn, f"SET LOCAL ROLE {roles.admin}")
@@ -146,19 +173,21 @@ def test_the_admin_role_is_the_audited_way_around(roles: Roles) -> None:
         conn.rollback()
         assert _rows(conn, "SELECT id FROM skills") == []  # SET LOCAL ended with it
         conn.rollback()
-        with conn.cursor() as cur:
-            cur.execute(
-                "INSERT INTO audit_logs (id, action, created_at) "
-                "VALUES (gen_random_uuid(), 'x', now())"
-            )
-            # the app role may only append: no grant, then the trigger
-            with pytest.raises(psycopg2.Error, match="permission denied for table audit_logs"):
-                cur.execute("DELETE FROM audit_logs")
-        conn.rollback()
         _rows(conn, f"SET LOCAL ROLE {roles.admin}")
         with conn.cursor() as cur, pytest.raises(psycopg2.Error, match="permission denied"):
             cur.execute("UPDATE audit_logs SET action = 'y'")
         conn.rollback()
+    finally:
+        conn.close()
+    owner = open_database(f"postgresql://{PG_USER}@{PG_HOST}:{PG_PORT}/{roles.dbname}")
+    try:  # running `roles` again without the opt-in takes the grant back
+        create_roles(owner, roles.app, roles.admin)
+    finally:
+        owner.close()
+    conn = _as(roles.app, roles.dbname)
+    try:
+        with pytest.raises(psycopg2.Error, match="permission denied to set role"):
+            _rows(conn, f"SET ROLE {roles.admin}")
     finally:
         conn.close()
 
@@ -173,7 +202,16 @@ def test_migrations_refuse_a_role_that_cannot_bypass_rls(roles: Roles) -> None:
 
 
 def test_rls_rolls_back_and_forward(pg_migrated: Database) -> None:
-    assert rollback(pg_migrated, "0008") == ["0010_relay_app_compat", "0008_row_level_security"]
+    assert rollback(pg_migrated, to="0008") == [
+        "0010_relay_app_compat",
+        "0009_isolation_hardening",
+        "0008_row_level_security",
+    ]
     assert catalog.forced_rls_tables(pg_migrated) == []
-    assert migrate(pg_migrated).applied == ["0008_row_level_security", "0010_relay_app_compat"]
-    assert sorted(catalog.forced_rls_tables(pg_migrated)) == sorted(TENANT_TABLES)
+    assert migrate(pg_migrated).applied == [
+        "0008_row_level_security",
+        "0009_isolation_hardening",
+        "0010_relay_app_compat",
+    ]
+    forced = [*TENANT_TABLES, "audit_logs"]
+    assert sorted(catalog.forced_rls_tables(pg_migrated)) == sorted(forced)

@@ -1,16 +1,74 @@
-"""audit_logs: append-only record of security events."""
+"""audit_logs: append-only record of security events.
+
+Inside a ``tenant_context`` the ORM shows and writes only that tenant's
+events (on PostgreSQL row-level security says the same for raw SQL, see
+migration 0009): ``select()`` is limited to the tenant when its SQL is
+generated, an insert naming another tenant (or none) raises
+``CrossTenantWrite``. Outside any context (the CLI, admin jobs) and inside
+``unscoped`` every event is visible. ``replace()`` is refused everywhere:
+an event is never rewritten.
+"""
 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterable, Mapping
+from typing import Any
 
-from peewee import DateTimeField, TextField, UUIDField
+from peewee import Context, DateTimeField, ModelSelect, TextField, UUIDField
 
+from ..errors import CrossTenantWrite
 from ..fields import JSONField
+from ..tenancy.context import active_scope
 from ._columns import utcnow
 from .base import BaseModel
 
 __all__ = ["AuditLog"]
+
+_Select: Any = ModelSelect
+
+
+def _events_tenant() -> str | None:
+    """The tenant whose events alone are visible and writable now, if limited to one."""
+    scope = active_scope()
+    if scope is None or scope.unscoped:
+        return None
+    return scope.tenant_id
+
+
+class TenantEvents(_Select):
+    """``AuditLog.select()``: limited to the tenant in context when rendered."""
+
+    def __sql__(self, ctx: Context) -> Any:
+        tenant_id = _events_tenant()
+        if tenant_id is None:
+            return super().__sql__(ctx)
+        # A copy: the query object itself may run again under another tenant.
+        copy = object.__new__(type(self))
+        copy.__dict__ = self.__dict__.copy()
+        predicate = AuditLog.tenant_id == tenant_id
+        copy._where = predicate if copy._where is None else (copy._where & predicate)
+        return _Select.__sql__(copy, ctx)
+
+
+def _check_row(row: Any, fields: Any, tenant_id: str) -> None:
+    if isinstance(row, Mapping):
+        owners = [
+            v
+            for k, v in row.items()
+            if k is AuditLog.tenant_id or (isinstance(k, str) and k == "tenant_id")
+        ]
+    elif isinstance(row, (tuple, list)) and fields is not None:
+        names = [f if isinstance(f, str) else f.name for f in fields]
+        owners = [v for name, v in zip(names, row, strict=False) if name == "tenant_id"]
+    else:
+        owners = [getattr(row, "tenant_id", None)]
+    if owners != [tenant_id]:
+        shown = owners[0] if owners else None
+        raise CrossTenantWrite(
+            f"refused to write an audit event of tenant {shown!r} "
+            f"in the context of tenant {tenant_id!r}"
+        )
 
 
 class AuditLog(BaseModel):
@@ -24,6 +82,8 @@ class AuditLog(BaseModel):
     resource_id = TextField(null=True)
     ip_address = TextField(null=True)
     metadata = JSONField(null=True)
+    # The database's clock decides (migration 0009); this fills the column
+    # on a database older than that.
     created_at = DateTimeField(default=utcnow)
 
     class Meta:
@@ -33,3 +93,38 @@ class AuditLog(BaseModel):
             (("actor_id", "created_at"), False),
             (("action", "created_at"), False),
         )
+
+    @classmethod
+    def select(cls, *fields: Any) -> Any:
+        return TenantEvents(cls, fields or cls._meta.sorted_fields, is_default=not fields)
+
+    @classmethod
+    def insert(cls, data: Any = None, /, **insert: Any) -> Any:
+        tenant_id = _events_tenant()
+        if tenant_id is not None:
+            row = dict(data or {}, **insert)
+            _check_row(row, None, tenant_id)
+        return super().insert(data, **insert)
+
+    @classmethod
+    def insert_many(cls, rows: Iterable[Any], fields: Any = None) -> Any:
+        tenant_id = _events_tenant()
+        if tenant_id is not None:
+            rows = list(rows)
+            for row in rows:
+                _check_row(row, fields, tenant_id)
+        return super().insert_many(rows, fields)
+
+    @classmethod
+    def insert_from(cls, query: Any, fields: Any) -> Any:
+        if _events_tenant() is not None:
+            raise CrossTenantWrite("AuditLog.insert_from() cannot be checked against the tenant")
+        return super().insert_from(query, fields)
+
+    @classmethod
+    def replace(cls, data: Any = None, /, **insert: Any) -> Any:
+        raise CrossTenantWrite("audit_logs is append-only: replace() refused, use insert()")
+
+    @classmethod
+    def replace_many(cls, rows: Iterable[Any], fields: Any = None) -> Any:
+        raise CrossTenantWrite("audit_logs is append-only: replace_many() refused")

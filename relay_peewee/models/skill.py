@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from peewee import DateTimeField, IntegerField, TextField
+from peewee import DateTimeField, DeferredForeignKey, IntegerField, TextField
 
 from ..fields import TenantForeignKeyField, TextListField
 from ..tenancy.model import TenantModel
@@ -19,13 +19,22 @@ class Skill(TenantModel):
     description = TextField()
     category = TextField()
     tags = TextListField(default=list, null=True)
-    published_version_id = TextField(null=True)
-    draft_version_id = TextField(null=True)
+    # References for the ORM: checked to stay in the tenant like any foreign
+    # key (``Skill.create(forked_from_id=...)`` of another tenant is refused).
+    # Deferred, so create_table() adds no constraint: Relay's schema has none
+    # (a version or a fork may be deleted, the id stays as history).
+    # ``skill.published_version_id`` etc. still read and write the plain id.
+    published_version = DeferredForeignKey(
+        "SkillVersion", null=True, backref="+", column_name="published_version_id"
+    )
+    draft_version = DeferredForeignKey(
+        "SkillVersion", null=True, backref="+", column_name="draft_version_id"
+    )
     total_uses = IntegerField(default=0)
     average_rating = IntegerField(null=True)
     content = TextField()
     hours_saved = IntegerField(default=1, null=True)
-    forked_from_id = TextField(null=True)
+    forked_from = DeferredForeignKey("Skill", null=True, backref="+", column_name="forked_from_id")
     author = TenantForeignKeyField(
         User, null=True, backref="skills", column_name="author_id", index=False
     )

@@ -1,10 +1,21 @@
-"""tenants: one row per customer organisation."""
+"""tenants: one row per customer organisation.
+
+Creating, renaming, deactivating or deleting a tenant is an admin operation
+(the CLI, or code outside any tenant context, or inside ``unscoped``): inside
+a ``tenant_context`` the ORM refuses it with ``CrossTenantWrite`` on both
+backends, and on PostgreSQL the application role holds only SELECT on the
+table (``relay-peewee roles``).
+"""
 
 from __future__ import annotations
 
-from peewee import BooleanField, DateTimeField, TextField
+from typing import Any
 
-from ..audited_model import AuditedModel
+from peewee import BooleanField, DateTimeField, TextField, classmethod_only
+
+from ..audited_model import AuditedDelete, AuditedModel
+from ..errors import CrossTenantWrite
+from ..tenancy.context import active_scope
 from ._columns import new_id, utcnow
 
 __all__ = ["DEFAULT_TENANT_ID", "DEFAULT_TENANT_SLUG", "Tenant"]
@@ -13,6 +24,20 @@ __all__ = ["DEFAULT_TENANT_ID", "DEFAULT_TENANT_SLUG", "Tenant"]
 # pre-tenancy rows; using it too means both migrations agree on a database.
 DEFAULT_TENANT_ID = "default-tenant-000-0000-000000000000"
 DEFAULT_TENANT_SLUG = "default"
+
+
+def _admin_only(what: str) -> None:
+    scope = active_scope()
+    if scope is not None and not scope.unscoped:
+        raise CrossTenantWrite(
+            f"{what} a tenant is an admin operation, refused inside tenant_context: "
+            "use `relay-peewee tenants` or `unscoped(reason)`"
+        )
+
+
+def _delete(cls: Any) -> Any:
+    _admin_only("deleting")
+    return AuditedDelete(cls)
 
 
 class Tenant(AuditedModel):
@@ -29,3 +54,31 @@ class Tenant(AuditedModel):
     class Meta:
         table_name = "tenants"
         audit_events = "tenant"  # tenant.create / tenant.update / tenant.delete
+
+    @classmethod
+    def insert(cls, data: Any = None, /, **insert: Any) -> Any:
+        _admin_only("creating")
+        return super().insert(data, **insert)
+
+    @classmethod
+    def insert_many(cls, rows: Any, fields: Any = None) -> Any:
+        _admin_only("creating")
+        return super().insert_many(rows, fields)
+
+    @classmethod
+    def insert_from(cls, query: Any, fields: Any) -> Any:
+        _admin_only("creating")
+        return super().insert_from(query, fields)
+
+    @classmethod
+    def replace(cls, data: Any = None, /, **insert: Any) -> Any:
+        _admin_only("replacing")
+        return super().replace(data, **insert)
+
+    @classmethod
+    def update(cls, data: Any = None, /, **update: Any) -> Any:
+        _admin_only("changing")
+        return super().update(data, **update)
+
+    # classmethod_only, as peewee's: `instance.delete()` is an error, not a table wipe.
+    delete: Any = classmethod_only(_delete)

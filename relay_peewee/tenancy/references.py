@@ -164,9 +164,11 @@ def collect(
         if value is None:
             return
     elif isinstance(value, Node):
-        # A subquery of a TenantModel is scoped itself; anything else
-        # (a CASE, a column) could name any row.
-        if isinstance(value, ScopedSelect) or known is ANY_VALUE:
+        # A subquery that selects the target's own key from the target is
+        # scoped itself: it can only yield ids of this tenant's rows.
+        # Anything else - a CASE, a column, or a scoped subquery selecting a
+        # constant (``Skill.select(Value(other_id))``) - could name any row.
+        if known is ANY_VALUE or _selects_own_key(value, fk):
             return
         raise CrossTenantWrite(
             f"{fk.model.__name__}.{fk.name} is set to an SQL expression that cannot be "
@@ -179,6 +181,20 @@ def collect(
         refs[fk] = {value}
     else:
         values.add(value)
+
+
+def _selects_own_key(value: Any, fk: ForeignKeyField) -> bool:
+    if not isinstance(value, ScopedSelect):
+        return False
+    query: Any = value
+    returning: Any = query._returning or ()
+    return (
+        query.model is fk.rel_model
+        and len(returning) == 1
+        and returning[0] is fk.rel_field
+        and len(query._from_list) == 1
+        and query._from_list[0] is fk.rel_model
+    )
 
 
 def related_values(instances: list[Any], tenant_id: str) -> dict[str, set[Any]]:

@@ -10,14 +10,20 @@ outermost context's BEGIN and ``set_config`` are not sent on entry but with
 its first statement (``deferred_begin``), so a request pays no round trip for
 them. ``tenancy.aio`` runs the same SQL on peewee's asyncio databases.
 
-``unscoped`` opens a transaction too and, if the connected role is bound by
-the policies, switches to the ``relay_admin`` role (``BYPASSRLS``) with
-``SET LOCAL ROLE`` until it ends.
+``unscoped`` opens a transaction too; if the connected role is bound by the
+policies it either runs the block on its own connection to the admin
+database (``connect(url, admin_url=...)``, the recommended setup: the
+application role has no way out of its tenant) or, where the application
+role was granted ``relay_admin`` (an opt-in), switches to it with ``SET
+LOCAL ROLE`` until it ends.
 
 Consequences worth knowing:
 
 * on PostgreSQL a tenant context is a transaction: leaving it with an
   exception rolls its writes back;
+* an ``unscoped`` block on the admin connection is a transaction of its
+  own: it commits when the block ends, and waiting there for a row lock the
+  enclosing transaction holds would wait forever;
 * the connection is the thread's (peewee's rule), so asyncio tasks that
   interleave sync contexts on one thread would share one transaction: that is
   refused (``RelayError``). Use ``async with tenant_context`` on a
@@ -32,12 +38,12 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack, contextmanager, suppress
 from typing import Any, cast
 
 from peewee import Database
 
-from ..db import database_proxy, is_postgres
+from ..db import admin_database, database_proxy, is_postgres
 from ..deferred_begin import DeferredBeginMixin, DeferredTransaction
 from ..errors import RelayError
 
@@ -45,6 +51,7 @@ __all__ = [
     "ADMIN_ROLE",
     "TENANT_SETTING",
     "bypass_scope",
+    "separate_transaction",
     "tenant_scope",
     "tenant_setting_literal_sql",
     "tenant_setting_sql",
@@ -160,32 +167,111 @@ def bypass_scope(database: Database | None = None) -> Iterator[None]:
     if db is None:
         yield
         return
+    admin = admin_database(db)
+    if admin is not None and _needs_admin_role(db):
+        with _on_admin_connection(db, admin):
+            yield
+        return
     with ExitStack() as stack:
         stack.enter_context(_owned_by_this_task(db))
         stack.enter_context(db.atomic())
         switched = _needs_admin_role(db)
         if switched:
-            role = getattr(db, "relay_admin_role", ADMIN_ROLE)
-            try:
-                with db.atomic():  # a failed SET ROLE must not poison the transaction
-                    db.execute_sql(f'SET LOCAL ROLE "{role}"')
-            except Exception as exc:
-                raise RelayError(
-                    f"unscoped() cannot bypass row-level security: SET ROLE {role} failed "
-                    f"({str(exc).strip().splitlines()[0]}); GRANT {role} TO the application "
-                    "role (see `relay-peewee roles`), or connect as a BYPASSRLS role"
-                ) from None
+            _set_admin_role(db)
         yield
         if switched and db.in_transaction():
             db.execute_sql("SET LOCAL ROLE NONE")
 
 
-def _needs_admin_role(db: Database) -> bool:
+def _set_admin_role(db: Database) -> None:
+    """The opt-in way around RLS: SET LOCAL ROLE to an admin role the app role was granted."""
+    role = getattr(db, "relay_admin_role", ADMIN_ROLE)
+    try:
+        with db.atomic():  # a failed SET ROLE must not poison the transaction
+            db.execute_sql(f'SET LOCAL ROLE "{role}"')
+    except Exception as exc:
+        raise RelayError(
+            f"unscoped() cannot bypass row-level security: no admin connection and SET ROLE "
+            f"{role} failed ({str(exc).strip().splitlines()[0]}); pass "
+            "relay_peewee.connect(url, admin_url=...) with a BYPASSRLS role (see "
+            "`relay-peewee roles`), or connect as one"
+        ) from None
+
+
+@contextmanager
+def _on_admin_connection(db: Database, admin: Database) -> Iterator[None]:
+    """Run the block's queries on a new connection to ``admin``, in one transaction.
+
+    peewee's connection is the thread's (``db._state``); for the block this
+    thread's state holds the admin connection, with no transaction of the
+    caller's on it, and gets its own back afterwards, untouched. Other
+    threads keep theirs.
+    """
+    state: Any = db._state  # type: ignore[attr-defined]
+    saved = (state.conn, state.closed, state.ctx, state.transactions, state.commit_callbacks)
+    conn = admin._connect()  # type: ignore[attr-defined]
+    state.set_connection(conn)
+    try:
+        with db.atomic():
+            yield
+    finally:
+        state.conn, state.closed, state.ctx, state.transactions, state.commit_callbacks = saved
+        admin._close(conn)  # type: ignore[attr-defined]
+
+
+@contextmanager
+def separate_transaction(db: Database, tenant_id: str | None) -> Iterator[Any]:
+    """A raw DB-API connection apart from the thread's, in a transaction committed on exit.
+
+    For a write that must not share the fate of the caller's transaction
+    (``unscoped()``'s audit row). PostgreSQL: on the admin database when one
+    is configured; else as the connected role with ``tenant_id`` set for
+    row-level security, or - for a row of no tenant - switched to the admin
+    role where the opt-in grant allows it. SQLite: a second connection, which
+    waits at most two seconds for a lock the caller's own transaction may hold.
+    """
+    pg = is_postgres(db)
+    admin = admin_database(db) if pg else None
+    source: Any = admin if admin is not None else db
+    # peewee runs its connections in autocommit mode and sends BEGIN itself.
+    conn = source._connect()
+    cursor = conn.cursor()
+    try:
+        if pg:
+            cursor.execute("BEGIN")
+            # A lock the caller's own transaction holds must fail, not hang.
+            cursor.execute("SET LOCAL lock_timeout = '2s'")
+            if admin is None and tenant_id is not None:
+                cursor.execute("SELECT set_config(%s, %s, true)", (TENANT_SETTING, tenant_id))
+            elif admin is None and _needs_admin_role(db, cursor):
+                role = getattr(db, "relay_admin_role", ADMIN_ROLE)
+                cursor.execute(f'SET LOCAL ROLE "{role}"')
+        else:
+            cursor.execute("PRAGMA busy_timeout = 2000")
+            cursor.execute("BEGIN IMMEDIATE")
+        yield cursor
+        cursor.execute("COMMIT")
+    except BaseException:
+        with suppress(Exception):  # none left to roll back when BEGIN itself failed
+            cursor.execute("ROLLBACK")
+        raise
+    finally:
+        source._close(conn)
+
+
+_BOUND_BY_RLS = (
+    "SELECT NOT (r.rolsuper OR r.rolbypassrls) AND EXISTS ("
+    " SELECT 1 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
+    " WHERE n.nspname = current_schema() AND c.relforcerowsecurity)"
+    " FROM pg_roles r WHERE r.rolname = current_user"
+)
+
+
+def _needs_admin_role(db: Database, cursor: Any = None) -> bool:
     """Whether this role is bound by forced row-level security right now."""
-    row = db.execute_sql(
-        "SELECT NOT (r.rolsuper OR r.rolbypassrls) AND EXISTS ("
-        " SELECT 1 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
-        " WHERE n.nspname = current_schema() AND c.relforcerowsecurity)"
-        " FROM pg_roles r WHERE r.rolname = current_user"
-    ).fetchone()
+    if cursor is None:
+        row = db.execute_sql(_BOUND_BY_RLS).fetchone()
+    else:
+        cursor.execute(_BOUND_BY_RLS)
+        row = cursor.fetchone()
     return bool(row and row[0])
