@@ -25,6 +25,7 @@ from relay_peewee.db import is_postgres
 from relay_peewee.lookups import hash_api_key
 from relay_peewee.models import ApiKey, Skill, Tenant
 from relay_peewee.tenancy.context import tenant_context
+from relay_peewee.tenancy.rls import bypass_scope
 from relay_peewee.testing import SAMPLE_SLUGS, TenantPair
 from relay_peewee.web import (
     RequestInfo,
@@ -43,11 +44,12 @@ KEY_A = "rk_live_secret_of_tenant_a"
 
 
 @pytest.fixture
-def tenants(two_tenants: TenantPair) -> TenantPair:
+def tenants(two_tenants: TenantPair, relay_db: Database) -> TenantPair:
     """Two tenants; a has an API key (KEY_A) and its own domain, a third is inactive."""
     a = two_tenants.a
-    Tenant.update(domain="skills.acme.test").where(Tenant.id == a.id).execute()
-    Tenant.create(slug="gone", name="Gone", is_active=False)
+    with bypass_scope(relay_db):  # tenants are an admin's to change
+        Tenant.update(domain="skills.acme.test").where(Tenant.id == a.id).execute()
+        Tenant.create(slug="gone", name="Gone", is_active=False)
     with tenant_context(a):
         ApiKey.create(
             user=two_tenants.rows_of(a).users[0], key_hash=hash_api_key(KEY_A), key_prefix="rk_"
