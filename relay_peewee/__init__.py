@@ -21,6 +21,10 @@ from .tenancy import (
     unscoped,
 )
 
+# The one place the version is written: setup.cfg reads it (attr:), and
+# `python cli.py --version` works from a checkout that was never installed.
+__version__ = "0.1.0"
+
 __all__ = [
     "DEFAULT_URL",
     "MODELS",

@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 import click
 from peewee import Database, DatabaseError, InterfaceError
 
-from . import commands
+from . import __version__, commands
 from .audit import audit_schema, report
 from .db import DEFAULT_URL, is_postgres, open_database, sqlite_path
 from .errors import RelayError
@@ -67,7 +67,7 @@ database_option = click.option(
 
 
 @click.group()
-@click.version_option(package_name="relay_peewee")
+@click.version_option(version=__version__, prog_name="relay-peewee")
 def cli() -> None:
     """Multi-tenancy for Relay's Peewee database: migrate, inspect, manage tenants."""
 
@@ -122,15 +122,41 @@ def migrate(
         return
     with _database(database, must_exist=False) as db:
         progress = None if quiet else (lambda label: click.echo(f"  {label}", err=True))
-        result = commands.migrate(
-            db, target, progress, online=online, lock_timeout=lock_timeout, wait=not no_wait
-        )
+        before = commands.applied_migrations(db)
+        try:
+            result = commands.migrate(
+                db, target, progress, online=online, lock_timeout=lock_timeout, wait=not no_wait
+            )
+        except KeyboardInterrupt:
+            db.close()
+            _interrupted(database, before)
     if result.adopted_legacy:
         click.echo("recognised a legacy Relay database: recorded 0001_baseline as applied")
     for name in result.applied:
         click.echo(f"applied: {name}")
     if not result.applied:
         click.echo("nothing to do.")
+
+
+def _interrupted(database: str | None, before: list[str]) -> None:
+    """Ctrl-C during migrate: say what is applied now and what is not; exit 130.
+
+    Each migration commits on its own on PostgreSQL (SQLite runs them all as
+    one transaction, rolled back), so some may have landed before the signal.
+    """
+    try:
+        with _database(database) as db:
+            rows = commands.status(db)
+    except (RelayError, DatabaseError, InterfaceError) as exc:
+        click.echo(f"interrupted; cannot tell what was applied: {_one_line(exc)}", err=True)
+        sys.exit(130)
+    for row in rows:
+        if row.applied is not None and row.name not in before:
+            click.echo(f"applied: {row.name}")
+    pending = [r.name for r in rows if r.applied is None]
+    rest = f"not applied: {', '.join(pending)}" if pending else "every migration is applied"
+    click.echo(f"interrupted: {rest}; run `relay-peewee migrate` to continue", err=True)
+    sys.exit(130)
 
 
 @cli.command()
@@ -239,10 +265,10 @@ def tenants_list(database: str | None, as_json: bool) -> None:
     table: list[list[str]] = [["ID", "SLUG", "NAME", "DOMAIN", "ACTIVE"]]
     table += [
         [
-            str(r["id"]),
-            str(r["slug"]),
-            str(r["name"]),
-            str(r["domain"] or "-"),
+            _cell(r["id"]),
+            _cell(r["slug"]),
+            _cell(r["name"]),
+            _cell(r["domain"] or "-"),
             "yes" if r["active"] else "no",
         ]
         for r in rows
@@ -251,6 +277,16 @@ def tenants_list(database: str | None, as_json: bool) -> None:
     for row in table:
         cells = [f"{cell:<{w}}" for cell, w in zip(row, widths, strict=False)]
         click.echo("  ".join([*cells, row[4]]))
+
+
+def _cell(value: object, limit: int = 60) -> str:
+    """One table cell on one line: control characters escaped, long text cut.
+
+    Rows written by other code than ``tenants create`` may hold anything."""
+    text = str(value)
+    if not text.isprintable():
+        text = text.encode("unicode_escape").decode("ascii")
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 @cli.command()

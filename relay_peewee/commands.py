@@ -21,6 +21,7 @@ from .user_moves import UserMove, move_user
 __all__ = [
     "MigrateResult",
     "UserMove",
+    "applied_migrations",
     "create_tenant",
     "list_tenants",
     "migrate",
@@ -91,25 +92,58 @@ def rollback(
 
 
 _SLUG = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$")
+MAX_NAME = 200
+# A host name (RFC 1123): dot-separated labels of letters, digits and inner
+# dashes, 253 characters at most; stored lower-case, as DNS compares them.
+_LABEL = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
+MAX_DOMAIN = 253
+
+
+def _shown(value: str, limit: int = 80) -> str:
+    """``value`` for an error message: quoted, and cut short if long."""
+    return repr(value) if len(value) <= limit else f"{value[:limit]!r}... ({len(value)} chars)"
+
+
+def _valid_domain(domain: str | None) -> str | None:
+    domain = (domain or "").strip().lower().rstrip(".") or None
+    if domain is None:
+        return None
+    labels = domain.split(".")
+    if len(domain) > MAX_DOMAIN or len(labels) < 2 or not all(map(_LABEL.match, labels)):
+        raise RelayError(f"invalid domain {_shown(domain)}: a host name such as skills.example.com")
+    return domain
 
 
 def create_tenant(db: Database, slug: str, name: str, domain: str | None = None) -> Tenant:
-    """Create a tenant; the slug is lower-case letters, digits and dashes."""
-    _require_schema(db)
+    """Create a tenant; the slug is lower-case letters, digits and dashes.
+
+    The name is one line of at most ``MAX_NAME`` characters; a domain is a
+    host name no other tenant has. Nothing is written unless the database
+    is fully migrated (the creation is an audited event).
+    """
     if not _SLUG.match(slug):
         raise RelayError(
-            f"invalid slug {slug!r}: use 1-64 lower-case letters, digits and dashes, "
+            f"invalid slug {_shown(slug)}: use 1-64 lower-case letters, digits and dashes, "
             "starting and ending with a letter or digit"
         )
-    if not name.strip():
+    name = name.strip()
+    if not name:
         raise RelayError("a tenant needs a non-empty name")
-    domain = (domain or "").strip() or None
+    if len(name) > MAX_NAME or not name.isprintable():
+        raise RelayError(
+            f"invalid name {_shown(name)}: one line of at most {MAX_NAME} printable characters"
+        )
+    domain = _valid_domain(domain)
+    _require_migrated(db)
     with db.bind_ctx([Tenant]):
         if Tenant.select().where(Tenant.slug == slug).exists():
             raise RelayError(f"a tenant with slug {slug!r} already exists")
         try:
             with db.atomic():
-                return Tenant.create(slug=slug, name=name.strip(), domain=domain)
+                # Checked inside the transaction: a domain identifies one tenant.
+                if domain is not None and Tenant.select().where(Tenant.domain == domain).exists():
+                    raise RelayError(f"another tenant already has the domain {domain!r}")
+                return Tenant.create(slug=slug, name=name, domain=domain)
         except IntegrityError:  # lost a race with another writer
             raise RelayError(f"a tenant with slug {slug!r} already exists") from None
 
@@ -118,6 +152,23 @@ def list_tenants(db: Database) -> list[Tenant]:
     _require_schema(db)
     with db.bind_ctx([Tenant]):
         return list(Tenant.select().order_by(Tenant.created_at, Tenant.slug))
+
+
+def _require_migrated(db: Database) -> None:
+    _require_schema(db)
+    pending = [s.name for s in MigrationRunner(db).statuses() if s.applied is None]
+    if pending:
+        raise MigrationError(
+            f"this database is not fully migrated ({len(pending)} pending, from {pending[0]}): "
+            "run `relay-peewee migrate` first"
+        )
+
+
+def applied_migrations(db: Database) -> list[str]:
+    """Names of the migrations applied to ``db`` (none on an empty database)."""
+    if classify_schema(db) != "managed":
+        return []
+    return [s.name for s in MigrationRunner(db).statuses() if s.applied is not None]
 
 
 def _require_schema(db: Database) -> None:

@@ -20,7 +20,13 @@ import weakref
 from typing import Any
 from urllib.parse import urlparse
 
-from peewee import Database, DatabaseProxy, PostgresqlDatabase, SqliteDatabase
+from peewee import (
+    Database,
+    DatabaseProxy,
+    PostgresqlDatabase,
+    Psycopg3Adapter,
+    SqliteDatabase,
+)
 from playhouse import db_url
 from playhouse.pool import PooledPostgresqlDatabase
 
@@ -30,13 +36,17 @@ from .errors import ConfigurationError
 __all__ = [
     "ADMIN_URL_ENV",
     "DEFAULT_URL",
+    "POSTGRES_DRIVERS",
     "SessionResettingPool",
     "admin_database",
     "connect",
     "database_proxy",
     "is_postgres",
     "is_sqlite",
+    "mogrify",
+    "postgres_driver",
     "resolve_url",
+    "sqlstate",
     "unwrap",
 ]
 
@@ -88,9 +98,26 @@ class SessionResettingPool(PooledPostgresqlDatabase):
         return True
 
 
+# PostgreSQL driver -> the module it imports. peewee 4 speaks both: a
+# ``postgresql://`` URL uses psycopg2 when it is installed and psycopg 3
+# otherwise; ``psycopg3://`` always uses psycopg 3.
+POSTGRES_DRIVERS = {"psycopg2": "psycopg2", "psycopg3": "psycopg"}
+
+
 def resolve_url(url: str | None = None) -> str:
-    """The URL to use: the argument, else ``$DATABASE_URL``, else the default."""
-    return url or os.environ.get("DATABASE_URL") or DEFAULT_URL
+    """The URL to use: the argument, else ``$DATABASE_URL``, else the default.
+
+    An empty string is an error, not "use the default": ``--database ""``
+    (an unset shell variable, most likely) must not create ``./relay.db``.
+    """
+    if url is not None and not url.strip():
+        raise ConfigurationError("the database URL is empty (sqlite:///path.db, postgresql://...)")
+    if url:
+        return url
+    env = os.environ.get("DATABASE_URL")
+    if env is not None and not env.strip():
+        raise ConfigurationError("DATABASE_URL is set but empty")
+    return env or DEFAULT_URL
 
 
 def sqlite_path(url: str | None) -> str | None:
@@ -130,10 +157,8 @@ def open_database(url: str | None = None, *, must_exist: bool = False) -> Databa
     kwargs: dict[str, Any] = {}
     if issubclass(db_class, SqliteDatabase):
         kwargs["pragmas"] = dict(SQLITE_PRAGMAS)
-    elif issubclass(db_class, PostgresqlDatabase) and importlib.util.find_spec("psycopg2") is None:
-        raise ConfigurationError(
-            "PostgreSQL needs its driver: pip install 'relay_peewee[postgres]' (psycopg2)"
-        )
+    elif issubclass(db_class, PostgresqlDatabase):
+        _require_driver(scheme)
     try:
         target = SessionResettingPool if db_class is PooledPostgresqlDatabase else db_class
         # PostgreSQL: a tenant context's BEGIN rides on its first statement
@@ -190,6 +215,52 @@ def set_admin_database(db: Database, admin: Database | None) -> None:
         _admin_databases.pop(db, None)
     else:
         _admin_databases[db] = admin
+
+
+def _require_driver(scheme: str) -> None:
+    wanted = ["psycopg3"] if scheme.startswith("psycopg3") else ["psycopg2", "psycopg3"]
+    if not any(importlib.util.find_spec(POSTGRES_DRIVERS[d]) for d in wanted):
+        raise ConfigurationError(
+            "PostgreSQL needs a driver: pip install 'relay_peewee[psycopg3]' (psycopg 3) "
+            "or 'relay_peewee[postgres]' (psycopg2)"
+            if len(wanted) > 1
+            else "psycopg3:// needs psycopg 3: pip install 'relay_peewee[psycopg3]'"
+        )
+
+
+def postgres_driver(db: Database | DatabaseProxy) -> str:
+    """``"psycopg2"`` or ``"psycopg3"``: the driver a PostgreSQL database uses."""
+    adapter = getattr(unwrap(db), "_adapter", None)  # peewee 4 picks it in init()
+    return "psycopg3" if isinstance(adapter, Psycopg3Adapter) else "psycopg2"
+
+
+def sqlstate(exc: BaseException | None) -> str | None:
+    """The PostgreSQL SQLSTATE of a driver error, or of the one peewee wrapped.
+
+    psycopg2 calls it ``pgcode``, psycopg 3 ``sqlstate``; peewee re-raises
+    either as its own exception type while handling the original, which is
+    then ``__context__``. None for SQLite and non-database errors.
+    """
+    for candidate in (exc, getattr(exc, "__context__", None)):
+        code = getattr(candidate, "pgcode", None) or getattr(candidate, "sqlstate", None)
+        if isinstance(code, str):
+            return code
+    return None
+
+
+def mogrify(db: Database, sql: str, params: Any) -> str:
+    """``sql`` with ``params`` bound as PostgreSQL literals, by the driver itself.
+
+    psycopg2 cursors have ``mogrify``; psycopg 3 binds on the server and
+    leaves client-side binding to its ``ClientCursor``.
+    """
+    conn = unwrap(db).connection()
+    if postgres_driver(db) == "psycopg3":
+        from psycopg import ClientCursor
+
+        return ClientCursor(conn).mogrify(sql, params)
+    rendered = conn.cursor().mogrify(sql, params)
+    return rendered.decode() if isinstance(rendered, bytes) else str(rendered)
 
 
 def unwrap(db: Database | DatabaseProxy) -> Database:

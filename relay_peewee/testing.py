@@ -15,14 +15,32 @@ point, so the fixtures are there without any import::
 
 Fixtures
     ``relay_db``     a database built by ``migrate`` with every model bound to
-                     it; each test runs once per backend: a SQLite file and a
-                     throw-away PostgreSQL database, dropped afterwards.
+                     it; each test runs once per backend and gets its own
+                     copy (see "How the fixtures stay fast" below).
     ``two_tenants``  ``TenantPair(a, b)`` on ``relay_db``: two tenants holding
                      the same shape of data under the same slugs
                      (``SAMPLE_SLUGS``) and the same settings id.
+    ``inside_tenant`` tenant ``a`` of ``two_tenants``, active (``tenant_context``)
+                     for the whole test, as acts_as_tenant's test tenant.
+    ``relay_db_url`` the URL of a new, empty database (nothing migrated).
+
+How the fixtures stay fast
+    The migrated database (and, for ``two_tenants``, the populated one) is
+    built once per session and backend - a *template* - by ``build_schema``,
+    the one place that calls ``migrate``. Each test gets its own copy: SQLite
+    copies the template file with SQLite's backup API; PostgreSQL creates a
+    database ``TEMPLATE`` the template (two copies are made ahead by
+    background threads, and used ones are dropped by another). Tests stay fully
+    independent, including tests that commit or open more connections: no
+    test sees another's database. A test that needs a database migrated from
+    empty by itself asks with ``@pytest.mark.relay_fresh_db``.
 
 Options (or environment variables)
-    ``--relay-backends`` (``RELAY_TEST_BACKENDS``)  ``sqlite,postgres`` by default.
+    ``--relay-backends`` (``RELAY_TEST_BACKENDS``)  comma-separated; by default
+    all three: ``sqlite,postgres,postgres_rls``.
+    ``--relay-driver`` (``RELAY_TEST_DRIVER``)  ``psycopg2`` or ``psycopg3``:
+    the driver the PostgreSQL backends use; by default psycopg2 when it is
+    installed, else psycopg 3.
     ``--relay-postgres-url`` (``RELAY_TEST_POSTGRES_URL``)  the server to create
     throw-away databases on; by default libpq's ``PGHOST``, ``PGPORT``,
     ``PGUSER`` and ``PGDATABASE``. Without a reachable server the PostgreSQL
@@ -31,22 +49,30 @@ Options (or environment variables)
 
 from __future__ import annotations
 
+import copy
 import getpass
+import importlib.util
 import os
 import secrets
-from collections.abc import Callable, Iterable, Iterator
+import sqlite3
+import threading
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, NoReturn
 from urllib.parse import urlparse, urlunparse
 
 import pytest
-from peewee import Database, Model, Table
+from peewee import Database, Model, SqliteDatabase, Table
 
 from .commands import migrate
-from .db import connect, database_proxy, is_postgres, unwrap
+from .db import POSTGRES_DRIVERS, connect, database_proxy, is_postgres, unwrap
+from .migrator import HISTORY_TABLE
 from .models import (
+    MODELS,
     TENANT_MODELS,
     ApiKey,
     Rating,
@@ -64,6 +90,9 @@ from .tenancy.rls import bypass_scope
 from .tenancy.scoping import TENANT_COLUMN, TENANT_FIELD
 
 __all__ = [
+    "BACKENDS",
+    "FRESH_MARK",
+    "MARKERS",
     "SAMPLE_SLUGS",
     "SampleRows",
     "TenantPair",
@@ -71,8 +100,12 @@ __all__ = [
     "assert_only_tenant",
     "assert_tenant_untouched",
     "assert_unchanged",
+    "backend_params",
     "bound_by_row_level_security",
+    "build_schema",
+    "chosen_backends",
     "populate_tenant",
+    "postgres_server_url",
     "snapshot_tenant",
     "throwaway_postgres_database",
 ]
@@ -82,9 +115,25 @@ __all__ = [
 # test also proves the database's own isolation holds up under the ORM.
 BACKENDS = ("sqlite", "postgres", "postgres_rls")
 SAMPLE_SLUGS = ("alpha", "beta", "gamma")
+FRESH_MARK = "relay_fresh_db"
+# PostgreSQL copies made ahead of the tests that will use them, in parallel.
+SPARE_COPIES = 2
+
+# Every marker this plugin and relay_peewee's own tests use, declared here once.
+MARKERS = {
+    "sqlite_only": "needs no PostgreSQL server: the sqlite backend, and every test that "
+    "has no backend marker (the plugin adds this one to those)",
+    "postgres_only": "runs on a PostgreSQL backend only (postgres or postgres_rls)",
+    "postgres_rls_only": "runs on the postgres_rls backend only",
+    FRESH_MARK: "relay_db is migrated from empty for this test instead of copied from a template",
+}
 
 
 # --- options and backends ----------------------------------------------------
+
+
+def _default_driver() -> str:
+    return "psycopg2" if importlib.util.find_spec("psycopg2") else "psycopg3"
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -92,7 +141,14 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption(
         "--relay-backends",
         default=os.environ.get("RELAY_TEST_BACKENDS", ",".join(BACKENDS)),
-        help="comma-separated backends the relay_db fixture runs on (default: sqlite,postgres)",
+        help="comma-separated backends the relay_db fixture runs on "
+        f"(default: {','.join(BACKENDS)})",
+    )
+    group.addoption(
+        "--relay-driver",
+        default=os.environ.get("RELAY_TEST_DRIVER") or None,
+        help="PostgreSQL driver: psycopg2 or psycopg3 "
+        "(default: psycopg2 if installed, else psycopg3)",
     )
     group.addoption(
         "--relay-postgres-url",
@@ -105,6 +161,10 @@ def _chosen_backends(config: pytest.Config) -> list[str]:
     return [b.strip() for b in str(config.getoption("relay_backends")).split(",") if b.strip()]
 
 
+def _driver(config: pytest.Config) -> str:
+    return str(config.getoption("relay_driver") or _default_driver())
+
+
 def pytest_configure(config: pytest.Config) -> None:
     unknown = sorted(set(_chosen_backends(config)) - set(BACKENDS))
     if unknown:
@@ -112,20 +172,49 @@ def pytest_configure(config: pytest.Config) -> None:
             f"--relay-backends: unknown backend(s) {', '.join(unknown)}; "
             f"choose from {', '.join(BACKENDS)}"
         )
-    for backend in BACKENDS:
-        config.addinivalue_line("markers", f"{backend}_only: runs on the {backend} backend only")
+    if _driver(config) not in POSTGRES_DRIVERS:
+        raise pytest.UsageError(
+            f"--relay-driver: unknown driver {_driver(config)!r}; "
+            f"choose from {', '.join(POSTGRES_DRIVERS)}"
+        )
+    for name, text in MARKERS.items():
+        config.addinivalue_line("markers", f"{name}: {text}")
+
+
+def backend_params(backends: Iterable[str] = BACKENDS) -> list[Any]:
+    """``pytest.param`` per backend, id'd and marked as ``relay_backend`` is."""
+    return [pytest.param(b, id=b, marks=_marks(b)) for b in backends]
+
+
+def chosen_backends(config: pytest.Config) -> list[str]:
+    """The backends ``--relay-backends`` asks for."""
+    return _chosen_backends(config)
+
+
+@pytest.hookimpl(tryfirst=True)  # before `-m` deselects anything
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    # `-m sqlite_only` is "everything that runs without PostgreSQL": it
+    # keeps the tests that use no database backend at all.
+    for item in items:
+        if not any(item.get_closest_marker(m) for m in ("sqlite_only", "postgres_only")):
+            item.add_marker(pytest.mark.sqlite_only)
+
+
+def _marks(backend: str) -> list[pytest.MarkDecorator]:
+    # postgres_rls is PostgreSQL too: `-m postgres_only` keeps it,
+    # `-m sqlite_only` leaves it out.
+    if backend == "sqlite":
+        return [pytest.mark.sqlite_only]
+    if backend == "postgres":
+        return [pytest.mark.postgres_only]
+    return [pytest.mark.postgres_only, pytest.mark.postgres_rls_only]
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "relay_backend" not in metafunc.fixturenames:
         return
     chosen = _chosen_backends(metafunc.config)
-    params = [
-        pytest.param(b, id=b, marks=getattr(pytest.mark, f"{b}_only"))
-        for b in BACKENDS
-        if b in chosen
-    ]
-    metafunc.parametrize("relay_backend", params)
+    metafunc.parametrize("relay_backend", backend_params(b for b in BACKENDS if b in chosen))
 
 
 def _unavailable(reason: str) -> NoReturn:
@@ -134,30 +223,70 @@ def _unavailable(reason: str) -> NoReturn:
     pytest.skip(reason)
 
 
-def _server_url(config: pytest.Config) -> str:
+def postgres_server_url(config: pytest.Config) -> str:
+    """The server throw-away databases go on, with the scheme of the chosen
+    driver (``postgresql://`` for psycopg2, ``psycopg3://`` for psycopg 3)."""
     url = config.getoption("relay_postgres_url")
-    if url:
-        return str(url)
-    host = os.environ.get("PGHOST", "127.0.0.1")
-    port = os.environ.get("PGPORT", "5432")
-    user = os.environ.get("PGUSER") or getpass.getuser()  # libpq's default too
-    return f"postgresql://{user}@{host}:{port}/{os.environ.get('PGDATABASE', 'postgres')}"
+    if not url:
+        host = os.environ.get("PGHOST", "127.0.0.1")
+        port = os.environ.get("PGPORT", "5432")
+        user = os.environ.get("PGUSER") or getpass.getuser()  # libpq's default too
+        url = f"postgresql://{user}@{host}:{port}/{os.environ.get('PGDATABASE', 'postgres')}"
+    scheme = "psycopg3" if _driver(config) == "psycopg3" else "postgresql"
+    return urlunparse(urlparse(str(url))._replace(scheme=scheme))
 
 
 def _with_database(url: str, name: str) -> str:
     return urlunparse(urlparse(url)._replace(path=f"/{name}"))
 
 
+def _libpq_url(url: str) -> str:
+    """The URL as both drivers' ``connect()`` read it (``psycopg3://`` is peewee's)."""
+    return urlunparse(urlparse(url)._replace(scheme="postgresql"))
+
+
+def _admin_connection(server: str, unavailable: Callable[[str], NoReturn]) -> Any:
+    """An autocommit connection (CREATE/DROP DATABASE refuse transactions)
+    through the URL's driver: psycopg 3 for ``psycopg3://``, else whichever
+    is installed, psycopg2 first."""
+    wanted = ["psycopg3"] if server.startswith("psycopg3") else ["psycopg2", "psycopg3"]
+    found = [d for d in wanted if importlib.util.find_spec(POSTGRES_DRIVERS[d])]
+    if not found:
+        unavailable("no PostgreSQL driver (pip install 'relay_peewee[psycopg3]')")
+    module = importlib.import_module(POSTGRES_DRIVERS[found[0]])
+    try:
+        conn = module.connect(_libpq_url(server), connect_timeout=3)
+    except module.OperationalError as exc:
+        unavailable(f"PostgreSQL unreachable at {server}: {' '.join(str(exc).split())}")
+    conn.autocommit = True
+    return conn
+
+
 @pytest.fixture
 def relay_db_url(
     relay_backend: str, request: pytest.FixtureRequest, tmp_path: Path
 ) -> Iterator[str]:
-    """URL of a new, empty database on ``relay_backend``; dropped afterwards."""
+    """The URL of the test's database on ``relay_backend``, as its owner.
+
+    With ``relay_db`` in the test: the database ``relay_db`` is connected to
+    (a copy of the session's template, or under ``relay_fresh_db`` a new one
+    it migrates). Without: a new, empty database. Removed afterwards.
+    """
+    if "relay_db" in request.fixturenames and request.node.get_closest_marker(FRESH_MARK) is None:
+        templates: _Templates = request.getfixturevalue("relay_templates")
+        template = templates.get(relay_backend, "two_tenants" in request.fixturenames)
+        url = templates.copy(relay_backend, template)
+        request.node.stash[_TEMPLATE] = template
+        try:
+            yield url
+        finally:
+            templates.discard(url)
+        return
     if relay_backend == "sqlite":
         yield f"sqlite:///{tmp_path / 'relay.db'}"
         return
     # postgres and postgres_rls both get a throw-away PostgreSQL database.
-    with throwaway_postgres_database(_server_url(request.config)) as url:
+    with throwaway_postgres_database(postgres_server_url(request.config)) as url:
         yield url
 
 
@@ -167,57 +296,288 @@ def throwaway_postgres_database(
     *,
     prefix: str = "relay_test",
     unavailable: Callable[[str], NoReturn] = _unavailable,
+    template: str | None = None,
 ) -> Iterator[str]:
-    """A new, empty database on the PostgreSQL server ``server`` (a URL naming
-    any database it may connect to); dropped, connections and all, on exit.
+    """A new database on the PostgreSQL server ``server`` (a URL naming any
+    database it may connect to; its scheme picks the driver); dropped,
+    connections and all, on exit. Empty, or a copy of ``template``.
 
     Unreachable, ``unavailable(reason)`` is called before anything is created:
     by default the test is skipped with the reason - or fails under CI=true.
     """
-    try:
-        import psycopg2
-    except ImportError:
-        unavailable("psycopg2 is not installed (pip install 'relay_peewee[postgres]')")
-    try:
-        admin = psycopg2.connect(server, connect_timeout=3)
-    except psycopg2.OperationalError as exc:
-        unavailable(f"PostgreSQL unreachable at {server}: {' '.join(str(exc).split())}")
-    admin.autocommit = True  # CREATE/DROP DATABASE refuse to run in a transaction
+    admin = _admin_connection(server, unavailable)
     name = f"{prefix}_{secrets.token_hex(6)}"
     try:
-        with admin.cursor() as cur:
-            cur.execute(f'CREATE DATABASE "{name}"')
+        _create_database(admin, name, template)
         yield _with_database(server, name)
     finally:
-        with admin.cursor() as cur:
-            cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        _drop_database(admin, name)
         admin.close()
 
 
-@pytest.fixture
-def relay_db(relay_db_url: str, relay_backend: str) -> Iterator[Database]:
-    """A migrated database with every relay_peewee model bound to it."""
-    db = connect(relay_db_url)
+def _create_database(admin: Any, name: str, template: str | None = None) -> None:
+    # WAL_LOG (PostgreSQL 15's default) copies a small template in ~20 ms;
+    # FILE_COPY would checkpoint the whole cluster first.
+    suffix = f' TEMPLATE "{template}"' if template else ""
+    with admin.cursor() as cur:
+        cur.execute(f'CREATE DATABASE "{name}"{suffix}')
+
+
+def _drop_database(admin: Any, name: str) -> None:
+    with admin.cursor() as cur:
+        cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+# --- templates: migrate once per session, copy per test ----------------------
+
+
+class _Hooks:
+    @pytest.hookspec
+    def pytest_relay_build_schema(self, db: Database) -> None:
+        """Called after ``migrate`` on every database ``relay_db`` is made from
+        (each template once, each ``relay_fresh_db`` database): create what the
+        application's tests need and no migration creates, e.g.
+        ``db.create_tables([Project])`` for its own TenantModels."""
+
+
+def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
+    pluginmanager.add_hookspecs(_Hooks)
+
+
+def build_schema(db: Database, config: pytest.Config | None = None) -> None:
+    """What every ``relay_db`` holds: the one place the fixtures migrate.
+
+    Templates and ``relay_fresh_db`` databases both come from here, so an
+    application's own migrations, once ``migrate`` runs them, land in both,
+    and so do the tables ``pytest_relay_build_schema`` hooks create.
+    """
     migrate(db)
+    if config is not None:
+        config.hook.pytest_relay_build_schema(db=db)
+
+
+def _two_tenants_rows() -> TenantPair:
+    a = Tenant.create(slug="tenant-a", name="Tenant A")
+    b = Tenant.create(slug="tenant-b", name="Tenant B")
+    return TenantPair(a, b, {a.id: populate_tenant(a), b.id: populate_tenant(b)})
+
+
+@dataclass
+class _Template:
+    """One built database (migrated, perhaps populated) and how to copy it."""
+
+    url: str  # the template itself, never connected to after it is built
+    pair: TenantPair | None
+    roles: tuple[str, str] | None = None  # (app, admin) on postgres_rls
+    spares: deque[Future[str]] = field(default_factory=deque)  # PostgreSQL: copies made ahead
+
+
+@dataclass
+class _Templates:
+    """Every template of the session, built on first use and dropped at its end."""
+
+    config: pytest.Config
+    directory: Path
+    built: dict[tuple[str, bool], _Template] = field(default_factory=dict)
+    failed: dict[tuple[str, bool], str] = field(default_factory=dict)
+    _copies: int = 0
+    # PostgreSQL: copies are made ahead by two threads and dropped by a third,
+    # each on its own admin connection, so a test waits for neither.
+    _creators: ThreadPoolExecutor | None = None
+    _dropper: ThreadPoolExecutor | None = None
+    _local: threading.local = field(default_factory=threading.local)
+    _connections: list[Any] = field(default_factory=list)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def get(self, backend: str, populated: bool) -> _Template:
+        key = (backend, populated)
+        if key in self.failed:
+            _unavailable(self.failed[key])
+        if key not in self.built:
+            try:
+                self.built[key] = self._build(backend, populated)
+            except pytest.skip.Exception as exc:
+                self.failed[key] = str(exc.msg)
+                raise
+        return self.built[key]
+
+    def _build(self, backend: str, populated: bool) -> _Template:
+        kind = f"{backend}_{'two_tenants' if populated else 'empty'}"
+        if backend == "sqlite":
+            url = f"sqlite:///{self.directory / f'{kind}.db'}"
+        else:
+            server = postgres_server_url(self.config)
+            name = f"relay_tpl_{secrets.token_hex(6)}"
+            _create_database(self._admin(), name)
+            url = _with_database(server, name)
+        db = connect(url)
+        try:
+            build_schema(db, self.config)
+            pair = _two_tenants_rows() if populated else None
+            roles = None
+            if backend == "postgres_rls":
+                roles = _create_test_roles(db)
+        finally:
+            db.close()
+        return _Template(url, pair, roles)
+
+    def copy(self, backend: str, template: _Template, folder: Path | None = None) -> str:
+        """A new database holding what ``template`` holds; its URL. SQLite:
+        a file in ``folder`` (default: the session's, removed by ``discard``)."""
+        if backend == "sqlite":
+            self._copies += 1
+            target = (folder or self.directory) / f"copy_{self._copies}.db"
+            dest = sqlite3.connect(target)
+            try:
+                # A copy thrown away after the test needs no fsync: 1 ms, not 5.
+                dest.execute("PRAGMA synchronous = OFF")
+                dest.execute("PRAGMA journal_mode = OFF")
+                source = sqlite3.connect(urlparse(template.url).path[1:])
+                try:
+                    source.backup(dest)
+                finally:
+                    source.close()
+            finally:
+                dest.close()
+            return f"sqlite:///{target}"
+        if self._creators is None:
+            self._creators = ThreadPoolExecutor(SPARE_COPIES, thread_name_prefix="relay_copy")
+        while len(template.spares) <= SPARE_COPIES:
+            template.spares.append(self._creators.submit(self._clone, template.url))
+        return template.spares.popleft().result()
+
+    def discard(self, url: str) -> None:
+        """Remove a copy: a SQLite file, or a PostgreSQL database (dropped in
+        the background: the test is over)."""
+        if url.startswith("sqlite"):
+            path = Path(urlparse(url).path[1:])
+            for leftover in (path, path.with_name(path.name + "-journal")):
+                leftover.unlink(missing_ok=True)
+            return
+        if self._dropper is None:
+            self._dropper = ThreadPoolExecutor(1, thread_name_prefix="relay_drop")
+        self._dropper.submit(self._drop, urlparse(url).path[1:])
+
+    def _admin(self) -> Any:
+        """This thread's admin connection to the server."""
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = _admin_connection(postgres_server_url(self.config), _unavailable)
+            self._local.conn = conn
+            with self._lock:
+                self._connections.append(conn)
+        return conn
+
+    def _clone(self, template_url: str) -> str:
+        name = f"relay_copy_{secrets.token_hex(6)}"
+        _create_database(self._admin(), name, urlparse(template_url).path[1:])
+        return _with_database(template_url, name)
+
+    def _drop(self, name: str) -> None:
+        _drop_database(self._admin(), name)
+
+    def close(self) -> None:
+        for pool in (self._creators, self._dropper):
+            if pool is not None:
+                pool.shutdown(wait=True)
+        for key, template in self.built.items():
+            if key[0] == "sqlite":
+                continue
+            for spare in template.spares:
+                if spare.exception() is None:
+                    self._drop(urlparse(spare.result()).path[1:])
+            self._drop(urlparse(template.url).path[1:])
+            if template.roles is not None:
+                with self._admin().cursor() as cur:
+                    for role in template.roles:
+                        cur.execute(f"DROP ROLE IF EXISTS {role}")
+        for conn in self._connections:
+            conn.close()
+
+
+@pytest.fixture(scope="session")
+def relay_templates(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[_Templates]:
+    """The session's templates: ``get(backend, populated)``, ``copy(...)``, ``discard(url)``."""
+    templates = _Templates(request.config, tmp_path_factory.mktemp("relay_templates"))
+    try:
+        yield templates
+    finally:
+        templates.close()
+
+
+@pytest.fixture
+def relay_db(
+    relay_backend: str, relay_db_url: str, request: pytest.FixtureRequest
+) -> Iterator[Database]:
+    """A migrated database with every relay_peewee model bound to it; the test's own."""
+    template = request.node.stash.get(_TEMPLATE, None)
+    if template is None:  # relay_fresh_db
+        yield from _fresh_relay_db(relay_backend, relay_db_url, request)
+        return
+    if template.pair is not None:
+        # Each test its own objects: one test changing a.name must not
+        # change the next test's pair.
+        request.node.stash[_PAIR] = _copy_pair(template.pair)
+    if template.roles is None:
+        db = connect(relay_db_url)
+    else:
+        db = _connect_as_app_role(relay_db_url, template.roles)
+    if isinstance(db, SqliteDatabase):
+        # A copy thrown away after the test needs no fsync per commit, on
+        # any of its connections (permanent=True: every thread's too).
+        db.pragma("synchronous", 0, permanent=True)
+    try:
+        yield db
+    finally:
+        db.close()
+
+
+_TEMPLATE = pytest.StashKey["_Template"]()
+_PAIR = pytest.StashKey["TenantPair"]()
+
+
+def _fresh_relay_db(
+    relay_backend: str, url: str, request: pytest.FixtureRequest
+) -> Iterator[Database]:
+    db = connect(url)
+    build_schema(db, request.config)
+    if "two_tenants" in request.fixturenames:
+        request.node.stash[_PAIR] = _two_tenants_rows()
     if relay_backend != "postgres_rls":
         try:
             yield db
         finally:
             db.close()
         return
-    with _application_role(db, relay_db_url) as (app_url, admin_url):
-        db.close()
-        # The recommended setup: unscoped() on its own admin connection.
-        app = connect(app_url, admin_url=admin_url)
-        try:
-            yield app
-        finally:
-            app.close()
+    roles = _create_test_roles(db)
+    db.close()
+    app = _connect_as_app_role(url, roles)
+    try:
+        yield app
+    finally:
+        app.close()
+        _drop_test_roles(url, roles)
 
 
-@contextmanager
-def _application_role(owner: Database, url: str) -> Iterator[tuple[str, str]]:
-    """Fresh app and admin roles (``relay-peewee roles``); their URLs."""
+def _connect_as_app_role(url: str, roles: tuple[str, str]) -> Database:
+    """The database as the application role, in the recommended setup:
+    ``unscoped()`` on its own connection as the admin role."""
+    app = connect(_as_role(url, roles[0]), admin_url=_as_role(url, roles[1]))
+    app.relay_admin_role = roles[1]  # type: ignore[attr-defined]
+    return app
+
+
+def _as_role(url: str, role: str) -> str:
+    parsed = urlparse(url)
+    host = parsed.hostname or ""
+    port = f":{parsed.port}" if parsed.port else ""
+    return urlunparse(parsed._replace(netloc=f"{role}@{host}{port}"))
+
+
+def _create_test_roles(owner: Database) -> tuple[str, str]:
+    """Fresh app and admin roles (``relay-peewee roles``) with random names."""
     from .roles import create_roles
 
     suffix = secrets.token_hex(4)
@@ -226,20 +586,25 @@ def _application_role(owner: Database, url: str) -> Iterator[tuple[str, str]]:
         create_roles(owner, app, admin)
     except Exception as exc:  # not a superuser, most likely
         pytest.skip(f"postgres_rls needs a role that may create roles: {exc}")
-    parsed = urlparse(url)
-    host = parsed.hostname or ""
-    port = f":{parsed.port}" if parsed.port else ""
+    # The application's own tables (a pytest_relay_build_schema hook's):
+    # the app role may use them as it may use Relay's.
+    granted = {m._meta.table_name for m in MODELS} | {HISTORY_TABLE}
+    theirs = [t for t in owner.get_tables() if t not in granted]
+    if theirs:
+        names = ", ".join(f'"{t}"' for t in theirs)
+        owner.execute_sql(f"GRANT SELECT, INSERT, UPDATE, DELETE ON {names} TO {app}, {admin}")
+        owner.execute_sql(f"GRANT USAGE ON ALL SEQUENCES IN SCHEMA public TO {app}, {admin}")
+    return app, admin
+
+
+def _drop_test_roles(url: str, roles: tuple[str, str]) -> None:
+    # Grants live in the database: drop them before the roles.
+    owner = connect(url)
     try:
-        yield (
-            urlunparse(parsed._replace(netloc=f"{app}@{host}{port}")),
-            urlunparse(parsed._replace(netloc=f"{admin}@{host}{port}")),
-        )
+        owner.execute_sql(f"DROP OWNED BY {', '.join(roles)}")
+        for role in roles:
+            owner.execute_sql(f"DROP ROLE IF EXISTS {role}")
     finally:
-        # Grants live in this database: drop them before the roles.
-        owner.connect(reuse_if_open=True)
-        owner.execute_sql(f"DROP OWNED BY {app}, {admin}")
-        owner.execute_sql(f"DROP ROLE IF EXISTS {app}")
-        owner.execute_sql(f"DROP ROLE IF EXISTS {admin}")
         owner.close()
 
 
@@ -267,13 +632,72 @@ class TenantPair:
 
     a: Tenant
     b: Tenant
-    rows: dict[str, SampleRows]
+    rows: Mapping[str, SampleRows]
 
     def other(self, tenant: Tenant | str) -> Tenant:
         return self.b if tenant_id_of(tenant) == self.a.id else self.a
 
     def rows_of(self, tenant: Tenant | str) -> SampleRows:
         return self.rows[tenant_id_of(tenant)]
+
+
+def _copy_row(row: Any, memo: dict[int, Any]) -> Any:
+    """A new instance with a copy of the row's values, and of the related rows
+    it holds (``skill.author``), each copied once per pair (``memo``)."""
+    if id(row) in memo:
+        return memo[id(row)]
+    new = type(row)(__no_default__=True)
+    memo[id(row)] = new
+    new.__data__ = {
+        k: copy.deepcopy(v) if isinstance(v, (list, dict)) else v  # the rest is immutable
+        for k, v in row.__data__.items()
+    }
+    new.__rel__ = {k: _copy_row(v, memo) for k, v in row.__rel__.items()}
+    return new
+
+
+def _copy_sample(sample: SampleRows, memo: dict[int, Any]) -> SampleRows:
+    copied: dict[str, Any] = {}
+    for f in fields(sample):
+        value = getattr(sample, f.name)
+        copied[f.name] = (
+            _copy_row(value, memo)
+            if isinstance(value, Model)
+            else [_copy_row(r, memo) for r in value]
+        )
+    return SampleRows(**copied)
+
+
+class _CopiedOnRead(Mapping[str, SampleRows]):
+    """The template's sample rows, each tenant's copied when a test first reads
+    them: most tests never do, and copying ~50 rows costs a millisecond.
+
+    (``copy.deepcopy`` of the pair cost 15 ms a test: it copies far more than
+    the rows.)"""
+
+    def __init__(self, template: Mapping[str, SampleRows], memo: dict[int, Any]) -> None:
+        self._template = template
+        self._memo = memo
+        self._copies: dict[str, SampleRows] = {}
+
+    def __getitem__(self, tenant_id: str) -> SampleRows:
+        if tenant_id not in self._copies:
+            self._copies[tenant_id] = _copy_sample(self._template[tenant_id], self._memo)
+        return self._copies[tenant_id]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._template)
+
+    def __len__(self) -> int:
+        return len(self._template)
+
+
+def _copy_pair(pair: TenantPair) -> TenantPair:
+    """The test's own objects: one test changing ``a.name`` must not change
+    the next test's pair. Related rows point at the copies, as they did."""
+    memo: dict[int, Any] = {}
+    a, b = _copy_row(pair.a, memo), _copy_row(pair.b, memo)
+    return TenantPair(a, b, _CopiedOnRead(pair.rows, memo))
 
 
 def populate_tenant(tenant: Tenant) -> SampleRows:
@@ -344,13 +768,20 @@ def populate_tenant(tenant: Tenant) -> SampleRows:
 
 
 @pytest.fixture
-def two_tenants(relay_db: Database) -> TenantPair:
-    """Tenants ``a`` and ``b`` with overlapping sample data on ``relay_db``."""
-    # Creating a tenant is an admin operation: the application role may not.
-    with bypass_scope(relay_db):
-        a = Tenant.create(slug="tenant-a", name="Tenant A")
-        b = Tenant.create(slug="tenant-b", name="Tenant B")
-    return TenantPair(a, b, {a.id: populate_tenant(a), b.id: populate_tenant(b)})
+def two_tenants(relay_db: Database, request: pytest.FixtureRequest) -> TenantPair:
+    """Tenants ``a`` and ``b`` with overlapping sample data on ``relay_db``.
+
+    ``relay_db`` built them already (it copies a populated template when a
+    test asks for this fixture); this hands the test its own objects.
+    """
+    return request.node.stash[_PAIR]
+
+
+@pytest.fixture
+def inside_tenant(two_tenants: TenantPair) -> Iterator[Tenant]:
+    """Tenant ``a`` of ``two_tenants``, the current tenant for the whole test."""
+    with tenant_context(two_tenants.a):
+        yield two_tenants.a
 
 
 # --- assertions --------------------------------------------------------------

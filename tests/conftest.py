@@ -1,58 +1,87 @@
 """Fixtures: every database test runs on SQLite and on PostgreSQL.
 
-Each test gets its own database: a file under ``tmp_path`` for SQLite, a
-throw-away PostgreSQL database (dropped afterwards) for PostgreSQL. Without a
-reachable server the PostgreSQL cases skip with the reason; with ``CI=true``
-they fail instead, so CI cannot go green on SQLite alone.
+The backends, the PostgreSQL server and driver (``--relay-driver``), and the
+template databases come from the relay_peewee pytest plugin - the same ones an
+application's tests get. ``db`` is an empty database of the test's own;
+``migrated_db`` (and ``db_url`` in a test that asks for it) a copy of the
+session's migrated template, unless the test is marked ``relay_fresh_db``.
+Without a reachable server the PostgreSQL cases skip with the reason; with
+``CI=true`` they fail instead, so CI cannot go green on SQLite alone.
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from pathlib import Path
-from typing import NamedTuple
 
 import pytest
-from legacy import POSTGRES_STYLES, SQLITE_STYLES, create_legacy_schema, populate
+from helpers import Legacy, build_legacy
+from legacy import POSTGRES_STYLES, SQLITE_STYLES
 from peewee import Database
 
 import relay_peewee
 from relay_peewee.commands import migrate
-from relay_peewee.testing import throwaway_postgres_database
+from relay_peewee.testing import (
+    FRESH_MARK,
+    backend_params,
+    chosen_backends,
+    postgres_server_url,
+    throwaway_postgres_database,
+)
 
-# libpq's variables, so CI or a developer can point elsewhere.
-PG_HOST = os.environ.get("PGHOST", "127.0.0.1")
-PG_PORT = int(os.environ.get("PGPORT", "5432"))
-PG_USER = os.environ.get("PGUSER", "root")
-PG_ADMIN_DB = os.environ.get("PGDATABASE", "test")
-LEGACY_SKILLS = 30
+pytest_plugins = ("pytester",)
+
+# The owner's view of the schema: postgres_rls (the application role) is the
+# plugin's relay_db's business, not these fixtures'.
+OWNER_BACKENDS = ("sqlite", "postgres")
+
+
+POSTGRES_FIXTURES = {"pg_url", "pg_legacy"}
+
+
+def pytest_itemcollected(item: pytest.Item) -> None:
+    # A test that takes a PostgreSQL-only fixture is a PostgreSQL test, and
+    # says so to `-m`, whether or not its module remembered the marker.
+    names = set(getattr(item, "fixturenames", ()))
+    if names & POSTGRES_FIXTURES and item.get_closest_marker("sqlite_only") is None:
+        item.add_marker(pytest.mark.postgres_only)
 
 
 @pytest.fixture
-def pg_url() -> Iterator[str]:
+def pg_url(request: pytest.FixtureRequest) -> Iterator[str]:
     """URL of a fresh, empty PostgreSQL database, dropped after the test."""
-    server = f"postgresql://{PG_USER}@{PG_HOST}:{PG_PORT}/{PG_ADMIN_DB}"
-    with throwaway_postgres_database(server) as url:
+    with throwaway_postgres_database(postgres_server_url(request.config)) as url:
         yield url
 
 
-BACKENDS = [
-    pytest.param("sqlite", marks=pytest.mark.sqlite_only),
-    pytest.param("postgres", marks=pytest.mark.postgres_only),
-]
+@pytest.fixture(params=backend_params(OWNER_BACKENDS))
+def backend(request: pytest.FixtureRequest) -> str:
+    if request.param not in chosen_backends(request.config):
+        pytest.skip(f"--relay-backends leaves {request.param} out")
+    return str(request.param)
 
 
-@pytest.fixture(params=BACKENDS)
-def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "postgres":
-        return str(request.getfixturevalue("pg_url"))
-    return f"sqlite:///{tmp_path / 'relay.db'}"
+@pytest.fixture
+def db_url(backend: str, request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    migrated = "migrated_db" in request.fixturenames
+    if migrated and request.node.get_closest_marker(FRESH_MARK) is None:
+        templates = request.getfixturevalue("relay_templates")
+        url = templates.copy(backend, templates.get(backend, False), tmp_path)
+        try:
+            yield url
+        finally:
+            if backend != "sqlite":  # tmp_path keeps it, for a failed test's post-mortem
+                templates.discard(url)
+        return
+    if backend == "postgres":
+        yield str(request.getfixturevalue("pg_url"))
+    else:
+        yield f"sqlite:///{tmp_path / 'relay.db'}"
 
 
 @pytest.fixture
 def db(db_url: str) -> Iterator[Database]:
-    """An empty database on each backend, with every model bound to it."""
+    """A database of the test's own on each backend, every model bound to it."""
     database = relay_peewee.connect(db_url)
     try:
         yield database
@@ -61,17 +90,12 @@ def db(db_url: str) -> Iterator[Database]:
 
 
 @pytest.fixture
-def migrated_db(db: Database) -> Database:
-    """A database built from empty by `migrate`."""
-    migrate(db)
+def migrated_db(db: Database, request: pytest.FixtureRequest) -> Database:
+    """A migrated database: a copy of the session's template (``db_url``
+    made it), or migrated from empty under ``relay_fresh_db``."""
+    if request.node.get_closest_marker(FRESH_MARK) is not None:
+        migrate(db)
     return db
-
-
-class Legacy(NamedTuple):
-    db: Database
-    url: str
-    backend: str
-    style: str
 
 
 LEGACY_BACKENDS = [
@@ -99,13 +123,6 @@ def legacy(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Legacy]:
         yield legacy
     finally:
         legacy.db.close()
-
-
-def build_legacy(url: str, backend: str, style: str, n_skills: int = LEGACY_SKILLS) -> Legacy:
-    database = relay_peewee.connect(url)
-    create_legacy_schema(database, style)
-    populate(database, n_skills=n_skills)
-    return Legacy(database, url, backend, style)
 
 
 @pytest.fixture

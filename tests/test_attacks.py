@@ -15,7 +15,7 @@ from typing import Any, NamedTuple
 
 import psycopg2
 import pytest
-from conftest import PG_HOST, PG_PORT, PG_USER, Legacy
+from helpers import PG_HOST, PG_PORT, PG_USER, Legacy
 from peewee import Database, IntegrityError, Value
 
 import relay_peewee

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner, Result
-from conftest import Legacy
+from helpers import Legacy
 from legacy import FOREIGN_TABLES
 from peewee import CompositeKey, Database, IntegrityError, SqliteDatabase, TextField
 

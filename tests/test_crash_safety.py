@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import Legacy, build_legacy
+from helpers import Legacy, build_legacy
 from legacy import snapshot
 from schema import scalar
 from test_migrations import ALL, assert_tenancy_structure
@@ -27,7 +27,7 @@ SKILLS = 1500  # enough rows that every step takes a moment to interrupt
 
 @pytest.fixture
 def big_legacy(db_url: str) -> Legacy:
-    backend = "postgres" if db_url.startswith("postgresql") else "sqlite"
+    backend = "sqlite" if db_url.startswith("sqlite") else "postgres"
     legacy = build_legacy(db_url, backend, "drizzle" if backend == "postgres" else "inline", SKILLS)
     return legacy
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from conftest import Legacy
+from helpers import Legacy
 from peewee import Database, DatabaseError, IntegrityError
 from schema import fingerprint, scalar, sql
 from test_migrations import ALL

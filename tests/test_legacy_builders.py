@@ -11,8 +11,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import LEGACY_SKILLS as N_SKILLS
-from conftest import Legacy as LegacyFixture
+from helpers import LEGACY_SKILLS as N_SKILLS
+from helpers import Legacy as LegacyFixture
 from legacy import (
     EXTRA_INDEX,
     FOREIGN_TABLES,

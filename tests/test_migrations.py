@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from conftest import LEGACY_SKILLS, Legacy
+from helpers import LEGACY_SKILLS, Legacy
 from legacy import (
     EXTRA_INDEX,
     SLUG_TRIGGER,

@@ -32,7 +32,7 @@ def test_models_declare_the_schema_the_migrations_build(
     migrated = open_database(db_url)
     other_url = (
         str(request.getfixturevalue("pg_url"))
-        if db_url.startswith("postgresql")
+        if not db_url.startswith("sqlite")
         else f"sqlite:///{tmp_path / 'created.db'}"
     )
     created = relay_peewee.connect(other_url)

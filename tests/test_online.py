@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
 
 import pytest
-from conftest import Legacy
+from helpers import Legacy
 from legacy import snapshot
 from peewee import Database
 from schema import scalar, tenancy_structure
@@ -147,7 +148,8 @@ def test_online_plan_changes_nothing_and_passes_squawk(pg_legacy: Legacy, tmp_pa
     assert sorted(db.get_tables()) == tables
     text = "\n".join(plan)
     assert "CREATE UNIQUE INDEX CONCURRENTLY" in text and "NOT VALID" in text
-    squawk = shutil.which("squawk")
+    # The venv's own bin folder, whether or not the venv is activated.
+    squawk = shutil.which("squawk", path=str(Path(sys.executable).parent))
     if squawk is None:
         pytest.fail("squawk is not installed: pip install -e '.[dev]' (squawk-cli)")
     path = tmp_path / "online.sql"

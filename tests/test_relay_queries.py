@@ -19,7 +19,7 @@ from typing import Any
 import psycopg2
 import psycopg2.errors
 import pytest
-from conftest import PG_HOST, PG_PORT, PG_USER
+from helpers import PG_HOST, PG_PORT, PG_USER
 
 from relay_peewee.commands import migrate
 from relay_peewee.db import open_database

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import PG_ADMIN_DB, PG_HOST, PG_PORT, PG_USER, Legacy
+from helpers import PG_ADMIN_DB, PG_HOST, PG_PORT, PG_USER, Legacy
 from legacy import EXTRA_INDEX
 from peewee import Database, IntegrityError
 from schema import TENANT_TABLES, fingerprint, scalar
@@ -306,7 +306,7 @@ def test_rollback_of_0010_drops_defaults_and_functions_keeps_relays_schema(
 
 @pytest.mark.postgres_only
 def test_online_0010_ends_like_the_transactional_one_and_resumes(pg_legacy: Legacy) -> None:
-    from conftest import build_legacy
+    from helpers import build_legacy
 
     db = pg_legacy.db
     migrate(db, "0008")

@@ -8,7 +8,7 @@ from typing import Any, NamedTuple
 
 import psycopg2
 import pytest
-from conftest import PG_HOST, PG_PORT, PG_USER
+from helpers import PG_HOST, PG_PORT, PG_USER
 from peewee import Database
 from schema import TENANT_TABLES, scalar
 

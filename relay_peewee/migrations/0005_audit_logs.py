@@ -52,8 +52,9 @@ def check_down(migrator: Any, db: Any) -> None:
     count = _audit_model(db).select().count()
     if count:
         raise MigrationError(
-            f"refusing to drop audit_logs: it holds {count} security event(s); "
-            "export and delete them first if you really mean to"
+            f"refusing to drop audit_logs: it holds {count} security event(s); export them, "
+            "lift the append-only rule (`relay-peewee rollback --to 0007_audit_log_append_only`),"
+            " delete them, then roll back again"
         )
 
 

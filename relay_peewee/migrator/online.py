@@ -29,6 +29,7 @@ from contextlib import contextmanager
 from peewee import Database, OperationalError
 from playhouse.migrate import make_index_name
 
+from ..db import sqlstate
 from ..errors import MigrationError
 from . import catalog
 from .backends import (
@@ -48,9 +49,7 @@ LOCK_NOT_AVAILABLE = "55P03"
 
 
 def _is_lock_timeout(exc: BaseException) -> bool:
-    # peewee re-raises the driver's error as its own; the original (with
-    # the SQLSTATE) is the exception it was handling.
-    return getattr(exc.__context__, "pgcode", None) == LOCK_NOT_AVAILABLE
+    return sqlstate(exc) == LOCK_NOT_AVAILABLE
 
 
 class OnlinePostgresqlMigrator(RelayPostgresqlMigrator):

@@ -31,7 +31,7 @@ from peewee import Database
 from playhouse.migrations import MigrationError as PlayhouseMigrationError
 from playhouse.migrations import Runner
 
-from ..db import is_postgres
+from ..db import is_postgres, mogrify
 from ..errors import MigrationError, UnrecognisedSchema
 from .backends import Progress, migrator_for
 from .locking import migration_lock
@@ -402,8 +402,7 @@ def _render(db: Database, sql: str, params: Any) -> str:
         # psycopg2 formats even parameterless statements: %% stands for %.
         return sql.replace("%%", "%") if is_postgres(db) else sql
     if is_postgres(db):
-        rendered = db.cursor().mogrify(sql, params)
-        return rendered.decode() if isinstance(rendered, bytes) else str(rendered)
+        return mogrify(db, sql, params)
     parts = sql.split("?")
     out = parts[0]
     for value, part in zip(params, parts[1:], strict=False):

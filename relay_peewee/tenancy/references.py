@@ -42,6 +42,7 @@ from peewee import (
     fn,
 )
 
+from ..db import sqlstate
 from ..deferred_begin import deferred_transaction
 from ..errors import CrossTenantWrite
 from .scoping import TENANT_COLUMN, TENANT_FIELD, ScopedSelect, is_tenant_model
@@ -329,7 +330,7 @@ def refused_by_database(
     another key's violation (the tenant's own, say) is not ours to explain.
     """
     cause = exc.__context__
-    pgcode = getattr(cause, "pgcode", None)
+    pgcode = sqlstate(exc)
     text = str(exc)
     if pgcode is not None and pgcode != FOREIGN_KEY_VIOLATION:
         return False
