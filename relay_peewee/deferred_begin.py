@@ -134,7 +134,7 @@ class DeferredBeginMixin:
         # psycopg 3 binds parameters on the server: one statement per message.
         return not isinstance(self._adapter, Psycopg3Adapter)
 
-    def execute_sql(self, sql: str, params: Any = None) -> Any:
+    def execute_sql(self, sql: str, params: Any = None, **options: Any) -> Any:
         transactions = self._state.transactions
         if transactions:
             outermost = transactions[0]
@@ -142,7 +142,7 @@ class DeferredBeginMixin:
                 not outermost.begun or outermost.before_next
             ):
                 sql, params = outermost.prepare(sql, params)
-        return super().execute_sql(sql, params)  # type: ignore[misc]
+        return super().execute_sql(sql, params, **options)  # type: ignore[misc]
 
 
 _classes: dict[type[Database], type[Database]] = {}
