@@ -15,6 +15,7 @@ from .errors import MigrationError, RelayError
 from .migrator import MigrationRunner, MigrationStatus, classify_schema
 from .migrator.backends import Progress
 from .models import Tenant
+from .tenancy.references import forget_database_checks
 from .user_moves import UserMove, move_user
 
 __all__ = [
@@ -53,7 +54,10 @@ def migrate(
     wait for another migrator holding the migration lock, else refuse.
     """
     runner = MigrationRunner(db, progress, online=online, lock_timeout=lock_timeout, wait=wait)
-    adopted, applied = runner.upgrade(to)
+    try:
+        adopted, applied = runner.upgrade(to)
+    finally:
+        forget_database_checks(db)  # the keys writes rely on may have changed
     return MigrateResult(adopted, applied)
 
 
@@ -81,7 +85,10 @@ def rollback(
     db: Database, to: str | None = None, progress: Progress | None = None, *, wait: bool = True
 ) -> list[str]:
     """Undo the last migration, or every migration back through ``to``."""
-    return MigrationRunner(db, progress, wait=wait).downgrade(to)
+    try:
+        return MigrationRunner(db, progress, wait=wait).downgrade(to)
+    finally:
+        forget_database_checks(db)
 
 
 _SLUG = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$")
