@@ -12,7 +12,14 @@ from .errors import (
 )
 from .events import record_event
 from .models import MODELS, TENANT_MODELS
-from .tenancy import TenantModel, current_tenant, require_tenant, tenant_context, unscoped
+from .tenancy import (
+    TenantModel,
+    current_tenant,
+    require_tenant,
+    tenant_bound,
+    tenant_context,
+    unscoped,
+)
 
 # The one place the version is written: setup.cfg reads it (attr:), and
 # `python cli.py --version` works from a checkout that was never installed.
@@ -35,6 +42,7 @@ __all__ = [
     "database_proxy",
     "record_event",
     "require_tenant",
+    "tenant_bound",
     "tenant_context",
     "unscoped",
 ]

@@ -16,6 +16,7 @@ from .errors import MigrationError, RelayError, UnrecognisedSchema
 from .migrator import MigrationRunner, MigrationStatus, classify_schema
 from .migrator.backends import Progress
 from .models import Tenant
+from .tenancy.references import forget_database_checks
 from .user_moves import UserMove, move_user
 
 __all__ = [
@@ -58,7 +59,10 @@ def migrate(
     runner = MigrationRunner(
         db, progress, online=online, lock_timeout=lock_timeout, wait=wait, migrations=migrations
     )
-    adopted, applied = runner.upgrade(to)
+    try:
+        adopted, applied = runner.upgrade(to)
+    finally:
+        forget_database_checks(db)  # the keys writes rely on may have changed
     return MigrateResult(adopted, applied)
 
 
@@ -97,7 +101,10 @@ def rollback(
     migrations: Sequence[str] = (),
 ) -> list[str]:
     """Undo the last migration, or every migration back through ``to``."""
-    return MigrationRunner(db, progress, wait=wait, migrations=migrations).downgrade(to)
+    try:
+        return MigrationRunner(db, progress, wait=wait, migrations=migrations).downgrade(to)
+    finally:
+        forget_database_checks(db)
 
 
 _SLUG = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$")

@@ -30,6 +30,7 @@ from peewee import (
 from playhouse import db_url
 from playhouse.pool import PooledPostgresqlDatabase
 
+from .deferred_begin import deferred_class
 from .errors import ConfigurationError
 
 __all__ = [
@@ -159,12 +160,16 @@ def open_database(url: str | None = None, *, must_exist: bool = False) -> Databa
     elif issubclass(db_class, PostgresqlDatabase):
         _require_driver(scheme)
     try:
-        if db_class is PooledPostgresqlDatabase:
-            db_class = SessionResettingPool
-            db_url.connect(url, **kwargs)  # its checks of the URL, nothing opened
-            db: Database = db_class(**{**db_url.parse(url), **kwargs})
+        target = SessionResettingPool if db_class is PooledPostgresqlDatabase else db_class
+        # PostgreSQL: a tenant context's BEGIN rides on its first statement
+        # (deferred_begin). Built with the URL's parameters rather than
+        # registered in playhouse's scheme table, which is everyone's.
+        target = deferred_class(target)
+        if target is db_class:
+            db: Database = db_url.connect(url, **kwargs)
         else:
-            db = db_url.connect(url, **kwargs)
+            db_url.connect(url, **kwargs)  # its checks of the URL, nothing opened
+            db = target(**{**db_url.parse(url), **kwargs})
     except (ImportError, RuntimeError, ValueError) as exc:
         detail = str(exc).replace(url, shown)
         raise ConfigurationError(f"cannot open {shown!r}: {detail}") from None
@@ -176,15 +181,20 @@ def open_database(url: str | None = None, *, must_exist: bool = False) -> Databa
     return db
 
 
-def connect(url: str | None = None, *, admin_url: str | None = None) -> Database:
+def connect(url: str | Database | None = None, *, admin_url: str | None = None) -> Database:
     """Open the database and bind every relay_peewee model (and TenantModel) to it.
+
+    ``url`` may also be a database opened by the application, e.g. a
+    ``playhouse.pwasyncio`` ``AsyncPostgresqlDatabase`` or
+    ``AsyncSqliteDatabase`` (``pragmas={"foreign_keys": 1}`` on SQLite): it is
+    bound as it is, and connects on its first query.
 
     ``admin_url`` (else ``$RELAY_ADMIN_DATABASE_URL``) is the database as a
     role that bypasses row-level security (``relay_admin``): ``unscoped()``
     opens its own connection there, so the application role needs no way
     out of its tenant. Checked now, connected only while ``unscoped`` runs.
     """
-    db = open_database(url)
+    db = url if isinstance(url, Database) else open_database(url)
     admin_url = admin_url or os.environ.get(ADMIN_URL_ENV)
     if admin_url:
         admin = open_database(admin_url)

@@ -13,7 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 from peewee import Database
 
-from relay_peewee import TenantRequired, current_tenant, tenant_context
+from relay_peewee import RelayError, TenantRequired, current_tenant, tenant_bound, tenant_context
 from relay_peewee.db import is_postgres
 from relay_peewee.models import Rating, Skill, Tenant
 from relay_peewee.testing import SAMPLE_SLUGS, TenantPair, assert_only_tenant
@@ -142,12 +142,19 @@ def _check_created(a: Tenant, b: Tenant) -> None:
 
 
 def test_a_task_inherits_its_creators_tenant_but_cannot_change_it(
-    two_tenants: TenantPair,
+    two_tenants: TenantPair, relay_db: Database
 ) -> None:
     a, b = two_tenants.a, two_tenants.b
 
     async def child() -> str | None:
         inherited = current_tenant()
+        if is_postgres(relay_db):
+            # The creator's context holds this thread's connection in a
+            # transaction: a second task may not open one inside it.
+            with pytest.raises(RelayError, match="another asyncio task"):
+                tenant_context(b).__enter__()
+            assert current_tenant() == inherited
+            return inherited
         with tenant_context(b):
             await asyncio.sleep(0)
         return inherited
@@ -171,3 +178,75 @@ def test_consecutive_requests_on_one_thread_do_not_leak(two_tenants: TenantPair)
         assert current_tenant() is None
         with pytest.raises(TenantRequired):
             Skill.select().count()
+
+
+def test_two_tasks_interleaving_sync_contexts_on_one_connection_are_refused(
+    two_tenants: TenantPair, relay_db: Database
+) -> None:
+    """Not a driver error halfway through: a RelayError saying what to do, at once."""
+    if not is_postgres(relay_db):
+        pytest.skip("SQLite contexts hold no transaction: interleaving is fine there")
+    a, b = two_tenants.a, two_tenants.b
+    entered = asyncio.Event()
+    outcome: dict[str, object] = {}
+
+    async def first() -> None:
+        with tenant_context(a):
+            assert_only_tenant(list(Skill.select()), a)
+            entered.set()
+            await asyncio.sleep(0.01)  # the second task runs now
+            assert_only_tenant(list(Skill.select()), a)  # still a, still usable
+            Skill.create(name="n", slug="first-task", description="d", category="c", content="x")
+
+    async def second() -> None:
+        await entered.wait()
+        try:
+            with tenant_context(b):
+                list(Skill.select())
+        except RelayError as exc:
+            outcome["error"] = exc
+
+    async def main() -> None:
+        await asyncio.gather(first(), second())
+
+    asyncio.run(main())
+    assert "asyncio.to_thread" in str(outcome["error"])
+    with tenant_context(a):
+        assert Skill.select().where(Skill.slug == "first-task").count() == 1
+    with tenant_context(b):
+        assert_only_tenant(list(Skill.select()), b)
+        assert Skill.select().where(Skill.slug == "first-task").count() == 0
+
+
+def test_tenant_bound_runs_a_function_in_the_tenant_on_another_thread(
+    two_tenants: TenantPair, relay_db: Database
+) -> None:
+    a, b = two_tenants.a, two_tenants.b
+
+    def listing(label: str) -> tuple[str | None, list[str]]:
+        Skill.create(name="n", slug=label, description="d", category="c", content="x")
+        return current_tenant(), [s.tenant_id for s in Skill.select()]
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        with tenant_context(a):
+            for_a = pool.submit(tenant_bound(listing, "bg-a"))
+        with tenant_context(b):
+            for_b = pool.submit(tenant_bound(listing, label="bg-b"))
+        # A worker thread has its own connection: under row-level security the
+        # bound call's own context is what makes its rows visible at all.
+        for tenant, future in ((a, for_a), (b, for_b)):
+            seen_tenant, owners = future.result()
+            assert seen_tenant == tenant.id
+            assert owners and set(owners) == {tenant.id}
+
+    async def in_task() -> list[str]:
+        with tenant_context(a):
+            return (await asyncio.to_thread(tenant_bound(listing, "bg-thread")))[1]
+
+    assert set(asyncio.run(in_task())) == {a.id}
+    with pytest.raises(TenantRequired):
+        tenant_bound(listing, "no-tenant")
+    with tenant_context(a):
+        assert Skill.select().where(Skill.slug.in_(["bg-a", "bg-thread"])).count() == 2
+    with tenant_context(b):
+        assert Skill.select().where(Skill.slug == "bg-b").count() == 1

@@ -343,11 +343,12 @@ def test_references_to_rows_already_read_cost_no_query(
         user = User.get(User.email == f"ann@{a.slug}.example")
         assert count_selects(caplog, lambda: Rating.create(skill=skill, user=user, rating=5)) == 0
 
-        # Ids alone must be looked up: one query per referenced model.
+        # Ids alone: the database's tenant-consistent keys (0006) check them,
+        # so no lookup is spent (a refusal is tested below).
         def by_id() -> Rating:
             return Rating.create(skill=skill.id, user=user.id, rating=5)
 
-        assert count_selects(caplog, by_id) == 2
+        assert count_selects(caplog, by_id) == 0
         rows = [{"skill": skill.id, "user": user.id, "rating": n} for n in range(50)]
         # Many rows: the database's own tenant-consistent keys (0006) check
         # them, inside a savepoint, so no lookup is spent.
@@ -355,6 +356,28 @@ def test_references_to_rows_already_read_cost_no_query(
         rating = Rating.get(Rating.skill == skill)
         rating.rating = 1  # the references are unchanged since the row was read
         assert count_selects(caplog, rating.save) == 0
+
+
+def test_a_raw_id_of_another_tenant_is_refused_by_the_database_naming_the_reference(
+    two_tenants: TenantPair, relay_db: Database
+) -> None:
+    a, b = two_tenants.a, two_tenants.b
+    a_rows, b_rows = two_tenants.rows_of(a), two_tenants.rows_of(b)
+    with assert_tenant_untouched(b), tenant_context(a):
+        for skill_id, user_id, named in (
+            (b_rows.skills[0].id, a_rows.users[0].id, "Rating.skill"),
+            (a_rows.skills[0].id, b_rows.users[0].id, "Rating.user"),
+            ("no-such-skill", a_rows.users[0].id, "Rating.skill"),
+        ):
+            with pytest.raises(CrossTenantWrite, match=named) as refused:
+                Rating.create(skill=skill_id, user=user_id, rating=2)
+            other = "Rating.user" if named == "Rating.skill" else "Rating.skill"
+            assert other not in str(refused.value)
+            assert b.id not in str(refused.value)
+        # The refusal left the context's transaction usable.
+        kept = Rating.create(skill=a_rows.skills[0].id, user=a_rows.users[0].id, rating=4)
+    with tenant_context(a):
+        assert Rating.get_by_id(kept.id).rating == 4
 
 
 def test_moving_or_changing_another_tenants_row_is_refused(two_tenants: TenantPair) -> None:

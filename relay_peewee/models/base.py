@@ -5,11 +5,12 @@ from __future__ import annotations
 from peewee import Model
 
 from ..db import database_proxy
+from .async_methods import AsyncModelMethods
 
 __all__ = ["BaseModel"]
 
 
-class BaseModel(Model):
+class BaseModel(AsyncModelMethods, Model):
     class Meta:
         database = database_proxy
         legacy_table_names = False

@@ -7,14 +7,15 @@ One concern per module:
 * ``scoping`` - reads limited to the tenant in context;
 * ``writes`` - writes checked to stay inside it;
 * ``references`` - foreign keys checked to point at rows of the same tenant;
-* ``rls`` - what a context means to PostgreSQL's row-level security.
+* ``rls`` - what a context means to PostgreSQL's row-level security;
+* ``aio`` - ``async with tenant_context`` on peewee's asyncio databases.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from .context import current_tenant, require_tenant, tenant_context, unscoped
+from .context import current_tenant, require_tenant, tenant_bound, tenant_context, unscoped
 from .scoping import TENANT_COLUMN, TENANT_FIELD
 
 if TYPE_CHECKING:
@@ -26,6 +27,7 @@ __all__ = [
     "TenantModel",
     "current_tenant",
     "require_tenant",
+    "tenant_bound",
     "tenant_context",
     "tenant_indexes",
     "unscoped",

@@ -26,9 +26,9 @@ from __future__ import annotations
 from contextvars import ContextVar, Token
 from typing import Any
 
-from peewee import Model
+from peewee import ForeignKeyField, Model
 
-from .references import tenant_refs
+from .references import guarded_checks, tenant_refs
 from .scoping import TENANT_FIELD
 
 __all__ = ["SaveMark", "mark", "take", "unmark"]
@@ -71,13 +71,18 @@ def mark(instance: Any, tenant_id: str, updating: bool) -> Token[SaveMark | None
 unmark = _mark.reset
 
 
-def take(model: type[Model], data: Any, values: dict[str, Any], inserting: bool) -> str | None:
+Taken = tuple[str, tuple[ForeignKeyField, ...]]
+
+
+def take(model: type[Model], data: Any, values: dict[str, Any], inserting: bool) -> Taken | None:
     """The tenant the marked save() writes ``values`` in, if they need no further check.
 
     ``data``/``values`` are the arguments of ``insert()``/``update()`` before
     the query is built; peewee's ``save()`` passes keyword arguments only,
     named by field. An UPDATE's unchanged references are taken out of
-    ``values``: not written, they need no proof.
+    ``values``: not written, they need no proof. With the tenant come the
+    references of an INSERT left to the database's own keys: raw ids where
+    the statement can be guarded for free (``references.guarded_checks``).
     """
     saved = _mark.get()
     if saved is None or saved[0] is not model or data is not None:
@@ -94,6 +99,8 @@ def take(model: type[Model], data: Any, values: dict[str, Any], inserting: bool)
         return None
     related_rows = instance.__rel__
     unchanged: list[str] = []
+    by_database: list[ForeignKeyField] = []
+    guarded: dict[str, ForeignKeyField] | None = None
     cached = _plans.get(model)
     if cached is None or cached[0] != len(model._meta.refs):  # new, or references changed
         cached = _plan(model)
@@ -107,6 +114,15 @@ def take(model: type[Model], data: Any, values: dict[str, Any], inserting: bool)
         # is_trusted_instance(related, tenant_id, fk), holding this very id;
         # inlined: this runs for every reference of every save().
         related = related_rows.get(name)
+        if related is None and inserting:
+            # A raw id: the database's composite key may check it.
+            if guarded is None:
+                guarded = guarded_checks(model)
+            fk = guarded.get(name)
+            if fk is None:
+                return None
+            by_database.append(fk)
+            continue
         if related is None or type(related) is not target:
             return None
         held, held_dirty = related.__data__, related._dirty  # type: ignore[attr-defined]
@@ -121,4 +137,4 @@ def take(model: type[Model], data: Any, values: dict[str, Any], inserting: bool)
             del values[name]
     # The mark stays: a second statement built inside save() passes only
     # if its own tenant and references pass these same checks.
-    return tenant_id
+    return tenant_id, tuple(by_database)

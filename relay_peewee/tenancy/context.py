@@ -11,17 +11,23 @@ Example::
     with tenant_context(tenant):
         skills = list(Skill.select())          # this tenant's skills only
 
+    async with tenant_context(tenant):         # peewee's asyncio API (``aio``)
+        skill = await Skill.aget(Skill.slug == "x")
+
     with unscoped("nightly usage roll-up"):   # every tenant; leaves an audit row
         total = UsageEvent.select().count()
+
+    executor.submit(tenant_bound(send_digest, user_id))  # on another thread
 """
 
 from __future__ import annotations
 
-from contextlib import AbstractContextManager
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager, AbstractContextManager
 from contextvars import ContextVar, Token
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 
 from ..errors import TenantRequired
 from .rls import bypass_scope, tenant_scope
@@ -31,9 +37,13 @@ __all__ = [
     "active_scope",
     "current_tenant",
     "require_tenant",
+    "tenant_bound",
     "tenant_context",
     "unscoped",
 ]
+
+P = ParamSpec("P")
+R = TypeVar("R")
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,6 +106,7 @@ class _ScopeBlock:
 
     _token: Token[Scope | None] | None = None
     _database: AbstractContextManager[None] | None = None
+    _adatabase: AbstractAsyncContextManager[None] | None = None
 
     def _enter(self, scope: Scope, database: AbstractContextManager[None]) -> None:
         if self._token is not None:
@@ -118,6 +129,25 @@ class _ScopeBlock:
         database, self._database = self._database, None
         database.__exit__(exc_type, exc, tb)
 
+    async def _aenter(self, scope: Scope, database: AbstractAsyncContextManager[None]) -> None:
+        if self._token is not None:
+            raise RuntimeError(f"{type(self).__name__} is already active; create a new one")
+        await database.__aenter__()
+        self._adatabase = database
+        self._token = _scope.set(scope)
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        assert self._token is not None and self._adatabase is not None
+        _scope.reset(self._token)
+        self._token = None
+        database, self._adatabase = self._adatabase, None
+        await database.__aexit__(exc_type, exc, tb)
+
 
 class tenant_context(_ScopeBlock):
     """Scope every TenantModel query inside the block to one tenant.
@@ -133,6 +163,14 @@ class tenant_context(_ScopeBlock):
 
     def __enter__(self) -> str:
         self._enter(Scope(self.tenant_id), tenant_scope(self.tenant_id, current_tenant()))
+        return self.tenant_id
+
+    async def __aenter__(self) -> str:
+        """``async with``: the same scope; on a pwasyncio database the task's own transaction."""
+        from . import aio  # imports pwasyncio (the `async` extra): only async code pays for it
+
+        scope = aio.tenant_scope(self.tenant_id, current_tenant())
+        await self._aenter(Scope(self.tenant_id), scope)
         return self.tenant_id
 
 
@@ -156,3 +194,24 @@ class unscoped(_ScopeBlock):
         caller = current_tenant()
         record_unscoped(self.reason, caller)
         self._enter(Scope(caller, unscoped=True, reason=self.reason), bypass_scope())
+
+
+def tenant_bound(fn: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs) -> Callable[[], R]:
+    """``fn(*args, **kwargs)`` to run on another thread in the tenant in context now.
+
+    The call enters its own ``tenant_context`` where it runs: on PostgreSQL the
+    context is a transaction on that thread's connection, which a copied
+    ``ContextVar`` alone (``contextvars.copy_context()``) would not open::
+
+        executor.submit(tenant_bound(send_digest, user_id))
+        await asyncio.to_thread(tenant_bound(rebuild_index))
+
+    ``TenantRequired`` at once when no tenant is in context.
+    """
+    tenant_id = require_tenant()
+
+    def run() -> R:
+        with tenant_context(tenant_id):
+            return fn(*args, **kwargs)
+
+    return run

@@ -141,9 +141,10 @@ class TenantModel(AuditedModel, metaclass=TenantModelBase):
 
     @classmethod
     def insert(cls, data: Any = None, /, **insert: Any) -> ScopedInsert:
-        saved_for = checked_save.take(cls, data, insert, True) if insert else None
+        taken = checked_save.take(cls, data, insert, True) if insert else None
         query = ScopedInsert(cls, _normalize_data(cls, data, insert))
-        query._saved_for = saved_for
+        if taken is not None:
+            query._saved_for, query._by_database = taken
         return query
 
     @classmethod
@@ -158,9 +159,10 @@ class TenantModel(AuditedModel, metaclass=TenantModelBase):
     @classmethod
     def update(cls, data: Any = None, /, **update: Any) -> ScopedUpdate:
         # Before the query is built: take() may leave unchanged references out.
-        saved_for = checked_save.take(cls, data, update, False) if update else None
+        taken = checked_save.take(cls, data, update, False) if update else None
         query = ScopedUpdate(cls, _normalize_data(cls, data, update))
-        query._saved_for = saved_for
+        if taken is not None:
+            query._saved_for = taken[0]
         return query
 
     # classmethod_only, as peewee's: `instance.delete()` is an error, not a table wipe.

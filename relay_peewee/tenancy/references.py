@@ -27,11 +27,13 @@ from collections.abc import Mapping
 from contextvars import ContextVar, Token
 from types import TracebackType
 from typing import Any, cast
+from weakref import WeakKeyDictionary
 
 from peewee import (
     SQL,
     Context,
     Database,
+    DatabaseProxy,
     Field,
     ForeignKeyField,
     Model,
@@ -41,6 +43,7 @@ from peewee import (
 )
 
 from ..db import sqlstate
+from ..deferred_begin import deferred_transaction
 from ..errors import CrossTenantWrite
 from .scoping import TENANT_COLUMN, TENANT_FIELD, ScopedSelect, is_tenant_model
 
@@ -49,6 +52,8 @@ __all__ = [
     "References",
     "collect",
     "database_checked",
+    "forget_database_checks",
+    "guarded_checks",
     "is_trusted_instance",
     "refused_by_database",
     "related_values",
@@ -230,37 +235,114 @@ class _InList(Node):
         return ctx.literal(")")
 
 
-def database_checked(refs: References, database: Database) -> set[ForeignKeyField]:
-    """The references among ``refs`` the database's own keys refuse across tenants.
+# database -> model -> {reference the database checks: its constraint's name}.
+# Decided once per model and database, from the live catalog; migrate and
+# rollback forget it (forget_database_checks), as they may add or drop keys.
+_checked: WeakKeyDictionary[Database, dict[type[Model], dict[ForeignKeyField, str | None]]]
+_checked = WeakKeyDictionary()
 
-    Asked of the live catalog on every call (one query per statement), so a
-    rolled-back 0006 cannot leave a stale answer behind.
-    """
-    from ..fields import TenantForeignKeyField
+
+def forget_database_checks(database: Database | None = None) -> None:
+    """Ask the catalog again which references the database checks (after a migration)."""
+    if database is None:
+        _checked.clear()
+    else:
+        _checked.pop(database, None)
+
+
+def _checked_by_database(
+    model: type[Model], database: Database
+) -> dict[ForeignKeyField, str | None]:
+    per_model = _checked.get(database)
+    if per_model is None:
+        per_model = _checked[database] = {}
+    known = per_model.get(model)
+    if known is not None:
+        return known
+    from ..fields import TenantForeignKeyField  # the fields module imports the models
     from ..migrator import catalog
 
-    candidates = [fk for fk in refs if isinstance(fk, TenantForeignKeyField)]
-    if not candidates:
-        return set()
-    if isinstance(database, SqliteDatabase) and not database.pragma("foreign_keys"):
-        return set()  # a connection of the application's own that left them off
-    table = candidates[0].model._meta.table_name
-    keys = {(fk.columns, fk.ref_table) for fk in catalog.foreign_keys(database, table)}
-    return {
-        fk
-        for fk in candidates
-        if ((TENANT_COLUMN, fk.column_name), fk.rel_model._meta.table_name) in keys
-    }
+    candidates = [fk for fk in tenant_refs(model) if isinstance(fk, TenantForeignKeyField)]
+    known = {}
+    if candidates:
+        keys = {
+            (key.columns, key.ref_table): key.name
+            for key in catalog.foreign_keys(database, model._meta.table_name)
+        }
+        for fk in candidates:
+            key = ((TENANT_COLUMN, fk.column_name), fk.rel_model._meta.table_name)
+            if key in keys:
+                known[fk] = keys[key]
+    per_model[model] = known
+    return known
 
 
-def refused_by_database(exc: BaseException, refs: set[ForeignKeyField], tenant_id: str) -> bool:
-    """Whether ``exc`` is a foreign-key violation (of those ``refs``); then raise."""
+def database_checked(refs: References, database: Database) -> dict[ForeignKeyField, str | None]:
+    """The references among ``refs`` the database's own keys refuse across tenants.
+
+    Each with its constraint's name (PostgreSQL; None on SQLite, whose errors
+    name none). A TenantForeignKeyField whose composite key (migration 0006)
+    is in the live schema.
+    """
+    if not refs:
+        return {}
+    if isinstance(database, SqliteDatabase) and not _enforces_foreign_keys(database):
+        return {}  # a connection of the application's own that left them off
+    model = next(iter(refs)).model
+    known = _checked_by_database(model, database)
+    return {fk: known[fk] for fk in refs if fk in known}
+
+
+def _enforces_foreign_keys(database: SqliteDatabase) -> bool:
+    # Opened with the pragma (as connect() does): every connection has it,
+    # no need to ask. Otherwise ask this connection.
+    pragmas = dict(getattr(database, "_pragmas", None) or ())
+    if str(pragmas.get("foreign_keys", "")).lower() in ("1", "on", "true"):
+        return True
+    return bool(database.pragma("foreign_keys"))
+
+
+def guarded_checks(model: type[Model]) -> dict[str, ForeignKeyField]:
+    """By name, the references of ``model`` a one-row INSERT may leave to the database.
+
+    Those its composite keys check, where the statement can be guarded at
+    no cost: SQLite enforcing foreign keys (a refused row leaves the
+    transaction as it was), or PostgreSQL inside a tenant context's own
+    transaction (``DeferredTransaction.guarded``).
+    """
+    database: Any = model._meta.database
+    if type(database) is DatabaseProxy:
+        database = database.obj
+    if isinstance(database, SqliteDatabase):
+        if not _enforces_foreign_keys(database):
+            return {}
+    elif database is None or deferred_transaction(database) is None:
+        return {}
+    return {fk.name: fk for fk in _checked_by_database(model, database)}
+
+
+def refused_by_database(
+    exc: BaseException, refs: Mapping[ForeignKeyField, Any], tenant_id: str
+) -> bool:
+    """Whether ``exc`` is a foreign-key violation (of those ``refs``); then raise.
+
+    On PostgreSQL the violated constraint's name says which reference it was;
+    another key's violation (the tenant's own, say) is not ours to explain.
+    """
+    cause = exc.__context__
     pgcode = sqlstate(exc)
     text = str(exc)
     if pgcode is not None and pgcode != FOREIGN_KEY_VIOLATION:
         return False
     if pgcode is None and "FOREIGN KEY constraint failed" not in text:
         return False
+    if pgcode is not None:
+        constraint = getattr(getattr(cause, "diag", None), "constraint_name", None)
+        named = [fk for fk, name in refs.items() if name is not None and name == constraint]
+        if constraint is not None and any(name is not None for name in refs.values()):
+            if not named:
+                return False
+            refs = dict.fromkeys(named)
     names = ", ".join(sorted(f"{fk.model.__name__}.{fk.name}" for fk in refs))
     raise CrossTenantWrite(
         f"{names}: a row points at one that is not a row of tenant {tenant_id!r} "

@@ -5,9 +5,14 @@ Migration 0008 makes every tenant table show only the rows of
 ``tenant_context`` therefore opens a transaction (a savepoint when one is
 open) and sets that value with ``set_config(..., true)``: it lives exactly as
 long as the transaction, so a pooled connection never carries a tenant into
-the next request. ``unscoped`` opens one too; if the connected role is
-bound by the policies it either runs the block on its own connection to the
-admin database (``connect(url, admin_url=...)``, the recommended setup: the
+the next request. On a database ``relay_peewee.connect()`` opened, the
+outermost context's BEGIN and ``set_config`` are not sent on entry but with
+its first statement (``deferred_begin``), so a request pays no round trip for
+them. ``tenancy.aio`` runs the same SQL on peewee's asyncio databases.
+
+``unscoped`` opens a transaction too; if the connected role is bound by the
+policies it either runs the block on its own connection to the admin
+database (``connect(url, admin_url=...)``, the recommended setup: the
 application role has no way out of its tenant) or, where the application
 role was granted ``relay_admin`` (an opt-in), switches to it with ``SET
 LOCAL ROLE`` until it ends.
@@ -20,24 +25,37 @@ Consequences worth knowing:
   own: it commits when the block ends, and waiting there for a row lock the
   enclosing transaction holds would wait forever;
 * the connection is the thread's (peewee's rule), so asyncio tasks that
-  interleave database work on one thread would share one transaction: run
-  each task's database work in a thread (``asyncio.to_thread``).
+  interleave sync contexts on one thread would share one transaction: that is
+  refused (``RelayError``). Use ``async with tenant_context`` on a
+  ``playhouse.pwasyncio`` database (a connection per task), or run each task's
+  database work in a thread (``asyncio.to_thread``).
 
 SQLite has no row-level security; nothing happens there.
 """
 
 from __future__ import annotations
 
+import asyncio
+import threading
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager, suppress
-from typing import Any
+from typing import Any, cast
 
 from peewee import Database
 
 from ..db import admin_database, database_proxy, is_postgres
+from ..deferred_begin import DeferredBeginMixin, DeferredTransaction
 from ..errors import RelayError
 
-__all__ = ["ADMIN_ROLE", "TENANT_SETTING", "bypass_scope", "separate_transaction", "tenant_scope"]
+__all__ = [
+    "ADMIN_ROLE",
+    "TENANT_SETTING",
+    "bypass_scope",
+    "separate_transaction",
+    "tenant_scope",
+    "tenant_setting_literal_sql",
+    "tenant_setting_sql",
+]
 
 TENANT_SETTING = "app.current_tenant_id"
 ADMIN_ROLE = "relay_admin"
@@ -48,8 +66,30 @@ def _bound_postgres(database: Database | None = None) -> Database | None:
     return db if db is not None and is_postgres(db) else None
 
 
+def tenant_setting_sql(tenant_id: str) -> tuple[str, tuple[str, str]]:
+    """The statement that carries a tenant to the policies, for its transaction.
+
+    One definition for the sync and the asyncio paths (``aio``).
+    """
+    return "SELECT set_config(%s, %s, true)", (TENANT_SETTING, tenant_id)
+
+
+def tenant_setting_literal_sql(tenant_id: str) -> str:
+    """``tenant_setting_sql`` with the id written as a literal.
+
+    For a driver whose one-round-trip path takes no parameters (asyncpg's
+    simple query protocol; its parameterised path is a prepare and an
+    execute, two round trips). An E'' string: its escaping does not depend on
+    ``standard_conforming_strings``.
+    """
+    if "\x00" in tenant_id:
+        raise ValueError("a tenant id cannot contain NUL")
+    literal = "E'" + tenant_id.replace("\\", "\\\\").replace("'", "\\'") + "'"
+    return f"SELECT set_config('{TENANT_SETTING}', {literal}, true)"
+
+
 def _set_tenant(db: Database, tenant_id: str) -> None:
-    db.execute_sql("SELECT set_config(%s, %s, true)", (TENANT_SETTING, tenant_id))
+    db.execute_sql(*tenant_setting_sql(tenant_id))
 
 
 @contextmanager
@@ -59,13 +99,62 @@ def tenant_scope(tenant_id: str, outer_tenant: str | None) -> Iterator[None]:
     if db is None:
         yield
         return
-    with db.atomic():
-        _set_tenant(db, tenant_id)
+    with _owned_by_this_task(db):
+        if isinstance(db, DeferredBeginMixin) and db.defers_begin and not db.in_transaction():
+            # BEGIN and set_config go out with the first statement.
+            # Connected first: opening a connection resets peewee's
+            # transaction stack, which would drop ours.
+            if db.is_closed():
+                db.connect()
+            with DeferredTransaction(db, *tenant_setting_sql(tenant_id)):
+                yield
+            return
+        with db.atomic():
+            _set_tenant(db, tenant_id)
+            yield
+        if db.in_transaction():
+            # Still inside an enclosing context's transaction: a released
+            # savepoint keeps our value, so put the enclosing tenant back.
+            _set_tenant(db, outer_tenant or "")
+
+
+def _current_task() -> object | None:
+    try:
+        return asyncio.current_task()
+    except RuntimeError:  # no event loop running in this thread
+        return None
+
+
+@contextmanager
+def _owned_by_this_task(db: Database) -> Iterator[None]:
+    """Refuse a sync context while another asyncio task holds one on this connection.
+
+    A sync database has one connection (and so one transaction) per thread:
+    two tasks interleaving contexts on it would run in each other's
+    transaction, each under whichever tenant was set last.
+    """
+    state: Any = cast(Any, db)._state
+    if hasattr(db, "aexecute_sql"):
+        from . import aio  # only a pwasyncio database gets here
+
+        aio.require_bridge(db)
+    if not isinstance(state, threading.local):  # a connection per task already
         yield
-    if db.in_transaction():
-        # Still inside an enclosing context's transaction: a released
-        # savepoint keeps our value, so put the enclosing tenant back.
-        _set_tenant(db, outer_tenant or "")
+        return
+    owners: list[object | None] = state.__dict__.setdefault("relay_context_owners", [])
+    task = _current_task()
+    if owners and owners[-1] is not task:
+        raise RelayError(
+            "tenant_context/unscoped is already open on this thread's database "
+            "connection in another asyncio task, and both would share its transaction: "
+            "use `async with tenant_context(...)` on a playhouse.pwasyncio database, or "
+            "run each task's database work in a thread (asyncio.to_thread)"
+        )
+    owners.append(task)
+    try:
+        yield
+    finally:
+        owners.pop()
 
 
 @contextmanager
@@ -84,6 +173,7 @@ def bypass_scope(database: Database | None = None) -> Iterator[None]:
             yield
         return
     with ExitStack() as stack:
+        stack.enter_context(_owned_by_this_task(db))
         stack.enter_context(db.atomic())
         switched = _needs_admin_role(db)
         if switched:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Mapping
+from contextlib import AbstractContextManager, nullcontext
 from typing import Any, cast
 
 from peewee import (
@@ -35,9 +36,11 @@ from peewee import (
     Model,
     ModelInsert,
     Node,
+    SqliteDatabase,
 )
 
 from ..audited_model import AuditedDelete, AuditedInsert, AuditedUpdate
+from ..deferred_begin import deferred_transaction
 from ..errors import CrossTenantWrite
 from .context import _scope
 from .references import (
@@ -299,6 +302,8 @@ class ScopedInsert(AuditedInsert):
 
     _ready_for: str | None = None  # prepared and checked for this tenant: render as it is
     _saved_for: str | None = None  # save()'s own statement, checked there for this tenant
+    # Of save()'s own statement: references (raw ids) left to the database's keys.
+    _by_database: tuple[ForeignKeyField, ...] = ()
 
     def __sql__(self, ctx: Context) -> Any:
         tenant_id = scope_tenant(self.model)
@@ -323,6 +328,8 @@ class ScopedInsert(AuditedInsert):
             scope = _scope.get()
             if scope is not None and not scope.unscoped and scope.tenant_id == saved_for:
                 self._ready_for = saved_for  # __sql__: render as it is
+                if self._by_database:
+                    return self._execute_guarded(database, saved_for)
                 if not getattr(self.model._meta, "audit_events", None):
                     # What AuditedInsert._execute would do for a model that
                     # records no events, without the hop (~1% of a create).
@@ -333,9 +340,23 @@ class ScopedInsert(AuditedInsert):
             return super()._execute(database)
         prepared, refs = prepare_insert(self, tenant_id)
         rows = prepared._insert
-        by_database = (
-            database_checked(refs, database) if isinstance(rows, list) and len(rows) > 1 else set()
+        many = isinstance(rows, list) and len(rows) > 1
+        by_database = database_checked(refs, database)
+        # One row: the database's composite keys refuse another tenant's id
+        # at no extra cost where the row's own statement can be guarded for
+        # free (see _guard). Otherwise the ids are looked up first.
+        # (Rows keyed by fields only: peewee cannot always render other keys,
+        # and the lookup must then refuse them first.)
+        guard = (
+            _guard(database)
+            if by_database
+            and not many
+            and type(rows) is dict
+            and all([isinstance(k, Field) for k in rows])
+            else None
         )
+        if not many and guard is None:
+            by_database = {}
         verify_references(
             {fk: v for fk, v in refs.items() if fk not in by_database}, tenant_id, database
         )
@@ -345,8 +366,45 @@ class ScopedInsert(AuditedInsert):
         try:
             # A savepoint: the database may refuse a row, and that must not
             # abort the caller's transaction (PostgreSQL would).
-            with database.atomic():
+            with database.atomic() if guard is None else guard:
                 return super(ScopedInsert, prepared)._execute(database)
         except IntegrityError as exc:
-            refused_by_database(exc, by_database, tenant_id)
+            if isinstance(database, SqliteDatabase):
+                # Its errors name no constraint, and its transaction is
+                # intact: look the ids up now, to name the one refused (a
+                # violation of another key, the tenant's own, is re-raised).
+                verify_references({fk: refs[fk] for fk in by_database}, tenant_id, database)
+            else:
+                refused_by_database(exc, by_database, tenant_id)
             raise
+
+    def _execute_guarded(self, database: Database, tenant_id: str) -> Any:
+        """save()'s INSERT whose raw ids the database's composite keys check."""
+        refs: References = {fk: {self._insert[fk]} for fk in self._by_database}
+        guard = _guard(database)
+        if guard is None:  # the context's transaction is gone: look them up
+            verify_references(refs, tenant_id, database)
+            guard = nullcontext()
+        try:
+            with guard:
+                return super()._execute(database)
+        except IntegrityError as exc:
+            if isinstance(database, SqliteDatabase):  # as in _execute: name the refused one
+                verify_references(refs, tenant_id, database)
+            else:
+                refused_by_database(exc, database_checked(refs, database), tenant_id)
+            raise
+
+
+def _guard(database: Database) -> AbstractContextManager[Any] | None:
+    """A savepoint for one statement that costs no round trip, if there is one.
+
+    SQLite: none is needed, a refused statement leaves the transaction as it
+    was. PostgreSQL inside a tenant context's own transaction: one sent with
+    the statement (``DeferredTransaction.guarded``). Elsewhere on PostgreSQL a
+    savepoint is two round trips, more than the lookup it would save: None.
+    """
+    if isinstance(database, SqliteDatabase):
+        return nullcontext()
+    transaction = deferred_transaction(database)
+    return transaction.guarded() if transaction is not None else None

@@ -1,0 +1,227 @@
+"""``async with tenant_context`` on peewee's asyncio databases (playhouse.pwasyncio).
+
+The same two populated tenants as the sync tests, read and written through
+``await Model.aget(...)``, ``await db.list(query)``, ``await row.asave()`` on
+an ``AsyncSqliteDatabase`` or an ``AsyncPostgresqlDatabase`` (as the
+application role under row-level security on ``postgres_rls``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import Awaitable, Callable, Iterator
+from typing import Any
+
+import pytest
+from peewee import Database
+from playhouse.pwasyncio import AsyncPostgresqlDatabase, AsyncSqliteDatabase
+
+import relay_peewee
+from relay_peewee import (
+    ConfigurationError,
+    CrossTenantWrite,
+    RelayError,
+    TenantRequired,
+    current_tenant,
+    tenant_context,
+)
+from relay_peewee.db import is_postgres
+from relay_peewee.models import Rating, Skill
+from relay_peewee.tenancy.rls import tenant_setting_literal_sql
+from relay_peewee.testing import (
+    SAMPLE_SLUGS,
+    TenantPair,
+    assert_only_tenant,
+    bound_by_row_level_security,
+)
+
+
+@pytest.fixture
+def async_db(two_tenants: TenantPair, relay_db: Database) -> Iterator[Any]:
+    """The same database opened through pwasyncio, every model bound to it."""
+    under_rls = bound_by_row_level_security(relay_db)
+    pool = {"pool_size": 20, "acquire_timeout": 60}
+    if is_postgres(relay_db):
+        db: Any = AsyncPostgresqlDatabase(relay_db.database, **pool, **relay_db.connect_params)
+    else:
+        pragmas = {"foreign_keys": 1, "busy_timeout": 10_000}
+        db = AsyncSqliteDatabase(relay_db.database, pragmas=pragmas, **pool)
+    relay_db.close()
+    relay_peewee.connect(db)
+    db.under_rls = under_rls
+    try:
+        yield db
+    finally:
+        relay_peewee.connect(relay_db)
+
+
+def run(db: Any, main: Callable[[], Awaitable[None]]) -> None:
+    async def with_pool() -> None:
+        try:
+            await main()
+        finally:
+            await db.close_pool()
+
+    asyncio.run(with_pool())
+
+
+def test_reads_and_writes_through_the_async_api_are_scoped(
+    async_db: Any, two_tenants: TenantPair
+) -> None:
+    a, b = two_tenants.a, two_tenants.b
+    b_skill = two_tenants.rows_of(b).skills[0]
+
+    async def main() -> None:
+        async with tenant_context(a) as tenant_id:
+            assert tenant_id == a.id == current_tenant()
+            skills = await async_db.list(Skill.select())
+            assert_only_tenant(skills, a)
+            assert {s.slug for s in skills} == set(SAMPLE_SLUGS)
+            mine = await Skill.aget(Skill.slug == SAMPLE_SLUGS[0])
+            assert mine.tenant_id == a.id
+            assert await Skill.aget_or_none(Skill.id == b_skill.id) is None
+            assert await async_db.count(Skill.select()) == len(SAMPLE_SLUGS)
+            new = Skill(name="n", slug="async-new", description="d", category="c", content="x")
+            await new.asave()
+            assert new.tenant_id == a.id
+            rating = Rating(skill=b_skill.id, user=two_tenants.rows_of(a).users[0], rating=1)
+            with pytest.raises(CrossTenantWrite):
+                await rating.asave()
+            with pytest.raises(CrossTenantWrite):
+                await Skill.acreate(
+                    name="n", slug="x2", description="d", category="c", content="x", tenant=b.id
+                )
+            updated = await async_db.aexecute(
+                Skill.update(name="renamed").where(Skill.slug == SAMPLE_SLUGS[0])
+            )
+            assert updated == 1
+        assert current_tenant() is None
+        with pytest.raises(TenantRequired):
+            await Skill.aget(Skill.slug == SAMPLE_SLUGS[0])
+        async with tenant_context(b):
+            theirs = await Skill.aget(Skill.slug == SAMPLE_SLUGS[0])
+            assert theirs.name != "renamed"
+            assert await Skill.aget_or_none(Skill.slug == "async-new") is None
+
+    run(async_db, main)
+
+
+def test_row_level_security_applies_to_raw_sql_in_an_async_context(
+    async_db: Any, two_tenants: TenantPair
+) -> None:
+    if not async_db.under_rls:
+        pytest.skip("row-level security binds only the application role (postgres_rls)")
+    a, b = two_tenants.a, two_tenants.b
+
+    async def main() -> None:
+        async with tenant_context(a):
+            cursor = await async_db.aexecute_sql("SELECT DISTINCT tenant_id FROM skills")
+            assert [r[0] for r in cursor.fetchall()] == [a.id]
+            async with tenant_context(b):  # nested: a savepoint, b's rows
+                cursor = await async_db.aexecute_sql("SELECT DISTINCT tenant_id FROM skills")
+                assert [r[0] for r in cursor.fetchall()] == [b.id]
+            cursor = await async_db.aexecute_sql("SELECT DISTINCT tenant_id FROM skills")
+            assert [r[0] for r in cursor.fetchall()] == [a.id]  # a is back
+        # Outside any context the setting is gone with its transaction.
+        cursor = await async_db.aexecute_sql("SELECT count(*) FROM skills")
+        assert cursor.fetchall()[0][0] == 0
+
+    run(async_db, main)
+
+
+def test_an_exception_rolls_the_async_context_back_on_postgres(
+    async_db: Any, two_tenants: TenantPair
+) -> None:
+    a = two_tenants.a
+
+    async def main() -> None:
+        with pytest.raises(ZeroDivisionError):
+            async with tenant_context(a):
+                await Skill.acreate(
+                    name="n", slug="rolled-back", description="d", category="c", content="x"
+                )
+                1 / 0  # noqa: B018
+        async with tenant_context(a):
+            kept = await Skill.aget_or_none(Skill.slug == "rolled-back")
+        assert kept is None if is_postgres(async_db) else kept is not None
+        assert current_tenant() is None
+
+    run(async_db, main)
+
+
+def test_hundreds_of_interleaving_tasks_never_see_each_others_rows(
+    async_db: Any, two_tenants: TenantPair
+) -> None:
+    tenants = [two_tenants.a, two_tenants.b]
+    rng = random.Random(12)
+
+    async def request(n: int) -> None:
+        tenant = tenants[n % 2]
+        async with tenant_context(tenant):
+            for step in range(3):
+                await asyncio.sleep(rng.random() / 1000)  # interleave at random points
+                assert_only_tenant(await async_db.list(Skill.select()), tenant)
+                assert current_tenant() == tenant.id
+                await Skill.acreate(
+                    name="n", slug=f"task{n}-{step}", description="d", category="c", content="x"
+                )
+                await asyncio.sleep(0)
+                ratings = await async_db.list(Rating.select(Rating, Skill).join(Skill))
+                assert_only_tenant(ratings, tenant)
+
+    async def main() -> None:
+        await asyncio.gather(*(request(n) for n in range(300)))
+        assert current_tenant() is None
+
+    run(async_db, main)
+
+    async def check() -> None:
+        for parity, tenant in enumerate(tenants):
+            async with tenant_context(tenant):
+                slugs = {s.slug for s in await async_db.list(Skill.select())}
+            made = {f"task{n}-{i}" for n in range(300) if n % 2 == parity for i in range(3)}
+            assert slugs - set(SAMPLE_SLUGS) == made
+
+    run(async_db, check)
+
+
+def test_a_sync_block_on_an_async_postgres_database_says_what_to_do(
+    async_db: Any, two_tenants: TenantPair
+) -> None:
+    if not is_postgres(async_db):
+        pytest.skip("SQLite contexts send nothing: a sync block works there")
+    a = two_tenants.a
+
+    def sync_work() -> list[str]:
+        with tenant_context(a):
+            return [s.tenant_id for s in Skill.select()]
+
+    async def main() -> None:
+        with pytest.raises(RelayError, match="async with tenant_context"):
+            sync_work()
+        # The bridge pwasyncio offers for sync code: the sync block works there.
+        assert set(await async_db.run(sync_work)) == {a.id}
+
+    run(async_db, main)
+
+
+@pytest.mark.parametrize("tenant_id", ["plain-id", "it's", "back\\slash", "\\'; DROP TABLE x; --"])
+def test_the_literal_form_of_the_setting_round_trips_any_id(
+    relay_db: Database, tenant_id: str
+) -> None:
+    if not is_postgres(relay_db):
+        pytest.skip("PostgreSQL only")
+    sql = tenant_setting_literal_sql(tenant_id)
+    assert relay_db.execute_sql(sql).fetchone()[0] == tenant_id
+    with pytest.raises(ValueError):
+        tenant_setting_literal_sql("nul\x00")
+
+
+def test_the_async_model_methods_on_a_sync_database_say_so(two_tenants: TenantPair) -> None:
+    async def main() -> None:
+        async with tenant_context(two_tenants.a):
+            with pytest.raises(ConfigurationError, match="asyncio database"):
+                await Skill.aget(Skill.slug == SAMPLE_SLUGS[0])
+
+    asyncio.run(main())

@@ -1,0 +1,181 @@
+"""A tenant context's BEGIN and set_config ride on its first statement (PostgreSQL).
+
+What goes over the wire is recorded at the driver (every ``cursor().execute``,
+BEGIN and COMMIT included), and what the server holds afterwards is asked of
+the server: no open transaction, no tenant left on the connection.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import psycopg2.extensions
+import pytest
+from peewee import Database, PostgresqlDatabase
+
+import relay_peewee
+from relay_peewee import tenant_context
+from relay_peewee.db import is_postgres
+from relay_peewee.deferred_begin import deferred_class
+from relay_peewee.models import Skill
+from relay_peewee.testing import (
+    SAMPLE_SLUGS,
+    TenantPair,
+    assert_only_tenant,
+    bound_by_row_level_security,
+)
+
+SETTING = "SELECT current_setting('app.current_tenant_id', true)"
+
+
+class _Recording:
+    def __init__(self, cursor: Any, sent: list[str]) -> None:
+        self._cursor, self._sent = cursor, sent
+
+    def execute(self, sql: str, params: Any = None) -> Any:
+        self._sent.append(sql)
+        return self._cursor.execute(sql, params)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._cursor, name)
+
+
+@pytest.fixture
+def sent(relay_db: Database, monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
+    """Every statement string the driver is handed, in order."""
+    if not is_postgres(relay_db):
+        pytest.skip("SQLite contexts send nothing")
+    log: list[str] = []
+    real = relay_db.cursor
+    monkeypatch.setattr(relay_db, "cursor", lambda *a, **k: _Recording(real(*a, **k), log))
+    yield log
+
+
+def _idle(db: Database) -> bool:
+    status = db.connection().info.transaction_status
+    return bool(status == psycopg2.extensions.TRANSACTION_STATUS_IDLE)
+
+
+def _setting_outside(db: Database) -> Any:
+    return db.execute_sql(SETTING).fetchone()[0]
+
+
+def test_a_one_get_request_is_one_round_trip(
+    two_tenants: TenantPair, relay_db: Database, sent: list[str]
+) -> None:
+    a = two_tenants.a
+    with tenant_context(a):
+        skill = Skill.get(Skill.slug == SAMPLE_SLUGS[0])
+    assert skill.tenant_id == a.id
+    assert len(sent) == 1  # no BEGIN, no COMMIT of their own
+    assert sent[0].startswith("SELECT set_config(%s, %s, true); SELECT ")
+    assert _idle(relay_db)
+    assert _setting_outside(relay_db) in (None, "")
+
+
+def test_three_reads_are_three_round_trips_each_with_its_tenant(
+    two_tenants: TenantPair, relay_db: Database, sent: list[str]
+) -> None:
+    a = two_tenants.a
+    with tenant_context(a):
+        for slug in SAMPLE_SLUGS[:3]:
+            assert Skill.get(Skill.slug == slug).tenant_id == a.id
+        assert relay_db.execute_sql(SETTING).fetchone()[0] == a.id
+    assert len(sent) == 4
+    assert all(s.startswith("SELECT set_config(") for s in sent)
+    assert _idle(relay_db) and _setting_outside(relay_db) in (None, "")
+
+
+def test_a_write_opens_the_transaction_with_its_first_statement(
+    two_tenants: TenantPair, relay_db: Database, sent: list[str]
+) -> None:
+    a = two_tenants.a
+    with tenant_context(a):
+        Skill.get(Skill.slug == SAMPLE_SLUGS[0])
+        Skill.update(name="renamed").where(Skill.slug == SAMPLE_SLUGS[0]).execute()
+        assert not _idle(relay_db)  # the rest of the block runs in the transaction
+        assert relay_db.execute_sql(SETTING).fetchone()[0] == a.id
+    assert sent[1].startswith("BEGIN; SELECT set_config(%s, %s, true); UPDATE ")
+    assert sent[2] == SETTING  # inside the transaction: nothing in front
+    assert sent[-1] == "COMMIT"
+    assert len(sent) == 4
+    assert _idle(relay_db) and _setting_outside(relay_db) in (None, "")
+    with tenant_context(a):
+        assert Skill.get(Skill.slug == SAMPLE_SLUGS[0]).name == "renamed"
+
+
+def test_an_exception_still_rolls_the_writes_back(
+    two_tenants: TenantPair, relay_db: Database, sent: list[str]
+) -> None:
+    a = two_tenants.a
+    with pytest.raises(ZeroDivisionError), tenant_context(a):
+        Skill.create(name="n", slug="gone", description="d", category="c", content="x")
+        1 / 0  # noqa: B018
+    assert sent[-1] == "ROLLBACK"
+    assert _idle(relay_db)
+    with tenant_context(a):
+        assert Skill.get_or_none(Skill.slug == "gone") is None
+
+
+def test_a_locking_read_runs_in_the_transaction(
+    two_tenants: TenantPair, relay_db: Database, sent: list[str]
+) -> None:
+    with tenant_context(two_tenants.a):
+        list(Skill.select().where(Skill.slug == SAMPLE_SLUGS[0]).for_update())
+        assert not _idle(relay_db)  # the row lock lasts until the block ends
+    assert sent[0].startswith("BEGIN; ") and sent[-1] == "COMMIT"
+
+
+def test_nested_contexts_and_atomic_inside_a_context_that_has_sent_nothing(
+    two_tenants: TenantPair, relay_db: Database, sent: list[str]
+) -> None:
+    a, b = two_tenants.a, two_tenants.b
+    with tenant_context(a):
+        with tenant_context(b):
+            assert_only_tenant(list(Skill.select()), b)
+            assert relay_db.execute_sql(SETTING).fetchone()[0] == b.id
+        assert relay_db.execute_sql(SETTING).fetchone()[0] == a.id
+        assert_only_tenant(list(Skill.select()), a)
+        with relay_db.atomic():
+            Skill.create(name="n", slug="in-atomic", description="d", category="c", content="x")
+    assert sent[0].startswith("BEGIN; SELECT set_config(%s, %s, true); SAVEPOINT")
+    assert _idle(relay_db) and _setting_outside(relay_db) in (None, "")
+    with tenant_context(a):
+        assert Skill.get(Skill.slug == "in-atomic").tenant_id == a.id
+
+
+def test_under_rls_nothing_is_visible_after_a_deferred_context(
+    two_tenants: TenantPair, relay_db: Database, sent: list[str]
+) -> None:
+    if not bound_by_row_level_security(relay_db):
+        pytest.skip("row-level security binds only the application role (postgres_rls)")
+    with tenant_context(two_tenants.a):
+        assert relay_db.execute_sql("SELECT count(*) FROM skills").fetchone()[0] > 0
+    assert relay_db.execute_sql("SELECT count(*) FROM skills").fetchone()[0] == 0
+
+
+def test_under_another_isolation_level_every_statement_opens_the_transaction(
+    two_tenants: TenantPair, relay_db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A snapshot must span the block: no read runs on its own there."""
+    if not is_postgres(relay_db):
+        pytest.skip("SQLite contexts send nothing")
+    level = psycopg2.extensions.ISOLATION_LEVEL_REPEATABLE_READ
+    db = deferred_class(PostgresqlDatabase)(
+        relay_db.database, isolation_level=level, **relay_db.connect_params
+    )
+    log: list[str] = []
+    real = db.cursor
+    monkeypatch.setattr(db, "cursor", lambda *a, **k: _Recording(real(*a, **k), log))
+    relay_peewee.connect(db)
+    try:
+        with tenant_context(two_tenants.a):
+            assert Skill.get(Skill.slug == SAMPLE_SLUGS[0]).tenant_id == two_tenants.a.id
+        assert log[0].startswith(
+            "BEGIN TRANSACTION ISOLATION LEVEL REPEATABLE READ; SELECT set_config("
+        )
+        assert log[-1] == "COMMIT"
+    finally:
+        db.close()
+        relay_peewee.connect(relay_db)
