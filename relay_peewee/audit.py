@@ -37,11 +37,11 @@ import importlib
 import json
 import re
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, replace
 from typing import Literal
 
-from peewee import CompositeKey, Database, DatabaseProxy, Model
+from peewee import CompositeKey, Database, DatabaseProxy, Field, ForeignKeyField, Model
 from playhouse.migrate import make_index_name
 
 from .db import is_postgres, unwrap
@@ -63,7 +63,7 @@ from .migrator.catalog import (
 from .migrator.known_objects import KNOWN_FUNCTIONS, matches
 from .models import MODELS, AuditLog, Tenant
 from .roles import APP_ROLE
-from .tenancy import TENANT_COLUMN, TenantModel
+from .tenancy import TENANT_COLUMN, TENANT_FIELD, TenantModel
 
 __all__ = ["SEVERITIES", "Finding", "audit_schema", "count_by_severity", "report"]
 
@@ -88,20 +88,24 @@ def audit_schema(
     strict: bool = False,
     app_role: str | None = None,
     admin_role: str = "relay_admin",
+    migrations: Sequence[str] = (),
 ) -> list[Finding]:
     """Audit ``db`` against relay_peewee's models plus ``models``; errors first.
 
-    ``strict`` turns warnings (the Citus rules, undeclared global uniques)
-    into errors, for a CI job that must fail on them. ``app_role``
-    (PostgreSQL) is the role the application connects as; by default
-    ``relay_app`` when that role exists, else its checks are skipped.
+    ``models``: the application's own; ``migrations``: its migration
+    packages, so their history rows count as known. ``strict`` turns
+    warnings (the Citus rules, undeclared global uniques) into errors, for a
+    CI job that must fail on them. ``app_role`` (PostgreSQL) is the role the
+    application connects as; by default ``relay_app`` when that role exists,
+    else its checks are skipped.
     """
     db = unwrap(db)
     audited: list[type[Model]] = [*MODELS, *(m for m in models or () if m not in MODELS)]
     # sqlite_sequence and sqlite_stat* belong to SQLite itself.
     tables = {t for t in db.get_tables() if not t.startswith("sqlite_")}
     catalog = catalog_for(db)
-    findings = _history(db, tables) + _append_only(db, tables) + _audit_log(catalog, tables)
+    findings = _history(db, tables, migrations) + _append_only(db, tables)
+    findings += _audit_log(catalog, tables)
     findings += _lookup_functions(db, tables)
     for model in audited:
         findings += _model(db, model, tables)
@@ -152,11 +156,11 @@ def report(findings: list[Finding], *, as_json: bool = False) -> str:
     return "\n".join([*lines, summary] if findings else [summary])
 
 
-def _history(db: Database, tables: set[str]) -> list[Finding]:
+def _history(db: Database, tables: set[str], migrations: Sequence[str]) -> list[Finding]:
     if HISTORY_TABLE not in tables:
         msg = f"no migration history; fix: {MIGRATE}"
         return [Finding("error", HISTORY_TABLE, "history-missing", msg)]
-    statuses = MigrationRunner(db).statuses()
+    statuses = MigrationRunner(db, migrations=migrations).statuses()
     out = []
     pending = [s.name for s in statuses if s.applied is None]
     if pending:
@@ -164,7 +168,8 @@ def _history(db: Database, tables: set[str]) -> list[Finding]:
         out.append(Finding("error", HISTORY_TABLE, "migration-pending", msg))
     unknown = [s.name for s in statuses if not s.known]
     if unknown:
-        msg = f"applied, but unknown to this relay_peewee: {', '.join(unknown)}; fix: upgrade it"
+        msg = f"applied, but unknown to this relay_peewee: {', '.join(unknown)}; fix: upgrade "
+        msg += "it, or name the application's migrations package"
         out.append(Finding("error", HISTORY_TABLE, "migration-unknown", msg))
     return out
 
@@ -265,9 +270,9 @@ def _model(db: Database, model: type[Model], tables: set[str]) -> list[Finding]:
 def _tenant_references(db: Database, model: type[Model], table: str, fix: str) -> list[Finding]:
     """Each TenantForeignKeyField must be (tenant_id, col) -> parent (tenant_id, id)."""
     out = []
-    keys = foreign_keys(db, table)
-    present = {(fk.columns, fk.ref_table, fk.ref_columns) for fk in keys}
-    for fk in keys:
+    live = foreign_keys(db, table)
+    present = {(fk.columns, fk.ref_table, fk.ref_columns) for fk in live}
+    for fk in live:
         if not fk.validated and TENANT_COLUMN in fk.columns and fk.columns != (TENANT_COLUMN,):
             msg = (
                 f"foreign key {fk.name} is NOT VALID: rows older than it may point into "
@@ -276,6 +281,7 @@ def _tenant_references(db: Database, model: type[Model], table: str, fix: str) -
             out.append(Finding("error", table, "tenant-reference-not-valid", msg))
     for field in model._meta.sorted_fields:
         if not isinstance(field, TenantForeignKeyField):
+            out += _plain_tenant_reference(model, field, table, live)
             continue
         parent = field.rel_model._meta.table_name
         want = (
@@ -291,6 +297,25 @@ def _tenant_references(db: Database, model: type[Model], table: str, fix: str) -
             )
             out.append(Finding("error", table, "tenant-reference", msg))
     return out
+
+
+def _plain_tenant_reference(
+    model: type[Model], field: Field, table: str, live: list[ForeignKey]
+) -> list[Finding]:
+    """A plain ForeignKeyField between TenantModels whose key ignores the tenant."""
+    if not isinstance(field, ForeignKeyField) or field.name == TENANT_FIELD:
+        return []
+    if not issubclass(field.rel_model, TenantModel):
+        return []
+    parent = field.rel_model._meta.table_name
+    if not any(fk.columns == (field.column_name,) and fk.ref_table == parent for fk in live):
+        return []  # no key at all (usage_events.skill_id): nothing to make consistent
+    msg = (
+        f"{field.column_name} -> {parent} ({field.rel_field.column_name}) can reference "
+        f"another tenant's row; fix: declare {model.__name__}.{field.name} a "
+        "TenantForeignKeyField and migrate (migrator.tenantize makes the key)"
+    )
+    return [Finding("error", table, "tenant-reference", msg)]
 
 
 def _row_level_security(db: Database, table: str, fix: str) -> list[Finding]:

@@ -11,7 +11,7 @@ import functools
 import json
 import os
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, TypeVar
 
@@ -20,6 +20,7 @@ from peewee import Database, DatabaseError, InterfaceError
 
 from . import __version__, commands
 from .audit import audit_schema, report
+from .config import AppConfig, load_models, read_config
 from .db import DEFAULT_URL, is_postgres, open_database, sqlite_path
 from .errors import RelayError
 
@@ -66,6 +67,32 @@ database_option = click.option(
 )
 
 
+def app_options(fn: F) -> F:
+    """--migrations and --models, defaulting to [tool.relay_peewee] in pyproject.toml."""
+    fn = click.option(
+        "--models",
+        "models",
+        multiple=True,
+        metavar="MODULE",
+        help="A module of the application's models (repeatable; importable from the current "
+        "folder). Default: `models` in [tool.relay_peewee] of pyproject.toml.",
+    )(fn)
+    return click.option(
+        "--migrations",
+        "migrations",
+        multiple=True,
+        metavar="PKG",
+        help="A package of the application's numbered migrations, run after Relay's "
+        "(repeatable). Default: `migrations` in [tool.relay_peewee] of pyproject.toml.",
+    )(fn)
+
+
+def _app(migrations: tuple[str, ...], models: tuple[str, ...]) -> AppConfig:
+    """The options given, else the pyproject.toml defaults, one key at a time."""
+    config = read_config()
+    return AppConfig(migrations or config.migrations, models or config.models, config.source)
+
+
 @click.group()
 @click.version_option(version=__version__, prog_name="relay-peewee")
 def cli() -> None:
@@ -95,6 +122,7 @@ def cli() -> None:
     "--no-wait", is_flag=True, help="Fail at once if another migrate holds the migration lock."
 )
 @click.option("-q", "--quiet", is_flag=True, help="Do not print progress.")
+@app_options
 @_user_errors
 def migrate(
     database: str | None,
@@ -104,8 +132,11 @@ def migrate(
     lock_timeout: float,
     no_wait: bool,
     quiet: bool,
+    migrations: tuple[str, ...],
+    models: tuple[str, ...],
 ) -> None:
-    """Apply pending migrations (all of them, or up to --to)."""
+    """Apply pending migrations (all of them, or up to --to): Relay's, then the application's."""
+    packages = _app(migrations, models).migrations
     if show_sql:
         path = sqlite_path(database)
         if path is not None and not os.path.exists(path):
@@ -116,20 +147,28 @@ def migrate(
             # leaving an empty file behind.
             database = "sqlite:///:memory:"
         with _database(database, must_exist=False) as db:
-            plan = commands.migration_sql(db, target, online=online, lock_timeout=lock_timeout)
+            plan = commands.migration_sql(
+                db, target, online=online, lock_timeout=lock_timeout, migrations=packages
+            )
             for statement in plan or ["-- nothing to do."]:
                 click.echo(statement)
         return
     with _database(database, must_exist=False) as db:
         progress = None if quiet else (lambda label: click.echo(f"  {label}", err=True))
-        before = commands.applied_migrations(db)
+        before = commands.applied_migrations(db, packages)
         try:
             result = commands.migrate(
-                db, target, progress, online=online, lock_timeout=lock_timeout, wait=not no_wait
+                db,
+                target,
+                progress,
+                online=online,
+                lock_timeout=lock_timeout,
+                wait=not no_wait,
+                migrations=packages,
             )
         except KeyboardInterrupt:
             db.close()
-            _interrupted(database, before)
+            _interrupted(database, before, packages)
     if result.adopted_legacy:
         click.echo("recognised a legacy Relay database: recorded 0001_baseline as applied")
     for name in result.applied:
@@ -138,7 +177,7 @@ def migrate(
         click.echo("nothing to do.")
 
 
-def _interrupted(database: str | None, before: list[str]) -> None:
+def _interrupted(database: str | None, before: list[str], packages: Sequence[str] = ()) -> None:
     """Ctrl-C during migrate: say what is applied now and what is not; exit 130.
 
     Each migration commits on its own on PostgreSQL (SQLite runs them all as
@@ -146,7 +185,7 @@ def _interrupted(database: str | None, before: list[str]) -> None:
     """
     try:
         with _database(database) as db:
-            rows = commands.status(db)
+            rows = commands.status(db, packages)
     except (RelayError, DatabaseError, InterfaceError) as exc:
         click.echo(f"interrupted; cannot tell what was applied: {_one_line(exc)}", err=True)
         sys.exit(130)
@@ -161,11 +200,13 @@ def _interrupted(database: str | None, before: list[str]) -> None:
 
 @cli.command()
 @database_option
+@app_options
 @_user_errors
-def status(database: str | None) -> None:
+def status(database: str | None, migrations: tuple[str, ...], models: tuple[str, ...]) -> None:
     """List applied and pending migrations; exit 1 while any is pending or unknown."""
+    packages = _app(migrations, models).migrations
     with _database(database) as db:
-        rows = commands.status(db)
+        rows = commands.status(db, packages)
     for row in rows:
         if row.applied is None:
             click.echo(f"[ ] {row.name}")
@@ -192,16 +233,74 @@ def status(database: str | None) -> None:
     "--no-wait", is_flag=True, help="Fail at once if another migrate holds the migration lock."
 )
 @click.option("-q", "--quiet", is_flag=True, help="Do not print progress.")
+@app_options
 @_user_errors
-def rollback(database: str | None, target: str | None, no_wait: bool, quiet: bool) -> None:
-    """Undo the last migration (or back through --to)."""
+def rollback(
+    database: str | None,
+    target: str | None,
+    no_wait: bool,
+    quiet: bool,
+    migrations: tuple[str, ...],
+    models: tuple[str, ...],
+) -> None:
+    """Undo the last migration (or back through --to), the application's included."""
+    packages = _app(migrations, models).migrations
     progress = None if quiet else (lambda label: click.echo(f"  {label}", err=True))
     with _database(database) as db:
-        names = commands.rollback(db, target, progress=progress, wait=not no_wait)
+        names = commands.rollback(
+            db, target, progress=progress, wait=not no_wait, migrations=packages
+        )
     for name in names:
         click.echo(f"reverted: {name}")
     if not names:
         click.echo("nothing to do.")
+
+
+@cli.command()
+@database_option
+@click.argument("name", required=False, default="")
+@click.option(
+    "--check", is_flag=True, help="Write nothing; exit 1 if the models and the database differ."
+)
+@app_options
+@_user_errors
+def makemigration(
+    database: str | None,
+    name: str,
+    check: bool,
+    migrations: tuple[str, ...],
+    models: tuple[str, ...],
+) -> None:
+    """Write the application's next migration (into the last --migrations package).
+
+    It holds what makes the database match the --models: tenantize for
+    TenantModels whose tables lack tenant_id, new tenant tables, and the
+    rest of playhouse's schema diff.
+    """
+    from .makemigration import draft_migration, write_migration
+
+    app = _app(migrations, models)
+    if not app.models:
+        raise click.ClickException("name the application's models: --models MODULE")
+    app_models = load_models(app.models)
+    with _database(database) as db:
+        draft = draft_migration(db, app_models)
+    if check:
+        for line in draft.describe():
+            click.echo(line)
+        if draft:
+            sys.exit(1)
+        click.echo("models and database agree.")
+        return
+    if not app.migrations:
+        raise click.ClickException("name the package to write into: --migrations PKG")
+    if not name:
+        raise click.ClickException("name the migration: relay-peewee makemigration NAME")
+    if not draft:
+        click.echo("nothing to do.")
+        return
+    # The last package named is the newest: earlier ones are already released.
+    click.echo(f"wrote {write_migration(draft, name, app.migrations[-1])}")
 
 
 @cli.group()
@@ -307,6 +406,7 @@ def _cell(value: object, limit: int = 60) -> str:
     show_default=True,
     help="PostgreSQL: the BYPASSRLS role unscoped() uses.",
 )
+@app_options
 def audit(
     database: str | None,
     as_json: bool,
@@ -314,12 +414,22 @@ def audit(
     strict: bool,
     app_role: str | None,
     admin_role: str,
+    migrations: tuple[str, ...],
+    models: tuple[str, ...],
 ) -> None:
     """Check that the live database isolates tenants: exit 1 on errors, 2 if unreadable."""
     try:
+        app = _app(migrations, models)
+        app_models = load_models(app.models)
         with _database(database) as db:
             findings = audit_schema(
-                db, citus=citus, strict=strict, app_role=app_role, admin_role=admin_role
+                db,
+                app_models,
+                citus=citus,
+                strict=strict,
+                app_role=app_role,
+                admin_role=admin_role,
+                migrations=app.migrations,
             )
     except (RelayError, DatabaseError, InterfaceError) as exc:
         # Exit 2, not the usual 1: a gate must tell "could not look" from "found errors".
@@ -344,6 +454,7 @@ def audit(
 @click.option(
     "--apply", is_flag=True, help="Run the SQL (needs a superuser) instead of printing it."
 )
+@app_options
 @_user_errors
 def roles(
     database: str | None,
@@ -352,18 +463,26 @@ def roles(
     allow_set_role: bool,
     no_unscoped: bool,
     apply: bool,
+    migrations: tuple[str, ...],
+    models: tuple[str, ...],
 ) -> None:
-    """PostgreSQL: print (or --apply) the SQL creating the app and admin roles for RLS."""
+    """PostgreSQL: print (or --apply) the SQL creating the app and admin roles for RLS.
+
+    The grants cover Relay's tables and those of the application's --models.
+    """
     from .roles import create_roles, role_statements
 
+    app_models = load_models(_app(migrations, models).models)
     if not apply:
-        for statement in role_statements(app_role, admin_role, allow_set_role=allow_set_role):
+        for statement in role_statements(
+            app_role, admin_role, allow_set_role=allow_set_role, models=app_models
+        ):
             click.echo(f"{statement};")
         return
     with _database(database) as db:
         if not is_postgres(db):
             raise click.ClickException("roles are a PostgreSQL feature; SQLite has none")
-        create_roles(db, app_role, admin_role, allow_set_role=allow_set_role)
+        create_roles(db, app_role, admin_role, allow_set_role=allow_set_role, models=app_models)
     click.echo(f"roles {app_role} and {admin_role} are ready; set a password with:")
     click.echo(f"  ALTER ROLE {app_role} PASSWORD '...';")
     click.echo(f"  ALTER ROLE {admin_role} PASSWORD '...';  -- unscoped()'s own connection")

@@ -7,11 +7,12 @@ commands in ``cli.py`` only parse options, call one of them and print.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from peewee import Database, IntegrityError
 
-from .errors import MigrationError, RelayError
+from .errors import MigrationError, RelayError, UnrecognisedSchema
 from .migrator import MigrationRunner, MigrationStatus, classify_schema
 from .migrator.backends import Progress
 from .models import Tenant
@@ -46,14 +47,18 @@ def migrate(
     online: bool = False,
     lock_timeout: float = 1.0,
     wait: bool = True,
+    migrations: Sequence[str] = (),
 ) -> MigrateResult:
     """Apply pending migrations (through ``to``, if given).
 
     ``online`` (PostgreSQL): short lock-bounded steps, concurrent index builds,
     foreign keys validated separately; resumable after a crash. ``wait``:
     wait for another migrator holding the migration lock, else refuse.
+    ``migrations``: the application's migration packages, run after Relay's.
     """
-    runner = MigrationRunner(db, progress, online=online, lock_timeout=lock_timeout, wait=wait)
+    runner = MigrationRunner(
+        db, progress, online=online, lock_timeout=lock_timeout, wait=wait, migrations=migrations
+    )
     try:
         adopted, applied = runner.upgrade(to)
     finally:
@@ -62,19 +67,25 @@ def migrate(
 
 
 def migration_sql(
-    db: Database, to: str | None = None, *, online: bool = False, lock_timeout: float = 1.0
+    db: Database,
+    to: str | None = None,
+    *,
+    online: bool = False,
+    lock_timeout: float = 1.0,
+    migrations: Sequence[str] = (),
 ) -> list[str]:
     """The SQL ``migrate`` would run; the database is left as it was.
 
     The transactional plan is found by running it and rolling back; the
     online plan's steps are recorded from the catalog without running them.
     """
-    return MigrationRunner(db, online=online, lock_timeout=lock_timeout).plan_sql(to)
+    runner = MigrationRunner(db, online=online, lock_timeout=lock_timeout, migrations=migrations)
+    return runner.plan_sql(to)
 
 
-def status(db: Database) -> list[MigrationStatus]:
+def status(db: Database, migrations: Sequence[str] = ()) -> list[MigrationStatus]:
     """Every migration, applied or pending, plus history rows with no file."""
-    runner = MigrationRunner(db)
+    runner = MigrationRunner(db, migrations=migrations)
     # Refuse, like migrate would, a database that cannot be adopted; a
     # legacy one shows its baseline pending until `migrate` records it.
     classify_schema(db)
@@ -82,11 +93,16 @@ def status(db: Database) -> list[MigrationStatus]:
 
 
 def rollback(
-    db: Database, to: str | None = None, progress: Progress | None = None, *, wait: bool = True
+    db: Database,
+    to: str | None = None,
+    progress: Progress | None = None,
+    *,
+    wait: bool = True,
+    migrations: Sequence[str] = (),
 ) -> list[str]:
     """Undo the last migration, or every migration back through ``to``."""
     try:
-        return MigrationRunner(db, progress, wait=wait).downgrade(to)
+        return MigrationRunner(db, progress, wait=wait, migrations=migrations).downgrade(to)
     finally:
         forget_database_checks(db)
 
@@ -164,11 +180,19 @@ def _require_migrated(db: Database) -> None:
         )
 
 
-def applied_migrations(db: Database) -> list[str]:
+def applied_migrations(db: Database, migrations: Sequence[str] = ()) -> list[str]:
     """Names of the migrations applied to ``db`` (none on an empty database)."""
-    if classify_schema(db) != "managed":
+    try:
+        if classify_schema(db) != "managed":
+            return []
+    except UnrecognisedSchema:
+        # Read without the migration lock (migrate's Ctrl-C report), its
+        # statements may straddle another migrator's commit: tables without
+        # history, then columns with tenant_id. migrate itself decides,
+        # under the lock, whether the schema is really unrecognised.
         return []
-    return [s.name for s in MigrationRunner(db).statuses() if s.applied is not None]
+    runner = MigrationRunner(db, migrations=migrations)
+    return [s.name for s in runner.statuses() if s.applied is not None]
 
 
 def _require_schema(db: Database) -> None:

@@ -86,6 +86,9 @@ class TenantForeignKeyField(ForeignKeyField):
     0006 gives existing databases the same constraints.
     """
 
+    def _on_postgres(self) -> bool:
+        return is_postgres(self.model._meta.database)
+
     def foreign_key_constraint(self, explicit_name: bool = False) -> NodeList:
         tenant = self.model._meta.fields["tenant"]
         parent_tenant = self.rel_model._meta.fields["tenant"]
@@ -96,7 +99,15 @@ class TenantForeignKeyField(ForeignKeyField):
             self.rel_model,
             EnclosedNodeList((parent_tenant, self.rel_field)),
         ]
-        if self.on_delete:
+        if self.on_delete and self.on_delete.upper() == "SET NULL":
+            # On the composite key SET NULL would null tenant_id too, which
+            # is NOT NULL; PostgreSQL >= 15 can null this column alone.
+            # SQLite cannot: the key stays NO ACTION (the parent's delete is
+            # refused) unless a trigger nulls the column first, as the
+            # migrations' tenantize and makemigration add.
+            if self._on_postgres():
+                parts += [SQL("ON DELETE SET NULL"), EnclosedNodeList((self,))]
+        elif self.on_delete:
             parts.append(SQL(f"ON DELETE {self.on_delete}"))
         if self.on_update:
             parts.append(SQL(f"ON UPDATE {self.on_update}"))

@@ -20,8 +20,9 @@ or ``unscoped``). It may only append to ``audit_logs``.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 
-from peewee import Database
+from peewee import Database, Model
 
 from .errors import RelayError
 from .lookups import LOOKUP_FUNCTIONS
@@ -43,9 +44,15 @@ def _create_if_missing(role: str, options: str) -> str:
 
 
 def role_statements(
-    app_role: str = APP_ROLE, admin_role: str = ADMIN_ROLE, *, allow_set_role: bool = False
+    app_role: str = APP_ROLE,
+    admin_role: str = ADMIN_ROLE,
+    *,
+    allow_set_role: bool = False,
+    models: Iterable[type[Model]] = (),
 ) -> list[str]:
     """The SQL that creates both roles and grants them what the ORM needs.
+
+    ``models``: the application's own, whose tables get the same grants.
 
     Re-running it on roles made by an earlier release also takes back what
     that release granted and this one does not (writes on ``tenants``, the
@@ -58,7 +65,9 @@ def role_statements(
         raise RelayError("the application role and the admin role must differ")
     both = f"{app_role}, {admin_role}"
     tenants = Tenant._meta.table_name
-    data = ", ".join(m._meta.table_name for m in MODELS if m not in (AuditLog, Tenant))
+    tables = [m._meta.table_name for m in MODELS if m not in (AuditLog, Tenant)]
+    tables += [m._meta.table_name for m in models if m._meta.table_name not in tables]
+    data = ", ".join(tables)
     app_options = "NOSUPERUSER NOBYPASSRLS NOCREATEDB NOCREATEROLE"
     statements = [
         _create_if_missing(admin_role, "LOGIN BYPASSRLS"),
@@ -96,9 +105,10 @@ def create_roles(
     admin_role: str = ADMIN_ROLE,
     *,
     allow_set_role: bool = False,
+    models: Iterable[type[Model]] = (),
 ) -> list[str]:
     """Run ``role_statements`` in one transaction; needs a superuser."""
-    statements = role_statements(app_role, admin_role, allow_set_role=allow_set_role)
+    statements = role_statements(app_role, admin_role, allow_set_role=allow_set_role, models=models)
     if HISTORY_TABLE not in db.get_tables():
         raise RelayError("this database has no relay_peewee schema yet: run `relay-peewee migrate`")
     with db.atomic():

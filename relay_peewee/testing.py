@@ -45,6 +45,13 @@ Options (or environment variables)
     throw-away databases on; by default libpq's ``PGHOST``, ``PGPORT``,
     ``PGUSER`` and ``PGDATABASE``. Without a reachable server the PostgreSQL
     cases skip, unless ``CI=true``, where they fail.
+
+An application's own tables
+    ``build_schema`` (so every ``relay_db``) also applies the application's
+    migrations, after Relay's: the packages are read from the
+    ``relay_migrations`` ini option (in ``[tool.pytest.ini_options]``), else
+    from ``[tool.relay_peewee]`` of the pyproject.toml at the rootdir - the
+    same names the CLI uses (``application_config``).
 """
 
 from __future__ import annotations
@@ -69,6 +76,7 @@ import pytest
 from peewee import Database, Model, SqliteDatabase, Table
 
 from .commands import migrate
+from .config import AppConfig, read_config
 from .db import POSTGRES_DRIVERS, connect, database_proxy, is_postgres, unwrap
 from .migrator import HISTORY_TABLE
 from .models import (
@@ -97,6 +105,7 @@ __all__ = [
     "SampleRows",
     "TenantPair",
     "TenantSnapshot",
+    "application_config",
     "assert_only_tenant",
     "assert_tenant_untouched",
     "assert_unchanged",
@@ -155,6 +164,27 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         default=os.environ.get("RELAY_TEST_POSTGRES_URL"),
         help="PostgreSQL server for throw-away test databases (default: libpq PG* variables)",
     )
+    parser.addini(
+        "relay_migrations",
+        type="linelist",
+        default=[],
+        help="the application's migration packages relay_db applies after Relay's "
+        "(default: [tool.relay_peewee] migrations in pyproject.toml)",
+    )
+    parser.addini(
+        "relay_models",
+        type="linelist",
+        default=[],
+        help="the application's model modules (default: [tool.relay_peewee] models)",
+    )
+
+
+def application_config(config: pytest.Config) -> AppConfig:
+    """The application's migrations and models: the ini options, else pyproject.toml."""
+    found = read_config(config.rootpath)
+    migrations = tuple(config.getini("relay_migrations")) or found.migrations
+    models = tuple(config.getini("relay_models")) or found.models
+    return AppConfig(migrations, models, found.source)
 
 
 def _chosen_backends(config: pytest.Config) -> list[str]:
@@ -351,7 +381,10 @@ def build_schema(db: Database, config: pytest.Config | None = None) -> None:
     application's own migrations, once ``migrate`` runs them, land in both,
     and so do the tables ``pytest_relay_build_schema`` hooks create.
     """
-    migrate(db)
+    # The one integration point with the application: its migration
+    # packages, run after Relay's (``application_config``).
+    migrations = application_config(config).migrations if config is not None else ()
+    migrate(db, migrations=migrations)
     if config is not None:
         config.hook.pytest_relay_build_schema(db=db)
 

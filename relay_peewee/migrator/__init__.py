@@ -1,13 +1,26 @@
-"""The migration engine: history, legacy adoption, dry runs, SQLite rebuilds."""
+"""The migration engine: history, legacy adoption, dry runs, SQLite rebuilds.
 
-from .backends import TenantTable, migrator_for
+An application's migration scripts use the same engine as Relay's: see
+``sources`` (where migrations come from) and ``specs`` (what a table's
+tenancy is; ``migrator.tenantize(Model)`` in a script makes it so).
+"""
+
+from .backends import migrator_for
 from .runner import HISTORY_TABLE, MigrationRunner, MigrationStatus, classify_schema
+from .sources import RELAY_MIGRATIONS, MigrationSource, migration_sources
+from .specs import TenancyPlan, TenantReference, TenantTable, tenancy_plan
 
 __all__ = [
     "HISTORY_TABLE",
+    "RELAY_MIGRATIONS",
     "MigrationRunner",
+    "MigrationSource",
     "MigrationStatus",
+    "TenancyPlan",
+    "TenantReference",
     "TenantTable",
     "classify_schema",
+    "migration_sources",
     "migrator_for",
+    "tenancy_plan",
 ]

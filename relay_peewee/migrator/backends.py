@@ -9,76 +9,50 @@ classes decide *how* (ALTER TABLE on PostgreSQL, one table rebuild on SQLite).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, cast
 
-from peewee import SQL, Database, SqliteDatabase, TextField
+from peewee import SQL, Database, Model, SqliteDatabase, TextField
 from playhouse.migrate import PostgresqlMigrator, SqliteMigrator, make_index_name
 
 from ..db import is_postgres
 from ..errors import MigrationError
 from ..tenancy.rls import TENANT_SETTING
 from . import catalog
+from .specs import (
+    DEFAULT_TENANT_ID,
+    TENANT_COLUMN,
+    TenancyPlan,
+    TenantReference,
+    TenantTable,
+    tenancy_plan,
+)
 from .sqlite_ddl import TableDDL, quote
 from .sqlite_rebuild import check_foreign_keys, rebuild_tables
 
+# TenantTable and TenantReference are imported from here by released
+# migration scripts (0004, 0006): they stay importable from this module.
 __all__ = ["Progress", "TenantReference", "TenantTable", "migrator_for"]
 
 Progress = Callable[[str], None]
-TENANT_COLUMN = "tenant_id"
-
-
-@dataclass(frozen=True)
-class TenantTable:
-    """How one table is tenant-scoped: the end state of the tenancy migrations."""
-
-    table: str
-    # Each (global columns, per-tenant columns) pair swaps a global unique
-    # for a composite one, e.g. (("slug",), ("tenant_id", "slug")).
-    unique_swaps: Sequence[tuple[tuple[str, ...], tuple[str, ...]]] = ()
-    # A new primary key, e.g. ("tenant_id", "id"), replacing `old_primary_key`.
-    primary_key: tuple[str, ...] = ()
-    old_primary_key: tuple[str, ...] = ()
-    # Legacy names to restore on rollback, by global columns.
-    legacy_unique_names: dict[tuple[str, ...], str] = field(default_factory=dict)
-
-    @property
-    def needs_tenant_index(self) -> bool:
-        # A composite key that starts with tenant_id already serves as its index.
-        leading = [new for _old, new in self.unique_swaps] + [self.primary_key]
-        return not any(cols and cols[0] == TENANT_COLUMN for cols in leading)
-
-    def legacy_unique_name(self, columns: tuple[str, ...]) -> str:
-        return self.legacy_unique_names.get(columns) or f"{self.table}_{'_'.join(columns)}_unique"
-
-
-@dataclass(frozen=True)
-class TenantReference:
-    """A foreign key that must stay inside one tenant: child.column -> parent.id."""
-
-    table: str
-    column: str
-    parent: str
-
-    @property
-    def constraint_name(self) -> str:
-        return f"{self.table}_{self.column}_tenant_fkey"
-
-    @property
-    def columns(self) -> tuple[str, str]:
-        return (TENANT_COLUMN, self.column)
-
-    def references_sql(self, on_delete: str) -> str:
-        action = "" if on_delete == "NO ACTION" else f" ON DELETE {on_delete}"
-        return (
-            f"FOREIGN KEY ({quote(TENANT_COLUMN)}, {quote(self.column)}) REFERENCES "
-            f'{quote(self.parent)} ({quote(TENANT_COLUMN)}, "id"){action}'
-        )
 
 
 PARENT_KEY = (TENANT_COLUMN, "id")
+
+
+def _plan(targets: Sequence[type[Model] | TenancyPlan]) -> TenancyPlan:
+    plans = [t for t in targets if isinstance(t, TenancyPlan)]
+    models = [t for t in targets if not isinstance(t, TenancyPlan)]
+    if models:
+        plans.append(tenancy_plan(models))
+    if not plans:
+        raise MigrationError("tenantize: name at least one TenantModel")
+    return TenancyPlan(
+        tuple(t for p in plans for t in p.tables), tuple(r for p in plans for r in p.references)
+    )
+
 
 # Row-level security (PostgreSQL): a row is visible and writable only while
 # the session's transaction has set this tenant (tenant_context does, with
@@ -120,11 +94,65 @@ class _TenancyOperations:
     progress: Progress | None = None
     migrate: Callable[..., None]
     add_index: Callable[..., Any]
+    drop_index: Callable[..., Any]
     alter_add_column: Callable[..., Any]
+    # Each backend's way of doing the tenancy steps:
+    enforce_tenant_keys: Callable[..., None]
+    relax_tenant_keys: Callable[..., None]
+    enforce_tenant_references: Callable[..., None]
+    relax_tenant_references: Callable[..., None]
+    enable_row_level_security: Callable[..., None]
+    disable_row_level_security: Callable[..., None]
+    secure_views: Callable[..., None]
+    drop_tenant_column: Callable[..., None]
 
     def step(self, label: str) -> None:
         if self.progress is not None:
             self.progress(label)
+
+    # -- an application's tables -------------------------------------------
+    def tenantize(self, *targets: type[Model] | TenancyPlan) -> None:
+        """Make existing tables tenant-scoped, as their TenantModels declare.
+
+        Every step Relay's own tables went through (0003, 0004, 0006, 0008),
+        on the backend's path (one transaction, ``--online`` steps, one SQLite
+        rebuild per table): ``tenant_id`` added with existing rows filed
+        under the default tenant, its foreign key and index, per-tenant
+        uniques in place of the global ones, tenant-consistent references,
+        no default left on ``tenant_id``, and the RLS policy on PostgreSQL.
+        """
+        plan = _plan(targets)
+        for spec in plan.tables:
+            self.step(f"{spec.table}: add tenant_id (default tenant)")
+            self.add_tenant_column(spec.table, DEFAULT_TENANT_ID)
+        self.enforce_tenant_keys(plan.tables)
+        if plan.references:
+            self.refuse_cross_tenant_references(plan.references)
+            self.enforce_tenant_references(plan.references, ())
+        self.enable_row_level_security(plan.table_names)
+        self.secure_views(plan.table_names)
+
+    def untenantize(self, *targets: type[Model] | TenancyPlan) -> None:
+        """The reverse of ``tenantize``; refused while other tenants hold rows there.
+
+        Each per-tenant unique becomes global again (on its columns without
+        ``tenant_id``), and references become one-column keys again.
+        """
+        plan = _plan(targets)
+        self.refuse_unless_single_tenant(plan.table_names, DEFAULT_TENANT_ID)
+        self.disable_row_level_security(plan.table_names)
+        if plan.references:
+            self.relax_tenant_references(plan.references, (), parents=plan.table_names)
+        self.relax_tenant_keys(plan.tables, DEFAULT_TENANT_ID)
+        for spec in reversed(plan.tables):
+            self.step(f"{spec.table}: drop tenant_id")
+            self.drop_tenant_column(spec.table)
+
+    def has_parent_key(self, table: str) -> bool:
+        """Whether (tenant_id, id) is already unique on ``table``, under any name."""
+        return bool(catalog.unique_on(self.database, table, PARENT_KEY)) or (
+            catalog.primary_key(self.database, table) == PARENT_KEY
+        )
 
     def add_tenant_column(self, table: str, tenant_id: str) -> None:
         # A constant default is stored once in the catalog, so this adds the
@@ -190,6 +218,18 @@ class _TenancyOperations:
                 return fk
         return None
 
+    def _drop_parent_keys(
+        self, refs: Sequence[TenantReference], parents: Sequence[str] | None
+    ) -> None:
+        # ``parents``: whose keys to drop; None for all. Undoing an
+        # application's references must not drop users (tenant_id, id).
+        for parent in sorted({r.parent for r in refs}):
+            if parents is not None and parent not in parents:
+                continue
+            name = make_index_name(parent, PARENT_KEY)
+            if any(ix.name == name for ix in catalog.indexes(self.database, parent)):
+                self.migrate(self.drop_index(parent, name))
+
     def _tenant_indexes(self, spec: TenantTable) -> list[Any]:
         ops = [
             self.add_index(spec.table, new, unique=True, name=make_index_name(spec.table, new))
@@ -239,6 +279,8 @@ class RelayPostgresqlMigrator(_TenancyOperations, PostgresqlMigrator):
             t = spec.table
             ops: list[Any] = []
             for old, _new in spec.unique_swaps:
+                if not old:
+                    continue
                 ops.append(
                     self.add_constraint(
                         t, spec.legacy_unique_name(old), SQL(f"UNIQUE ({', '.join(old)})")
@@ -255,6 +297,8 @@ class RelayPostgresqlMigrator(_TenancyOperations, PostgresqlMigrator):
         self, refs: Sequence[TenantReference], redundant_indexes: Sequence[tuple[str, str]]
     ) -> None:
         for parent in sorted({r.parent for r in refs}):
+            if self.has_parent_key(parent):
+                continue
             self.step(f"{parent}: unique (tenant_id, id) for tenant-consistent references")
             self.migrate(self.add_index(parent, PARENT_KEY, unique=True))
         for ref in refs:
@@ -275,7 +319,10 @@ class RelayPostgresqlMigrator(_TenancyOperations, PostgresqlMigrator):
                 self.migrate(self.drop_index(table, name))
 
     def relax_tenant_references(
-        self, refs: Sequence[TenantReference], redundant_indexes: Sequence[tuple[str, str]]
+        self,
+        refs: Sequence[TenantReference],
+        redundant_indexes: Sequence[tuple[str, str]],
+        parents: Sequence[str] | None = None,
     ) -> None:
         for table, _name in redundant_indexes:
             self.migrate(self.add_index(table, (TENANT_COLUMN,)))
@@ -290,8 +337,7 @@ class RelayPostgresqlMigrator(_TenancyOperations, PostgresqlMigrator):
                 ),
                 self.drop_constraint(ref.table, ref.constraint_name),
             )
-        for parent in sorted({r.parent for r in refs}):
-            self.migrate(self.drop_index(parent, make_index_name(parent, PARENT_KEY)))
+        self._drop_parent_keys(refs, parents)
 
     def enable_row_level_security(self, tables: Sequence[str]) -> None:
         for table in tables:
@@ -303,6 +349,22 @@ class RelayPostgresqlMigrator(_TenancyOperations, PostgresqlMigrator):
     def disable_row_level_security(self, tables: Sequence[str]) -> None:
         for table in tables:
             self.migrate(*[self.sql(s) for s in unpolicy_sql(table)])
+
+    def owner_views(self, tables: Sequence[str]) -> list[str]:
+        """Views over ``tables`` that read them with their owner's rights (bypassing RLS)."""
+        readers = catalog.postgres_catalog(self.database).views_reading(tuple(tables))
+        return [
+            f"{quote(v.schema)}.{quote(v.name)}"
+            for v in readers
+            if v.kind == "view" and not v.hardened
+        ]
+
+    def secure_views(self, tables: Sequence[str]) -> None:
+        # As 0009 does for Relay's views: a view read with its owner's
+        # rights would show every tenant's rows past the policies.
+        for view in self.owner_views(tables):
+            self.step(f"{view}: security_invoker, so row-level security binds its reader")
+            self.migrate(self.sql(f"ALTER VIEW {view} SET (security_invoker = true)"))
 
     def run_context(self) -> AbstractContextManager[None]:
         require_rls_bypass(self.database)
@@ -335,6 +397,10 @@ class RelaySqliteMigrator(_TenancyOperations, SqliteMigrator):
     keys of ``ratings``, yet it is copied once. A migration whose own
     statements need the rebuilt tables (say, a DROP COLUMN) first makes the
     queue run; one that does not says so with ``MERGES_REBUILDS = True``.
+
+    The indexes those migrations add to the queued tables wait in the queue
+    too, and are built once, after the copy: an index built before the
+    rebuild would be built again when the rebuild recreates it.
     """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -342,6 +408,7 @@ class RelaySqliteMigrator(_TenancyOperations, SqliteMigrator):
         self.deferring = False
         self._queued: dict[str, list[Callable[[TableDDL], None]]] = {}
         self._queued_drops: list[str] = []
+        self._queued_indexes: dict[str, QueuedIndex] = {}  # by name
 
     @contextmanager
     def migration_context(self, atomic: bool = True) -> Iterator[None]:
@@ -370,27 +437,50 @@ class RelaySqliteMigrator(_TenancyOperations, SqliteMigrator):
             try:
                 yield
             except BaseException:
-                self._queued, self._queued_drops = {}, []
+                self._queued, self._queued_drops, self._queued_indexes = {}, [], {}
                 raise
             finally:
                 self.deferring = False
         # (migration_context flushed the queue and checked before COMMIT)
 
     def rebuild(
-        self, transforms: dict[str, Callable[[TableDDL], None]], drop_indexes: Sequence[str] = ()
+        self,
+        transforms: dict[str, Callable[[TableDDL], None]],
+        drop_indexes: Sequence[str] = (),
+        then_indexes: Sequence[QueuedIndex] = (),
     ) -> None:
+        """Queue table rebuilds, and the indexes to build once they are done."""
         for table, transform in transforms.items():
             self._queued.setdefault(table, []).append(transform)
         self._queued_drops += drop_indexes
+        for index in then_indexes:
+            self._queued_indexes.setdefault(index.name, index)
         if not self.deferring:
             self.flush()
 
+    def has_parent_key(self, table: str) -> bool:
+        queued = any(
+            ix.table == table and ix.unique and ix.columns == PARENT_KEY
+            for ix in self._queued_indexes.values()
+        )
+        return queued or super().has_parent_key(table)
+
+    def _drop_redundant(self, redundant_indexes: Sequence[tuple[str, str]]) -> None:
+        for table, name in redundant_indexes:
+            if self._queued_indexes.pop(name, None) is not None:
+                continue  # never built
+            if any(ix.name == name for ix in catalog.indexes(self.database, table)):
+                self.migrate(self.drop_index(table, name))
+
     def flush(self) -> None:
         """Rebuild every queued table once, applying its transforms in order."""
-        if not self._queued:
+        if not self._queued and not self._queued_indexes:
             return
-        queued, drops = self._queued, self._queued_drops
-        self._queued, self._queued_drops = {}, []
+        queued, drops, then = self._queued, self._queued_drops, self._queued_indexes
+        self._queued, self._queued_drops, self._queued_indexes = {}, [], {}
+        if not queued:
+            self._build(then.values())
+            return
         self.step("rebuilding " + ", ".join(queued) + " (one copy each)")
 
         def composed(transforms: list[Callable[[TableDDL], None]]) -> Callable[[TableDDL], None]:
@@ -405,6 +495,16 @@ class RelaySqliteMigrator(_TenancyOperations, SqliteMigrator):
             {table: composed(fs) for table, fs in queued.items()},
             drops,
         )
+        self._build(then.values())
+
+    def _build(self, queued: Iterable[QueuedIndex]) -> None:
+        indexes = list(queued)
+        ops = [
+            self.add_index(ix.table, ix.columns, unique=ix.unique, name=ix.name) for ix in indexes
+        ]
+        if ops:
+            self.step("creating " + ", ".join(ix.name for ix in indexes))
+            self.migrate(*ops)
 
     def enforce_tenant_keys(self, specs: Sequence[TenantTable]) -> None:
         self.step("tenant keys for " + ", ".join(s.table for s in specs))
@@ -416,9 +516,8 @@ class RelaySqliteMigrator(_TenancyOperations, SqliteMigrator):
                     for ix in catalog.unique_on(self.database, spec.table, old)
                     if ix.origin == "index"
                 ]
-        self.rebuild({s.table: _enforce(s) for s in specs}, drop)
-        self.step("creating per-tenant unique and tenant indexes")
-        self.migrate(*[op for spec in specs for op in self._tenant_indexes(spec)])
+        indexes = [ix for spec in specs for ix in _tenant_index_specs(spec)]
+        self.rebuild({s.table: _enforce(s) for s in specs}, drop, then_indexes=indexes)
 
     def relax_tenant_keys(self, specs: Sequence[TenantTable], tenant_id: str) -> None:
         self.step("global keys for " + ", ".join(s.table for s in specs))
@@ -426,6 +525,7 @@ class RelaySqliteMigrator(_TenancyOperations, SqliteMigrator):
         self.rebuild({s.table: _relax(s, tenant_id) for s in specs}, drop)
 
     def drop_tenant_column(self, table: str) -> None:
+        self.flush()  # the rebuild that removed tenant_id's key comes first
         self.migrate(self.drop_column(table, TENANT_COLUMN))
 
     def enable_row_level_security(self, tables: Sequence[str]) -> None:
@@ -434,16 +534,29 @@ class RelaySqliteMigrator(_TenancyOperations, SqliteMigrator):
     def disable_row_level_security(self, tables: Sequence[str]) -> None:
         return None
 
+    def secure_views(self, tables: Sequence[str]) -> None:
+        return None  # SQLite views have no owner's rights to read with
+
     def enforce_tenant_references(
         self, refs: Sequence[TenantReference], redundant_indexes: Sequence[tuple[str, str]]
     ) -> None:
         # SQLite needs a unique index on the parent key before any foreign
         # key can use it; the rebuild below then recreates it with the table.
-        for parent in sorted({r.parent for r in refs}):
-            self.migrate(self.add_index(parent, PARENT_KEY, unique=True))
+        # The parents' unique (tenant_id, id), which the new keys point at,
+        # is built with the queued indexes: before foreign_key_check needs it.
+        parent_keys = [
+            QueuedIndex(parent, PARENT_KEY, True, make_index_name(parent, PARENT_KEY))
+            for parent in sorted({r.parent for r in refs})
+            if not self.has_parent_key(parent)
+        ]
         actions = {ref: (self.old_reference(ref) or _NO_ACTION).on_delete for ref in refs}
         tables = list(dict.fromkeys(r.table for r in refs))
         self.step("tenant-consistent foreign keys for " + ", ".join(tables))
+        # SQLite cannot null one column of a composite key on delete: a
+        # trigger on the parent does it first, and the key itself is NO ACTION.
+        set_null = [ref for ref in refs if actions[ref] == "SET NULL"]
+        for ref in set_null:
+            actions[ref] = "NO ACTION"
 
         def transform_for(table: str) -> Callable[[TableDDL], None]:
             def transform(ddl: TableDDL) -> None:
@@ -453,15 +566,27 @@ class RelaySqliteMigrator(_TenancyOperations, SqliteMigrator):
 
             return transform
 
-        self.rebuild({t: transform_for(t) for t in tables})
-        for table, name in redundant_indexes:
-            if any(ix.name == name for ix in catalog.indexes(self.database, table)):
-                self.migrate(self.drop_index(table, name))
+        self.rebuild({t: transform_for(t) for t in tables}, then_indexes=parent_keys)
+        self.migrate(*[self.sql(ref.set_null_trigger_sql()) for ref in set_null])
+        self._drop_redundant(redundant_indexes)
 
     def relax_tenant_references(
-        self, refs: Sequence[TenantReference], redundant_indexes: Sequence[tuple[str, str]]
+        self,
+        refs: Sequence[TenantReference],
+        redundant_indexes: Sequence[tuple[str, str]],
+        parents: Sequence[str] | None = None,
     ) -> None:
         actions = {ref: (self.composite_reference(ref) or _NO_ACTION).on_delete for ref in refs}
+        triggers = {
+            r[0]
+            for r in self.database.execute_sql(
+                "SELECT name FROM sqlite_master WHERE type = 'trigger'"
+            ).fetchall()
+        }
+        for ref in refs:
+            if ref.set_null_trigger in triggers:
+                actions[ref] = "SET NULL"
+                self.migrate(self.sql(f"DROP TRIGGER {quote(ref.set_null_trigger)}"))
         tables = list(dict.fromkeys(r.table for r in refs))
 
         def transform_for(table: str) -> Callable[[TableDDL], None]:
@@ -473,8 +598,7 @@ class RelaySqliteMigrator(_TenancyOperations, SqliteMigrator):
             return transform
 
         self.rebuild({t: transform_for(t) for t in tables})
-        for parent in sorted({r.parent for r in refs}):
-            self.migrate(self.drop_index(parent, make_index_name(parent, PARENT_KEY)))
+        self._drop_parent_keys(refs, parents)
         for table, _name in redundant_indexes:
             self.migrate(self.add_index(table, (TENANT_COLUMN,)))
 
@@ -503,6 +627,26 @@ def require_rls_bypass(db: Database) -> None:
     )
 
 
+@dataclass(frozen=True)
+class QueuedIndex:
+    table: str
+    columns: tuple[str, ...]
+    unique: bool
+    name: str
+
+
+def _tenant_index_specs(spec: TenantTable) -> list[QueuedIndex]:
+    """The per-tenant uniques and tenant index of ``spec`` (as ``_tenant_indexes``)."""
+    out = [
+        QueuedIndex(spec.table, new, True, make_index_name(spec.table, new))
+        for _o, new in spec.unique_swaps
+    ]
+    if spec.needs_tenant_index:
+        cols = (TENANT_COLUMN,)
+        out.append(QueuedIndex(spec.table, cols, False, make_index_name(spec.table, cols)))
+    return out
+
+
 def _single_reference_sql(ref: TenantReference, on_delete: str) -> str:
     """The one-column foreign key a TenantReference replaced (for rollback)."""
     action = "" if on_delete == "NO ACTION" else f" ON DELETE {on_delete}"
@@ -528,6 +672,8 @@ def _relax(spec: TenantTable, tenant_id: str) -> Callable[[TableDDL], None]:
             TENANT_COLUMN, f"{quote(TENANT_COLUMN)} TEXT NOT NULL DEFAULT '{tenant_id}'"
         )
         for old, _new in spec.unique_swaps:
+            if not old:
+                continue
             cols = ", ".join(quote(c) for c in old)
             ddl.add(f"CONSTRAINT {quote(spec.legacy_unique_name(old))} UNIQUE ({cols})")
         if spec.primary_key:

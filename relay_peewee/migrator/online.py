@@ -2,7 +2,8 @@
 
 The transactional path (``backends.RelayPostgresqlMigrator``) is fast but
 holds ACCESS EXCLUSIVE locks on every table until it commits. This one, for
-databases with live traffic (MIGRATION-NOTES.md has the lock table):
+databases with live traffic (the README's "Online migrations" has the
+lock each step takes):
 
 * every statement that needs ACCESS EXCLUSIVE runs alone in a short
   transaction with ``SET LOCAL lock_timeout``, retried with jittered backoff
@@ -154,7 +155,8 @@ class OnlinePostgresqlMigrator(RelayPostgresqlMigrator):
         self, refs: Sequence[TenantReference], redundant_indexes: Sequence[tuple[str, str]]
     ) -> None:
         for parent in sorted({r.parent for r in refs}):
-            self.ensure_index(parent, PARENT_KEY, unique=True)
+            if not self.has_parent_key(parent):
+                self.ensure_index(parent, PARENT_KEY, unique=True)
         for ref in refs:
             table, name = quote(ref.table), quote(ref.constraint_name)
             new, old = self.composite_reference(ref), self.old_reference(ref)
@@ -189,6 +191,13 @@ class OnlinePostgresqlMigrator(RelayPostgresqlMigrator):
                 continue
             self.step(f"{table}: row-level security policy {POLICY}")
             self.locked(f"{table}: row-level security", *policy_sql(table))
+
+    def secure_views(self, tables: Sequence[str]) -> None:
+        for view in self.owner_views(tables):
+            self.step(f"{view}: security_invoker, so row-level security binds its reader")
+            self.locked(
+                f"{view}: security_invoker", f"ALTER VIEW {view} SET (security_invoker = true)"
+            )
 
     def ensure_index(
         self, table: str, columns: tuple[str, ...], *, unique: bool, name: str | None = None

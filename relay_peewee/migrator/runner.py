@@ -10,6 +10,8 @@ one transaction per migration). What it adds:
   all its migrations merged (``RelaySqliteMigrator.run_context``);
 * ``--online`` on PostgreSQL (``online.py``), and the migration lock
   (``locking.py``), taken before the history is read;
+* an application's migration packages after Relay's, in the same history
+  (``sources.py``);
 * adoption of a legacy Relay database that has no history table;
 * refusal to run against a history that names migrations this package
   does not have (a newer release migrated this database);
@@ -21,21 +23,22 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from peewee import Database
+from playhouse.migrations import Migration, Runner
 from playhouse.migrations import MigrationError as PlayhouseMigrationError
-from playhouse.migrations import Runner
 
 from ..db import is_postgres, mogrify
 from ..errors import MigrationError, UnrecognisedSchema
 from .backends import Progress, migrator_for
 from .locking import migration_lock
 from .online import OnlinePostgresqlMigrator
+from .sources import SEPARATOR, MigrationSource, migration_sources
 
 __all__ = [
     "HISTORY_TABLE",
@@ -176,7 +179,11 @@ def classify_schema(db: Database) -> str:
 
 
 class MigrationRunner(Runner):
-    """playhouse's Runner on relay_peewee's migrations and backend migrators."""
+    """playhouse's Runner on relay_peewee's migrations and backend migrators.
+
+    ``migrations``: an application's migration packages, run after Relay's
+    (see ``sources.py``) and treated exactly like them.
+    """
 
     def __init__(
         self,
@@ -186,8 +193,10 @@ class MigrationRunner(Runner):
         online: bool = False,
         lock_timeout: float = 1.0,
         wait: bool = True,
+        migrations: Sequence[str] = (),
     ) -> None:
-        super().__init__(database, directory=MIGRATIONS_DIR, table_name=HISTORY_TABLE)
+        self.sources: list[MigrationSource] = migration_sources(migrations)
+        super().__init__(database, directory=self.sources[0].directory, table_name=HISTORY_TABLE)
         if online and not is_postgres(database):
             raise MigrationError(
                 "--online is for PostgreSQL; on SQLite a whole migrate is one short "
@@ -203,6 +212,24 @@ class MigrationRunner(Runner):
         self._capture: list[str] | None = None
 
     # -- reading ---------------------------------------------------------
+    def migrations(self) -> list[Migration]:
+        # Every source in order, each in its own numeric order; idx is the
+        # position in that one sequence, which playhouse sorts by.
+        found = []
+        for source in self.sources:
+            for m in Migration.load_directory(source.directory):
+                found.append(m._replace(name=source.history_name(m.name)))
+        return [m._replace(idx=i) for i, m in enumerate(found)]
+
+    def status(self) -> list[Migration]:
+        applied = self.applied()
+        rows = [m._replace(applied=applied.get(m.name)) for m in self.migrations()]
+        known = {m.name for m in rows}
+        # History rows with no file come last, in the order they were applied.
+        gone = sorted((n for n in applied if n not in known), key=lambda n: applied[n])
+        rows += [Migration(len(rows) + i, n, None, applied[n]) for i, n in enumerate(gone)]
+        return rows
+
     def statuses(self) -> list[MigrationStatus]:
         return [MigrationStatus(m.name, m.applied, m.path is not None) for m in self.status()]
 
@@ -213,8 +240,14 @@ class MigrationRunner(Runner):
         names = [m.name for m in self.status()]
         if target in names:
             return target
-        if target.isdigit():
-            hits = [n for n in names if n.split("_", 1)[0].lstrip("0") == target.lstrip("0")]
+        package, _, number = target.rpartition(":")
+        if number.isdigit():
+            hits = [
+                n
+                for n in names
+                if n.rpartition(":")[0] == package
+                and n.rpartition(":")[2].split("_", 1)[0].lstrip("0") == number.lstrip("0")
+            ]
             if len(hits) == 1:
                 return hits[0]
         raise MigrationError(f"unknown migration {target!r}; known: {', '.join(names)}")
@@ -234,10 +267,16 @@ class MigrationRunner(Runner):
     def _refuse_unknown_history(self) -> None:
         unknown = [s.name for s in self.statuses() if not s.known]
         if unknown:
+            # An application's rows name their package: the fix is to name it.
+            fix = (
+                "name the application's migrations package (--migrations)"
+                if any(SEPARATOR in name for name in unknown)
+                else "upgrade relay_peewee"
+            )
             raise MigrationError(
                 "the history lists migration(s) this version of relay_peewee does not have: "
                 + ", ".join(unknown)
-                + "; upgrade relay_peewee before migrating"
+                + f"; {fix} before migrating"
             )
 
     # -- writing ---------------------------------------------------------

@@ -1,0 +1,1 @@
+"""An example application that keeps its own tables in Relay's database."""
