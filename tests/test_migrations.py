@@ -37,6 +37,7 @@ ALL = [
     "0008_row_level_security",
     "0009_isolation_hardening",
     "0010_relay_app_compat",
+    "0011_tenant_consistent_ids",
 ]
 
 # The end state section 3 of the foundation issue asks for.
