@@ -33,6 +33,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from playhouse.migrate import make_index_name
+
 from relay_peewee.db import is_postgres
 from relay_peewee.migrator.backends import TenantReference
 from relay_peewee.migrator.known_objects import KNOWN_FUNCTIONS
@@ -102,17 +104,22 @@ def _scalar(db: Any, sql: str) -> Any:
     return db.execute_sql(sql).fetchone()[0]
 
 
-def _parent_index(parent: str) -> str:
-    from playhouse.migrate import make_index_name
-
-    return make_index_name(parent, ("tenant_id", "id"))
+PARENT_INDEX = make_index_name("skill_versions", ("tenant_id", "id"))
+PARENT_INDEX_SQL = (
+    f"CREATE UNIQUE INDEX IF NOT EXISTS {PARENT_INDEX} ON skill_versions (tenant_id, id)"
+)
 
 
 def up(migrator: Any, db: Any) -> None:
     migrator.refuse_cross_tenant_references(REFERENCES)
     if not is_postgres(db):
         migrator.step("skills, usage_events: triggers refusing another tenant's id")
-        migrator.migrate(*[migrator.sql(sql) for _name, sql in _sqlite_triggers()])
+        # The unique key PostgreSQL's references need, here too: both
+        # backends keep the same keys (and the triggers' lookups use it).
+        migrator.migrate(
+            migrator.sql(PARENT_INDEX_SQL),
+            *[migrator.sql(sql) for _name, sql in _sqlite_triggers()],
+        )
         return
     schema = str(_scalar(db, "SELECT quote_ident(current_schema())"))
     if hasattr(migrator, "locked"):  # migrate --online
@@ -121,10 +128,7 @@ def up(migrator: Any, db: Any) -> None:
         migrator.locked("usage_events: skill_id trigger", *_pg_trigger_sql(schema))
         return
     # skills (tenant_id, id) exists since 0006; skill_versions needs its own.
-    statements = [
-        f"CREATE UNIQUE INDEX IF NOT EXISTS {_parent_index('skill_versions')}"
-        " ON skill_versions (tenant_id, id)"
-    ]
+    statements = [PARENT_INDEX_SQL]
     for ref in KEYS:
         statements += [
             f"ALTER TABLE {ref.table} ADD CONSTRAINT {ref.constraint_name}"
@@ -138,9 +142,9 @@ def up(migrator: Any, db: Any) -> None:
 
 def down(migrator: Any, db: Any) -> None:
     if not is_postgres(db):
-        migrator.migrate(
-            *[migrator.sql(f"DROP TRIGGER IF EXISTS {name}") for name, _sql in _sqlite_triggers()]
-        )
+        statements = [f"DROP TRIGGER IF EXISTS {name}" for name, _sql in _sqlite_triggers()]
+        statements.append(f"DROP INDEX IF EXISTS {PARENT_INDEX}")
+        migrator.migrate(*[migrator.sql(s) for s in statements])
         return
     statements = [
         f"DROP TRIGGER IF EXISTS {TRIGGER} ON usage_events",
@@ -149,5 +153,5 @@ def down(migrator: Any, db: Any) -> None:
     statements += [
         f"ALTER TABLE {ref.table} DROP CONSTRAINT IF EXISTS {ref.constraint_name}" for ref in KEYS
     ]
-    statements.append(f"DROP INDEX IF EXISTS {_parent_index('skill_versions')}")
+    statements.append(f"DROP INDEX IF EXISTS {PARENT_INDEX}")
     migrator.migrate(*[migrator.sql(s) for s in statements])
