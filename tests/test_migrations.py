@@ -44,7 +44,7 @@ ALL = [
 EXPECTED_TENANT_KEYS = {
     "users": [(("tenant_id", "id"), True)],
     "skills": [(("tenant_id", "id"), True), (("tenant_id", "slug"), True)],
-    "skill_versions": [(("tenant_id",), False), (("tenant_id", "id"), True)],
+    "skill_versions": [(("tenant_id", "id"), True)],
     "ratings": [(("tenant_id",), False)],
     "usage_events": [(("tenant_id",), False)],
     "skill_embeddings": [(("tenant_id", "skill_id"), True)],

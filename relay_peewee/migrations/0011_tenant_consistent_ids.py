@@ -108,6 +108,10 @@ PARENT_INDEX = make_index_name("skill_versions", ("tenant_id", "id"))
 PARENT_INDEX_SQL = (
     f"CREATE UNIQUE INDEX IF NOT EXISTS {PARENT_INDEX} ON skill_versions (tenant_id, id)"
 )
+# skill_versions (tenant_id, id) serves every lookup (tenant_id) did, so that
+# index goes, as 0006 dropped users'; SkillVersion.Meta declares the same.
+REDUNDANT_INDEX = make_index_name("skill_versions", ("tenant_id",))
+RESTORE_INDEX_SQL = f"CREATE INDEX IF NOT EXISTS {REDUNDANT_INDEX} ON skill_versions (tenant_id)"
 
 
 def up(migrator: Any, db: Any) -> None:
@@ -116,14 +120,13 @@ def up(migrator: Any, db: Any) -> None:
         migrator.step("skills, usage_events: triggers refusing another tenant's id")
         # The unique key PostgreSQL's references need, here too: both
         # backends keep the same keys (and the triggers' lookups use it).
-        migrator.migrate(
-            migrator.sql(PARENT_INDEX_SQL),
-            *[migrator.sql(sql) for _name, sql in _sqlite_triggers()],
-        )
+        statements = [PARENT_INDEX_SQL, f"DROP INDEX IF EXISTS {REDUNDANT_INDEX}"]
+        statements += [sql for _name, sql in _sqlite_triggers()]
+        migrator.migrate(*[migrator.sql(s) for s in statements])
         return
     schema = str(_scalar(db, "SELECT quote_ident(current_schema())"))
     if hasattr(migrator, "locked"):  # migrate --online
-        migrator.enforce_tenant_references(KEYS, ())
+        migrator.enforce_tenant_references(KEYS, (("skill_versions", REDUNDANT_INDEX),))
         migrator.step("usage_events.skill_id: trigger refusing another tenant's skill")
         migrator.locked("usage_events: skill_id trigger", *_pg_trigger_sql(schema))
         return
@@ -136,22 +139,23 @@ def up(migrator: Any, db: Any) -> None:
             f"ALTER TABLE {ref.table} VALIDATE CONSTRAINT {ref.constraint_name}",
         ]
     statements += _pg_trigger_sql(schema)
+    statements.append(f"DROP INDEX IF EXISTS {REDUNDANT_INDEX}")
     migrator.step("skills: tenant-consistent keys; usage_events.skill_id: tenant trigger")
     migrator.migrate(*[migrator.sql(s) for s in statements])
 
 
 def down(migrator: Any, db: Any) -> None:
+    statements = [RESTORE_INDEX_SQL]
     if not is_postgres(db):
-        statements = [f"DROP TRIGGER IF EXISTS {name}" for name, _sql in _sqlite_triggers()]
-        statements.append(f"DROP INDEX IF EXISTS {PARENT_INDEX}")
-        migrator.migrate(*[migrator.sql(s) for s in statements])
-        return
-    statements = [
-        f"DROP TRIGGER IF EXISTS {TRIGGER} ON usage_events",
-        f"DROP FUNCTION IF EXISTS {FUNCTION.name}()",
-    ]
-    statements += [
-        f"ALTER TABLE {ref.table} DROP CONSTRAINT IF EXISTS {ref.constraint_name}" for ref in KEYS
-    ]
+        statements += [f"DROP TRIGGER IF EXISTS {name}" for name, _sql in _sqlite_triggers()]
+    else:
+        statements += [
+            f"DROP TRIGGER IF EXISTS {TRIGGER} ON usage_events",
+            f"DROP FUNCTION IF EXISTS {FUNCTION.name}()",
+        ]
+        statements += [
+            f"ALTER TABLE {ref.table} DROP CONSTRAINT IF EXISTS {ref.constraint_name}"
+            for ref in KEYS
+        ]
     statements.append(f"DROP INDEX IF EXISTS {PARENT_INDEX}")
     migrator.migrate(*[migrator.sql(s) for s in statements])
