@@ -197,6 +197,27 @@ def test_project_security_definers_in_the_registry_are_not_reported(attacked: At
 
 
 @pytest.mark.postgres_only
+def test_0011s_trigger_function_passes_the_audit_until_it_is_changed(attacked: Attacked) -> None:
+    # 0011's SECURITY DEFINER trigger function (it must see every tenant's
+    # skills) is registered, pinned and not PUBLIC's: nothing to report...
+    # Granted to the application role, so the audit looks at it at all.
+    name, fn = "public.relay_usage_events_skill_tenant()", "relay_usage_events_skill_tenant()"
+    owner = attacked.owner
+    owner.execute_sql(f"GRANT EXECUTE ON FUNCTION {fn} TO {attacked.app}")
+    assert name not in _checks(attacked.audit()).get("security-definer", set())
+    # ...but executable by PUBLIC, or edited by hand, it is reported.
+    owner.execute_sql(f"GRANT EXECUTE ON FUNCTION {fn} TO PUBLIC")
+    assert name in _checks(attacked.audit())["security-definer"]
+    owner.execute_sql(f"REVOKE EXECUTE ON FUNCTION {fn} FROM PUBLIC")
+    assert name not in _checks(attacked.audit()).get("security-definer", set())
+    owner.execute_sql(
+        f"CREATE OR REPLACE FUNCTION {fn} RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER"
+        " SET search_path = pg_catalog, public AS $$ BEGIN RETURN NEW; END $$"
+    )
+    assert name in _checks(attacked.audit())["security-definer"]
+
+
+@pytest.mark.postgres_only
 def test_attack_4_audit_logs_are_per_tenant_and_timestamped_by_the_database(
     attacked: Attacked,
 ) -> None:

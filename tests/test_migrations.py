@@ -37,13 +37,14 @@ ALL = [
     "0008_row_level_security",
     "0009_isolation_hardening",
     "0010_relay_app_compat",
+    "0011_tenant_consistent_ids",
 ]
 
 # The end state section 3 of the foundation issue asks for.
 EXPECTED_TENANT_KEYS = {
     "users": [(("tenant_id", "id"), True)],
     "skills": [(("tenant_id", "id"), True), (("tenant_id", "slug"), True)],
-    "skill_versions": [(("tenant_id",), False)],
+    "skill_versions": [(("tenant_id", "id"), True)],
     "ratings": [(("tenant_id",), False)],
     "usage_events": [(("tenant_id",), False)],
     "skill_embeddings": [(("tenant_id", "skill_id"), True)],

@@ -106,7 +106,10 @@ def test_nulls_in_a_column_that_becomes_not_null_are_refused(
     assert "\n" not in message
     assert f"{table}.{column}" in message and "2 row(s)" in message and "fix:" in message
     assert fingerprint(db) == before
-    assert [s.name for s in status(db) if not s.applied] == ["0010_relay_app_compat"]
+    assert [s.name for s in status(db) if not s.applied] == [
+        "0010_relay_app_compat",
+        "0011_tenant_consistent_ids",
+    ]
 
 
 def _sqlite_make_nullable(db: Database, table: str, column: str) -> None:
@@ -292,7 +295,7 @@ def test_rollback_of_0010_drops_defaults_and_functions_keeps_relays_schema(
     from relay_peewee.commands import rollback
 
     db = migrated_db
-    assert rollback(db, "10") == ["0010_relay_app_compat"]
+    assert rollback(db, "10") == ["0011_tenant_consistent_ids", "0010_relay_app_compat"]
     with pytest.raises(IntegrityError), db.atomic():  # id and is_active have no default
         db.execute_sql("INSERT INTO tenants (name, slug) VALUES ('n', 'no-defaults')")
     catalog = _catalog(db)
@@ -300,7 +303,7 @@ def test_rollback_of_0010_drops_defaults_and_functions_keeps_relays_schema(
     assert catalog["skill_versions"]["column description"][1] is True
     if is_postgres(db):
         assert scalar(db, "SELECT to_regprocedure('relay_find_api_key(text)')") is None
-    assert migrate(db).applied == ["0010_relay_app_compat"]
+    assert migrate(db).applied == ["0010_relay_app_compat", "0011_tenant_consistent_ids"]
     db.execute_sql("INSERT INTO tenants (name, slug) VALUES ('n', 'defaults-again')")
 
 

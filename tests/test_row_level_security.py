@@ -203,6 +203,7 @@ def test_migrations_refuse_a_role_that_cannot_bypass_rls(roles: Roles) -> None:
 
 def test_rls_rolls_back_and_forward(pg_migrated: Database) -> None:
     assert rollback(pg_migrated, to="0008") == [
+        "0011_tenant_consistent_ids",
         "0010_relay_app_compat",
         "0009_isolation_hardening",
         "0008_row_level_security",
@@ -212,6 +213,7 @@ def test_rls_rolls_back_and_forward(pg_migrated: Database) -> None:
         "0008_row_level_security",
         "0009_isolation_hardening",
         "0010_relay_app_compat",
+        "0011_tenant_consistent_ids",
     ]
     forced = [*TENANT_TABLES, "audit_logs"]
     assert sorted(catalog.forced_rls_tables(pg_migrated)) == sorted(forced)

@@ -45,8 +45,27 @@ class KnownFunction:
     body: str
 
 
-# name -> the definition the audit expects; filled by the migrations that create them.
-KNOWN_FUNCTIONS: dict[str, KnownFunction] = {}
+# name -> the definition the audit expects; the migrations that create them read them here.
+KNOWN_FUNCTIONS: dict[str, KnownFunction] = {
+    # 0011: refuses a usage event naming another tenant's skill. A trigger
+    # function: it must see every tenant's skills, and returns nothing to the caller.
+    "relay_usage_events_skill_tenant": KnownFunction(
+        name="relay_usage_events_skill_tenant",
+        arguments="",
+        body="""
+BEGIN
+    IF NEW.skill_id IS NOT NULL AND EXISTS (
+        SELECT 1 FROM skills s
+         WHERE s.id = NEW.skill_id AND s.tenant_id IS DISTINCT FROM NEW.tenant_id
+    ) THEN
+        RAISE EXCEPTION USING ERRCODE = '23503',
+            MESSAGE = 'usage_events.skill_id names a skill of another tenant';
+    END IF;
+    RETURN NEW;
+END
+""",
+    ),
+}
 
 
 def register_function(function: KnownFunction) -> KnownFunction:

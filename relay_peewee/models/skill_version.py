@@ -30,3 +30,6 @@ class SkillVersion(TenantModel):
 
     class Meta:
         table_name = "skill_versions"
+        # The key (tenant_id, id) that skills' version references use (0011);
+        # it also serves every lookup by tenant.
+        tenant_unique = [("id",)]
