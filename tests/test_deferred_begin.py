@@ -16,7 +16,7 @@ from peewee import Database, PostgresqlDatabase
 
 import relay_peewee
 from relay_peewee import tenant_context
-from relay_peewee.db import is_postgres
+from relay_peewee.db import is_postgres, postgres_driver
 from relay_peewee.deferred_begin import deferred_class
 from relay_peewee.models import Skill
 from relay_peewee.testing import (
@@ -46,6 +46,8 @@ def sent(relay_db: Database, monkeypatch: pytest.MonkeyPatch) -> Iterator[list[s
     """Every statement string the driver is handed, in order."""
     if not is_postgres(relay_db):
         pytest.skip("SQLite contexts send nothing")
+    if postgres_driver(relay_db) != "psycopg2":
+        pytest.skip("deferred BEGIN is psycopg2's: psycopg 3 sends BEGIN and set_config on entry")
     log: list[str] = []
     real = relay_db.cursor
     monkeypatch.setattr(relay_db, "cursor", lambda *a, **k: _Recording(real(*a, **k), log))
