@@ -26,11 +26,6 @@ from playhouse.migrations import sort_models  # peewee's dependency order, re-ex
 from .errors import ConfigurationError
 from .migrator.sources import import_from_cwd
 
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover - Python 3.10
-    import tomli as tomllib
-
 __all__ = ["AppConfig", "find_pyproject", "load_models", "read_config"]
 
 SECTION = "relay_peewee"
@@ -58,6 +53,13 @@ def read_config(start: str | Path | None = None) -> AppConfig:
     path = find_pyproject(start)
     if path is None:
         return AppConfig()
+    # Imported here, not at the top: the CLI imports this module, and
+    # `python cli.py --version` must work where Python 3.10's tomli is not
+    # installed (an uninstalled checkout).
+    if sys.version_info >= (3, 11):
+        import tomllib
+    else:  # pragma: no cover - Python 3.10
+        import tomli as tomllib
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except (OSError, tomllib.TOMLDecodeError) as exc:
