@@ -63,7 +63,7 @@ import os
 import secrets
 import sqlite3
 import threading
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
@@ -77,7 +77,15 @@ from peewee import Database, Model, SqliteDatabase, Table
 
 from .commands import migrate
 from .config import AppConfig, read_config
-from .db import POSTGRES_DRIVERS, connect, database_proxy, is_postgres, unwrap
+from .db import (
+    POSTGRES_DRIVERS,
+    admin_database,
+    connect,
+    database_proxy,
+    is_postgres,
+    set_admin_database,
+    unwrap,
+)
 from .migrator import HISTORY_TABLE
 from .models import (
     MODELS,
@@ -92,6 +100,17 @@ from .models import (
     Tenant,
     UsageEvent,
     User,
+)
+from .template_copies import (
+    Pristine,
+    admin_connection,
+    capture,
+    create_database,
+    drop_database,
+    is_superuser,
+    next_xid,
+    reset,
+    with_database,
 )
 from .tenancy.context import tenant_context, tenant_id_of
 from .tenancy.rls import bypass_scope
@@ -125,8 +144,11 @@ __all__ = [
 BACKENDS = ("sqlite", "postgres", "postgres_rls")
 SAMPLE_SLUGS = ("alpha", "beta", "gamma")
 FRESH_MARK = "relay_fresh_db"
-# PostgreSQL copies made ahead of the tests that will use them, in parallel.
-SPARE_COPIES = 2
+# PostgreSQL copies per template that tests take turns with: one in use,
+# the others being reset meanwhile.
+SPARE_COPIES = 3
+# Threads dropping PostgreSQL databases.
+DROPPERS = 4
 
 # Every marker this plugin and relay_peewee's own tests use, declared here once.
 MARKERS = {
@@ -266,32 +288,6 @@ def postgres_server_url(config: pytest.Config) -> str:
     return urlunparse(urlparse(str(url))._replace(scheme=scheme))
 
 
-def _with_database(url: str, name: str) -> str:
-    return urlunparse(urlparse(url)._replace(path=f"/{name}"))
-
-
-def _libpq_url(url: str) -> str:
-    """The URL as both drivers' ``connect()`` read it (``psycopg3://`` is peewee's)."""
-    return urlunparse(urlparse(url)._replace(scheme="postgresql"))
-
-
-def _admin_connection(server: str, unavailable: Callable[[str], NoReturn]) -> Any:
-    """An autocommit connection (CREATE/DROP DATABASE refuse transactions)
-    through the URL's driver: psycopg 3 for ``psycopg3://``, else whichever
-    is installed, psycopg2 first."""
-    wanted = ["psycopg3"] if server.startswith("psycopg3") else ["psycopg2", "psycopg3"]
-    found = [d for d in wanted if importlib.util.find_spec(POSTGRES_DRIVERS[d])]
-    if not found:
-        unavailable("no PostgreSQL driver (pip install 'relay_peewee[psycopg3]')")
-    module = importlib.import_module(POSTGRES_DRIVERS[found[0]])
-    try:
-        conn = module.connect(_libpq_url(server), connect_timeout=3)
-    except module.OperationalError as exc:
-        unavailable(f"PostgreSQL unreachable at {server}: {' '.join(str(exc).split())}")
-    conn.autocommit = True
-    return conn
-
-
 @pytest.fixture
 def relay_db_url(
     relay_backend: str, request: pytest.FixtureRequest, tmp_path: Path
@@ -335,27 +331,14 @@ def throwaway_postgres_database(
     Unreachable, ``unavailable(reason)`` is called before anything is created:
     by default the test is skipped with the reason - or fails under CI=true.
     """
-    admin = _admin_connection(server, unavailable)
+    admin = admin_connection(server, unavailable)
     name = f"{prefix}_{secrets.token_hex(6)}"
     try:
-        _create_database(admin, name, template)
-        yield _with_database(server, name)
+        create_database(admin, name, template)
+        yield with_database(server, name)
     finally:
-        _drop_database(admin, name)
+        drop_database(admin, name)
         admin.close()
-
-
-def _create_database(admin: Any, name: str, template: str | None = None) -> None:
-    # WAL_LOG (PostgreSQL 15's default) copies a small template in ~20 ms;
-    # FILE_COPY would checkpoint the whole cluster first.
-    suffix = f' TEMPLATE "{template}"' if template else ""
-    with admin.cursor() as cur:
-        cur.execute(f'CREATE DATABASE "{name}"{suffix}')
-
-
-def _drop_database(admin: Any, name: str) -> None:
-    with admin.cursor() as cur:
-        cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 # --- templates: migrate once per session, copy per test ----------------------
@@ -402,7 +385,25 @@ class _Template:
     url: str  # the template itself, never connected to after it is built
     pair: TenantPair | None
     roles: tuple[str, str] | None = None  # (app, admin) on postgres_rls
-    spares: deque[Future[str]] = field(default_factory=deque)  # PostgreSQL: copies made ahead
+    pristine: Pristine | None = None  # PostgreSQL: what a reset copy must hold
+    admins: dict[str, Database] = field(default_factory=dict)  # postgres_rls, by URL
+    # PostgreSQL: the copies not in use, oldest first, each made or being reset.
+    spares: deque[Future[_Copy]] = field(default_factory=deque)
+
+
+@dataclass(frozen=True)
+class _Copy:
+    """A PostgreSQL copy of a template."""
+
+    url: str
+    template: _Template
+    # The next xid when it was made or last reset: its test's transactions
+    # all have this one or a later one (template_copies.reset).
+    marker: int
+
+    @property
+    def name(self) -> str:
+        return urlparse(self.url).path[1:]
 
 
 @dataclass
@@ -413,11 +414,17 @@ class _Templates:
     directory: Path
     built: dict[tuple[str, bool], _Template] = field(default_factory=dict)
     failed: dict[tuple[str, bool], str] = field(default_factory=dict)
+    # How each used PostgreSQL copy went back into service: "reset", or the
+    # reason it was dropped and replaced.
+    outcomes: Counter[str] = field(default_factory=Counter)
     _copies: int = 0
-    # PostgreSQL: copies are made ahead by two threads and dropped by a third,
-    # each on its own admin connection, so a test waits for neither.
-    _creators: ThreadPoolExecutor | None = None
+    _resettable: bool | None = None  # reset needs a superuser; else a copy per test
+    _in_use: dict[str, _Copy] = field(default_factory=dict)
+    # PostgreSQL: copies are made and reset by two threads and dropped by
+    # others, each on its own admin connection, so a test waits for neither.
+    _workers: ThreadPoolExecutor | None = None
     _dropper: ThreadPoolExecutor | None = None
+    _drops: list[Future[None]] = field(default_factory=list)
     _local: threading.local = field(default_factory=threading.local)
     _connections: list[Any] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -441,8 +448,8 @@ class _Templates:
         else:
             server = postgres_server_url(self.config)
             name = f"relay_tpl_{secrets.token_hex(6)}"
-            _create_database(self._admin(), name)
-            url = _with_database(server, name)
+            create_database(self._admin(), name)
+            url = with_database(server, name)
         db = connect(url)
         try:
             build_schema(db, self.config)
@@ -452,11 +459,22 @@ class _Templates:
                 roles = _create_test_roles(db)
         finally:
             db.close()
-        return _Template(url, pair, roles)
+        template = _Template(url, pair, roles)
+        if backend != "sqlite":
+            if self._resettable is None:
+                self._resettable = is_superuser(self._admin())
+            if self._resettable:
+                conn = admin_connection(url, _unavailable)
+                try:
+                    template.pristine = capture(conn)
+                finally:
+                    conn.close()
+        return template
 
     def copy(self, backend: str, template: _Template, folder: Path | None = None) -> str:
-        """A new database holding what ``template`` holds; its URL. SQLite:
-        a file in ``folder`` (default: the session's, removed by ``discard``)."""
+        """A database holding what ``template`` holds; its URL. SQLite: a new
+        file in ``folder`` (default: the session's, removed by ``discard``);
+        PostgreSQL: a copy no test is using."""
         if backend == "sqlite":
             self._copies += 1
             target = (folder or self.directory) / f"copy_{self._copies}.db"
@@ -473,53 +491,93 @@ class _Templates:
             finally:
                 dest.close()
             return f"sqlite:///{target}"
-        if self._creators is None:
-            self._creators = ThreadPoolExecutor(SPARE_COPIES, thread_name_prefix="relay_copy")
-        while len(template.spares) <= SPARE_COPIES:
-            template.spares.append(self._creators.submit(self._clone, template.url))
-        return template.spares.popleft().result()
+        if self._workers is None:
+            self._workers = ThreadPoolExecutor(SPARE_COPIES, thread_name_prefix="relay_copy")
+        # The first test of a template makes its copies; later tests take
+        # turns with them, each reset while another test runs.
+        while len(template.spares) < SPARE_COPIES:
+            template.spares.append(self._workers.submit(self._make_copy, template))
+        taken = template.spares.popleft().result()
+        self._in_use[taken.url] = taken
+        return taken.url
 
     def discard(self, url: str) -> None:
-        """Remove a copy: a SQLite file, or a PostgreSQL database (dropped in
-        the background: the test is over)."""
+        """Give back a copy: remove a SQLite file; reset a PostgreSQL database
+        for the next test, or replace it (in the background: the test is over)."""
         if url.startswith("sqlite"):
             path = Path(urlparse(url).path[1:])
             for leftover in (path, path.with_name(path.name + "-journal")):
                 leftover.unlink(missing_ok=True)
             return
-        if self._dropper is None:
-            self._dropper = ThreadPoolExecutor(1, thread_name_prefix="relay_drop")
-        self._dropper.submit(self._drop, urlparse(url).path[1:])
+        used = self._in_use.pop(url)
+        assert self._workers is not None
+        used.template.spares.append(self._workers.submit(self._recycle, used))
 
     def _admin(self) -> Any:
         """This thread's admin connection to the server."""
         conn = getattr(self._local, "conn", None)
         if conn is None:
-            conn = _admin_connection(postgres_server_url(self.config), _unavailable)
+            conn = admin_connection(postgres_server_url(self.config), _unavailable)
             self._local.conn = conn
             with self._lock:
                 self._connections.append(conn)
         return conn
 
-    def _clone(self, template_url: str) -> str:
+    def _make_copy(self, template: _Template) -> _Copy:
         name = f"relay_copy_{secrets.token_hex(6)}"
-        _create_database(self._admin(), name, urlparse(template_url).path[1:])
-        return _with_database(template_url, name)
+        admin = self._admin()
+        create_database(admin, name, urlparse(template.url).path[1:])
+        return _Copy(with_database(template.url, name), template, next_xid(admin))
+
+    def _recycle(self, used: _Copy) -> _Copy:
+        """``used`` put back to its template after a test, or a new copy."""
+        why = "resetting needs a superuser"
+        if used.template.pristine is not None:
+            try:
+                conn = admin_connection(used.url, _unavailable)
+                try:
+                    found = reset(conn, used.template.pristine, used.marker)
+                    if found is None:
+                        self._count("reset")
+                        return _Copy(used.url, used.template, next_xid(conn))
+                    why = found
+                finally:
+                    conn.close()
+            except Exception as exc:  # the copy is replaced: nothing is lost
+                why = f"reset failed: {type(exc).__name__}: {exc}"
+        self._count(why)
+        self._drop_later(used.name)
+        return self._make_copy(used.template)
+
+    def _count(self, outcome: str) -> None:
+        with self._lock:
+            self.outcomes[outcome] += 1
+
+    def _drop_later(self, name: str) -> None:
+        # Several threads: concurrent DROP DATABASEs share the checkpoint
+        # each one waits for.
+        if self._dropper is None:
+            self._dropper = ThreadPoolExecutor(DROPPERS, thread_name_prefix="relay_drop")
+        self._drops.append(self._dropper.submit(self._drop, name))
 
     def _drop(self, name: str) -> None:
-        _drop_database(self._admin(), name)
+        drop_database(self._admin(), name)
 
     def close(self) -> None:
-        for pool in (self._creators, self._dropper):
-            if pool is not None:
-                pool.shutdown(wait=True)
+        if self._workers is not None:
+            self._workers.shutdown(wait=True)
         for key, template in self.built.items():
             if key[0] == "sqlite":
                 continue
             for spare in template.spares:
                 if spare.exception() is None:
-                    self._drop(urlparse(spare.result()).path[1:])
-            self._drop(urlparse(template.url).path[1:])
+                    self._drop_later(spare.result().name)
+            self._drop_later(urlparse(template.url).path[1:])
+        for used in self._in_use.values():  # a test that never gave its copy back
+            self._drop_later(used.name)
+        if self._dropper is not None:
+            self._dropper.shutdown(wait=True)
+        for template in self.built.values():
             if template.roles is not None:
                 with self._admin().cursor() as cur:
                     for role in template.roles:
@@ -534,10 +592,28 @@ def relay_templates(
 ) -> Iterator[_Templates]:
     """The session's templates: ``get(backend, populated)``, ``copy(...)``, ``discard(url)``."""
     templates = _Templates(request.config, tmp_path_factory.mktemp("relay_templates"))
+    request.config.stash[_OUTCOMES] = templates.outcomes
     try:
         yield templates
     finally:
         templates.close()
+
+
+_OUTCOMES = pytest.StashKey["Counter[str]"]()
+
+
+def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
+    # With -v: why a suite's PostgreSQL tests were slower than they might be.
+    outcomes = config.stash.get(_OUTCOMES, None)
+    if not outcomes or config.get_verbosity() < 1:
+        return
+    reused = outcomes.get("reset", 0)
+    replaced = sorted((n, why) for why, n in outcomes.items() if why != "reset")
+    text = f"relay_peewee: PostgreSQL copies reset for the next test: {reused}"
+    text += f", replaced: {sum(n for n, _ in replaced)}"
+    terminalreporter.write_line(text)
+    for n, why in reversed(replaced):
+        terminalreporter.write_line(f"    {n:>5}  {why}")
 
 
 @pytest.fixture
@@ -556,7 +632,7 @@ def relay_db(
     if template.roles is None:
         db = connect(relay_db_url)
     else:
-        db = _connect_as_app_role(relay_db_url, template.roles)
+        db = _connect_as_app_role(relay_db_url, template.roles, template.admins)
     if isinstance(db, SqliteDatabase):
         # A copy thrown away after the test needs no fsync per commit, on
         # any of its connections (permanent=True: every thread's too).
@@ -594,10 +670,23 @@ def _fresh_relay_db(
         _drop_test_roles(url, roles)
 
 
-def _connect_as_app_role(url: str, roles: tuple[str, str]) -> Database:
+def _connect_as_app_role(
+    url: str, roles: tuple[str, str], admins: dict[str, Database] | None = None
+) -> Database:
     """The database as the application role, in the recommended setup:
-    ``unscoped()`` on its own connection as the admin role."""
-    app = connect(_as_role(url, roles[0]), admin_url=_as_role(url, roles[1]))
+    ``unscoped()`` on its own connection as the admin role.
+
+    ``admins``: the admin databases ``connect`` checked already, by URL; a
+    copy's next test skips connecting once more just to check it."""
+    admin_url = _as_role(url, roles[1])
+    admin = admins.get(admin_url) if admins is not None else None
+    if admin is None:
+        app = connect(_as_role(url, roles[0]), admin_url=admin_url)
+        if admins is not None:
+            admins[admin_url] = admin_database(app)  # type: ignore[assignment]
+    else:
+        app = connect(_as_role(url, roles[0]))
+        set_admin_database(app, admin)
     app.relay_admin_role = roles[1]  # type: ignore[attr-defined]
     return app
 

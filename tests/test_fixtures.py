@@ -91,3 +91,191 @@ def test_the_options_name_their_real_defaults(pytester: pytest.Pytester) -> None
     text = " ".join(result.stdout.str().split())
     assert "(default: sqlite,postgres,postgres_rls)" in text
     assert "(default: psycopg2 if installed, else psycopg3)" in text
+
+
+# A PostgreSQL copy is reset for a later test rather than dropped (template_copies).
+# Every test here first checks that its database is exactly the template -
+# rows, sequences, schema, policies, grants, settings - then changes it in one
+# way. Copies rotate, so each check meets what some earlier test left behind.
+RESET_CONFTEST = """
+from peewee import TextField
+
+from relay_peewee import TenantModel
+
+
+class Note(TenantModel):
+    body = TextField()
+
+    class Meta:
+        table_name = "app_notes"
+
+
+def pytest_relay_build_schema(db):
+    db.create_tables([Note])
+"""
+
+RESET_TESTS = """
+from urllib.parse import urlparse
+
+import pytest
+
+from conftest import Note
+from relay_peewee import tenant_context
+from relay_peewee.db import open_database
+from relay_peewee.models import Skill, Tenant
+from relay_peewee.tenancy.rls import bypass_scope
+
+TEMPLATE = {}
+USED = []  # (database, whether the copy should be reused)
+LEFT_OPEN = []
+AUDIT_ROW = "INSERT INTO audit_logs (id, action, created_at) VALUES (gen_random_uuid(), '{}', now())"
+
+
+def owner_sql(url, *statements):
+    owner = open_database(url)
+    try:
+        return [owner.execute_sql(s).fetchall() if s.lstrip().startswith("SELECT")
+                else owner.execute_sql(s) for s in statements][-1]
+    finally:
+        owner.close()
+
+
+def fingerprint(url):
+    def q(sql):
+        return owner_sql(url, sql)
+
+    tables = [r[0] for r in q(
+        "SELECT quote_ident(schemaname) || '.' || quote_ident(tablename) FROM pg_tables "
+        "WHERE schemaname NOT IN ('pg_catalog', 'information_schema') ORDER BY 1"
+    )]
+    return {
+        "rows": {t: sorted(map(repr, q(f"SELECT * FROM {t}"))) for t in tables},
+        "sequences": q("SELECT sequencename, last_value FROM pg_sequences ORDER BY 1"),
+        "columns": q("SELECT table_name, column_name, data_type, column_default "
+                     "FROM information_schema.columns WHERE table_schema = 'public' "
+                     "ORDER BY 1, 2"),
+        "indexes": q("SELECT indexname, indexdef FROM pg_indexes "
+                     "WHERE schemaname = 'public' ORDER BY 1"),
+        "policies": q("SELECT tablename, policyname, qual, with_check FROM pg_policies "
+                      "ORDER BY 1, 2"),
+        "triggers": q("SELECT tgname, tgenabled FROM pg_trigger ORDER BY 1"),
+        "grants": q("SELECT table_name, grantee, privilege_type "
+                    "FROM information_schema.role_table_grants "
+                    "WHERE table_schema = 'public' ORDER BY 1, 2, 3"),
+        "settings": q("SELECT setconfig FROM pg_db_role_setting WHERE setdatabase = "
+                      "(SELECT oid FROM pg_database WHERE datname = current_database())"),
+    }
+
+
+@pytest.fixture(autouse=True)
+def starts_from_the_template(two_tenants, relay_db_url, request):
+    seen = fingerprint(relay_db_url)
+    TEMPLATE.setdefault("fingerprint", seen)
+    assert seen == TEMPLATE["fingerprint"]
+    reused = request.node.get_closest_marker("replaced") is None
+    USED.append((urlparse(relay_db_url).path[1:], reused))
+
+
+def test_00_template():
+    pass
+
+
+def test_01_committed_rows(two_tenants, relay_db_url):
+    a, b = two_tenants.a, two_tenants.b
+    with tenant_context(a):
+        Note.create(body="committed")
+        Skill.create(name="new", slug="new", description="", category="x", tags=[],
+                     content="", author=two_tenants.rows_of(a).users[0])
+        Skill.delete().where(Skill.slug == "alpha").execute()
+    with tenant_context(b):
+        Skill.update(name="renamed").execute()
+    with bypass_scope():
+        Tenant.update(name="changed").where(Tenant.id == a.id).execute()
+    # audit_logs is append-only (a trigger refuses DELETE): the reset must
+    # still take the row out.
+    owner_sql(relay_db_url, AUDIT_ROW.format("test"))
+
+
+def test_02_rolled_back_and_sequences(two_tenants, relay_db, relay_db_url):
+    with tenant_context(two_tenants.a):
+        with relay_db.atomic() as txn:
+            Note.create(body="rolled back")
+            txn.rollback()
+    owner_sql(relay_db_url, "SELECT setval('app_notes_id_seq', 1000)")
+
+
+def test_03_statistics_only(relay_db_url):
+    owner_sql(relay_db_url, "VACUUM ANALYZE skills", "ANALYZE")
+
+
+@pytest.mark.replaced
+def test_04_creates_a_table(relay_db_url):
+    owner_sql(relay_db_url, "CREATE TABLE extra (id int)")
+
+
+@pytest.mark.replaced
+def test_05_adds_a_column(relay_db_url):
+    owner_sql(relay_db_url, "ALTER TABLE skills ADD COLUMN extra int")
+
+
+@pytest.mark.replaced
+def test_06_adds_a_policy(relay_db_url):
+    owner_sql(relay_db_url, "CREATE POLICY extra ON skills USING (true)")
+
+
+@pytest.mark.replaced
+def test_07_sets_a_database_setting(relay_db_url):
+    name = urlparse(relay_db_url).path[1:]
+    owner_sql(relay_db_url, f'ALTER DATABASE "{name}" SET work_mem = 7777')
+
+
+@pytest.mark.replaced
+def test_08_truncates(relay_db_url):
+    owner_sql(relay_db_url, "TRUNCATE ratings")
+
+
+@pytest.mark.replaced
+def test_09_grants(relay_db_url):
+    owner_sql(relay_db_url, "GRANT SELECT ON tenants TO PUBLIC")
+
+
+@pytest.mark.replaced
+def test_10_leaves_a_connection_open(relay_db_url):
+    leaked = open_database(relay_db_url)
+    leaked.execute_sql(AUDIT_ROW.format("leaked"))
+    LEFT_OPEN.append(leaked)
+
+
+@pytest.mark.parametrize("n", range(4))
+def test_11_plain(n):
+    pass
+
+
+def test_12_each_copy_was_reused_or_replaced_as_it_should():
+    names = [name for name, _ in USED]
+    for i, (name, reused) in enumerate(USED[:-3]):  # a reused copy is back 3 tests on
+        assert (name in names[i + 1 :]) == reused, (i, USED)
+"""
+
+
+@pytest.mark.postgres_only
+@pytest.mark.parametrize("backend", ["postgres", "postgres_rls"])
+def test_a_reused_copy_is_exactly_the_template(
+    pytester: pytest.Pytester, backend: str, request: pytest.FixtureRequest
+) -> None:
+    pytester.makeconftest(RESET_CONFTEST)
+    pytester.makepyfile(test_reset=RESET_TESTS)
+    pytester.makeini("[pytest]\nmarkers = replaced\n")
+    driver = request.config.getoption("relay_driver")
+    result = pytester.runpytest_inprocess(
+        "-p", "no:cacheprovider", "-v", "--relay-backends", backend,
+        *(["--relay-driver", driver] if driver else []),
+    )  # fmt: skip
+    result.assert_outcomes(passed=16)
+    # Every change below the rows replaced the copy, and said why.
+    result.stdout.fnmatch_lines(
+        [
+            "relay_peewee: PostgreSQL copies reset for the next test: 9, replaced: 7",
+            "*a connection to it was still open",
+        ]
+    )
