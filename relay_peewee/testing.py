@@ -27,13 +27,24 @@ Fixtures
 How the fixtures stay fast
     The migrated database (and, for ``two_tenants``, the populated one) is
     built once per session and backend - a *template* - by ``build_schema``,
-    the one place that calls ``migrate``. Each test gets its own copy: SQLite
-    copies the template file with SQLite's backup API; PostgreSQL creates a
-    database ``TEMPLATE`` the template (two copies are made ahead by
-    background threads, and used ones are dropped by another). Tests stay fully
-    independent, including tests that commit or open more connections: no
-    test sees another's database. A test that needs a database migrated from
-    empty by itself asks with ``@pytest.mark.relay_fresh_db``.
+    the one place that calls ``migrate``. Each test gets a database holding
+    exactly what the template holds. SQLite copies the template file with
+    SQLite's backup API. PostgreSQL makes three copies per template
+    (``CREATE DATABASE ... TEMPLATE``) that tests take turns with: after a
+    test, once its connections are gone, a background thread proves from the
+    catalogs that only table rows and sequence values changed, puts the rows
+    of the tables that changed back (from the template's, kept in memory)
+    and every sequence, while the next test runs on another copy
+    (``template_copies`` says how the proof works). A test that changed
+    anything else - a table, column, index, policy, grant, ``TRUNCATE``, a
+    database setting - or left a connection open has its copy dropped and
+    replaced instead: slower, never wrong. Putting rows back skips triggers,
+    which needs a superuser; as any other role each test gets a new copy.
+    With ``-v`` the summary counts the copies reset and says why others were
+    replaced. Tests stay fully independent, including tests that commit, open
+    more connections or change the schema; each sees real commits on a real
+    database. A test that needs a database migrated from empty by itself
+    asks with ``@pytest.mark.relay_fresh_db``.
 
 Options (or environment variables)
     ``--relay-backends`` (``RELAY_TEST_BACKENDS``)  comma-separated; by default
@@ -544,7 +555,8 @@ class _Templates:
                 finally:
                     conn.close()
             except Exception as exc:  # the copy is replaced: nothing is lost
-                why = f"reset failed: {type(exc).__name__}: {exc}"
+                first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+                why = f"reset failed: {type(exc).__name__}: {first}"
         self._count(why)
         self._drop_later(used.name)
         return self._make_copy(used.template)

@@ -3,7 +3,13 @@ each test a database of its own, copied from a template built once."""
 
 from __future__ import annotations
 
+import secrets
+from urllib.parse import urlparse, urlunparse
+
 import pytest
+
+import relay_peewee.testing as plugin
+from relay_peewee.template_copies import admin_connection
 
 APP_TESTS = """
 import pytest
@@ -128,7 +134,9 @@ from relay_peewee.tenancy.rls import bypass_scope
 TEMPLATE = {}
 USED = []  # (database, whether the copy should be reused)
 LEFT_OPEN = []
-AUDIT_ROW = "INSERT INTO audit_logs (id, action, created_at) VALUES (gen_random_uuid(), '{}', now())"
+AUDIT_ROW = (
+    "INSERT INTO audit_logs (id, action, created_at) VALUES (gen_random_uuid(), '{}', now())"
+)
 
 
 def owner_sql(url, *statements):
@@ -279,3 +287,52 @@ def test_a_reused_copy_is_exactly_the_template(
             "*a connection to it was still open",
         ]
     )
+
+
+NO_SUPERUSER_TESTS = """
+import pytest
+
+from conftest import Note
+from relay_peewee import tenant_context
+from relay_peewee.models import Tenant
+
+
+@pytest.mark.parametrize("n", range(4))
+def test_each_sees_only_the_template(relay_db, n):
+    assert relay_db.execute_sql("SELECT count(*) FROM app_notes").fetchone() == (0,)
+    with tenant_context(Tenant.get(Tenant.slug == "default")):
+        Note.create(body="committed")
+"""
+
+
+@pytest.mark.postgres_only
+def test_without_a_superuser_each_test_gets_a_new_copy(
+    pytester: pytest.Pytester, request: pytest.FixtureRequest
+) -> None:
+    # Putting rows back skips triggers (session_replication_role), which
+    # only a superuser may do: any other role gets a copy per test.
+    server = plugin.postgres_server_url(request.config)
+    admin = admin_connection(server, pytest.skip)
+    role = f"relay_nosuper_{secrets.token_hex(4)}"
+    try:
+        with admin.cursor() as cur:
+            cur.execute(f"CREATE ROLE {role} LOGIN CREATEDB")
+        parsed = urlparse(server)
+        url = urlunparse(parsed._replace(netloc=f"{role}@{parsed.hostname}:{parsed.port}"))
+        pytester.makeconftest(RESET_CONFTEST)
+        pytester.makepyfile(test_app=NO_SUPERUSER_TESTS)
+        result = pytester.runpytest_inprocess(
+            "-p", "no:cacheprovider", "-v", "--relay-backends", "postgres",
+            "--relay-postgres-url", url,
+        )  # fmt: skip
+        result.assert_outcomes(passed=4)
+        result.stdout.fnmatch_lines(
+            [
+                "relay_peewee: PostgreSQL copies reset for the next test: 0, replaced: 4",
+                "*4  resetting needs a superuser",
+            ]
+        )
+    finally:
+        with admin.cursor() as cur:
+            cur.execute(f"DROP ROLE IF EXISTS {role}")
+        admin.close()
