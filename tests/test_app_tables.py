@@ -11,10 +11,7 @@ SQLite and PostgreSQL - then audited, attacked across tenants, rolled back.
 from __future__ import annotations
 
 import importlib
-import os
-import re
 import shutil
-import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -22,7 +19,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner, Result
-from helpers import Legacy, build_legacy
+from helpers import CLI, Legacy, build_legacy, kill_cli_at
 from peewee import Database, IntegrityError
 
 from relay_peewee.cli import cli
@@ -328,7 +325,6 @@ def test_makemigration_drafts_the_tenantize_script_and_check_gates_ci(
     assert agree.output.strip() == "models and database agree."
 
 
-CLI = [sys.executable, str(EXAMPLE.parent.parent / "cli.py")]
 # Progress lines announce a step before it runs: killing right after one
 # interrupts that step of the application's 0002_tenantize.
 APP_CUTS = [
@@ -351,21 +347,7 @@ def test_kill_9_inside_the_application_migration_then_migrate_again(
     before = app_rows(db)
     db.close()
     mode = ["--online"] if online else []
-    proc = subprocess.Popen(
-        [*CLI, "migrate", "--database", url, *mode],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    assert proc.stderr is not None
-    seen = []
-    for line in proc.stderr:
-        seen.append(line)
-        if re.search(step, line):
-            os.kill(proc.pid, signal.SIGKILL)
-            break
-    proc.wait()
-    assert proc.returncode == -signal.SIGKILL, f"not killed at {step!r}: {''.join(seen)}"
+    kill_cli_at(["migrate", "--database", url, *mode], step)
 
     again = run("migrate", "--database", url, "-q", *mode)
     assert again.exit_code == 0, again.output

@@ -2,15 +2,10 @@
 
 from __future__ import annotations
 
-import os
-import re
-import signal
 import subprocess
-import sys
-from pathlib import Path
 
 import pytest
-from helpers import Legacy, build_legacy
+from helpers import CLI, Legacy, build_legacy, kill_cli_at
 from legacy import snapshot
 from schema import scalar
 from test_migrations import ALL, assert_tenancy_structure
@@ -20,8 +15,6 @@ from relay_peewee.commands import migrate
 from relay_peewee.db import is_postgres, open_database
 from relay_peewee.migrator.locking import migration_lock
 
-ROOT = Path(__file__).resolve().parent.parent
-CLI = [sys.executable, str(ROOT / "cli.py")]
 SKILLS = 1500  # enough rows that every step takes a moment to interrupt
 
 
@@ -30,22 +23,6 @@ def big_legacy(db_url: str) -> Legacy:
     backend = "sqlite" if db_url.startswith("sqlite") else "postgres"
     legacy = build_legacy(db_url, backend, "drizzle" if backend == "postgres" else "inline", SKILLS)
     return legacy
-
-
-def _kill_when(args: list[str], step: str) -> None:
-    """Run the CLI and SIGKILL it the moment it reports starting ``step``."""
-    proc = subprocess.Popen(
-        [*CLI, *args], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
-    )
-    assert proc.stderr is not None
-    seen = []
-    for line in proc.stderr:
-        seen.append(line)
-        if re.search(step, line):
-            os.kill(proc.pid, signal.SIGKILL)
-            break
-    proc.wait()
-    assert proc.returncode == -signal.SIGKILL, f"not killed at {step!r}: {''.join(seen)}"
 
 
 def _history_names(legacy: Legacy) -> list[str]:
@@ -86,7 +63,7 @@ def test_kill_9_then_migrate_again_finishes_with_every_row(
         pytest.skip("online mode is PostgreSQL only")
     before = snapshot(db)
     args = ["migrate", "--database", big_legacy.url] + (["--online"] if online else [])
-    _kill_when(args, step)
+    kill_cli_at(args, step)
     db.close()  # see the database as a new process would
     assert len(_history_names(big_legacy)) < len(ALL)
 
