@@ -47,6 +47,7 @@ __all__ = [
     "with_database",
 ]
 
+_MARKER = -9
 # How long a closed test connection's backend may take to go before the copy
 # is given up on: backends exit within a millisecond or two of the client
 # closing; one still there after this belongs to a connection the test left open.
@@ -89,7 +90,7 @@ def create_database(admin: Any, name: str, template: str | None = None) -> None:
 def drop_database(admin: Any, name: str) -> None:
     # WITH (FORCE) sleeps 100 ms when it meets a backend that is still
     # exiting: give a just-closed connection its moment first.
-    wait_until_alone(admin, name, LINGER_SECONDS / 2)
+    wait_until_alone(admin, name, seconds=LINGER_SECONDS / 2)
     _run(admin, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
@@ -103,21 +104,26 @@ def next_xid(conn: Any) -> int:
     return int(value) % 2**32
 
 
-def wait_until_alone(conn: Any, database: str, seconds: float = LINGER_SECONDS) -> bool:
-    """Whether, within ``seconds``, no client but ``conn`` is connected to ``database``."""
+def wait_until_alone(
+    conn: Any, database: str | None = None, seconds: float = LINGER_SECONDS
+) -> bool:
+    """Whether, within ``seconds``, no client but ``conn`` is connected to
+    ``database`` (default: the one ``conn`` is connected to)."""
     query = (
-        "SELECT count(*) FROM pg_stat_activity WHERE datname = %s"
-        " AND backend_type = 'client backend' AND pid <> pg_backend_pid()"
+        "SELECT count(*) FROM pg_stat_activity WHERE datname = "
+        + ("%s" if database else "current_database()")
+        + " AND backend_type = 'client backend' AND pid <> pg_backend_pid()"
     )
+    params = (database,) if database else None
     deadline = time.monotonic() + seconds
     while True:
         with conn.cursor() as cur:
-            cur.execute(query, (database,))
+            cur.execute(query, params)
             if cur.fetchone()[0] == 0:
                 return True
         if time.monotonic() > deadline:
             return False
-        time.sleep(0.001)
+        time.sleep(0.0005)
 
 
 @dataclass(frozen=True)
@@ -137,11 +143,11 @@ class Pristine:
     expected: tuple[tuple[int, int], ...]  # (check, row count) of the template
 
     def checks(self, marker: int) -> str:
-        """One query: per table, its row count and whether any row is younger
-        than ``marker``; then the copy's entries in the shared catalogs."""
-        young = f"coalesce(bool_or(age(xmin) <= age('{marker}'::xid)), false)"
+        """One query: per table, its row count and the age of its youngest
+        row; the copy's entries in the shared catalogs; last, the age of the
+        xid ``marker`` (rows that young or younger are the test's)."""
         parts = [
-            f"SELECT {i}, count(*), {young} FROM {name}"
+            f"SELECT {i}, count(*), min(age(xmin)) FROM {name}"
             for i, name in enumerate(self.frozen + tuple(t.name for t in self.tables))
         ]
         db = "(SELECT oid FROM pg_database WHERE datname = current_database())"
@@ -159,11 +165,23 @@ class Pristine:
             )
         )
         parts += [
-            f"SELECT -1, count(*), {young} FROM pg_database WHERE datname = current_database()",
-            f"SELECT -2, count(*), {young} FROM pg_shdepend WHERE dbid = {db}",
-            f"SELECT -3, {shared}, false",
+            "SELECT -1, count(*), min(age(xmin)) FROM pg_database"
+            " WHERE datname = current_database()",
+            f"SELECT -2, count(*), min(age(xmin)) FROM pg_shdepend WHERE dbid = {db}",
+            f"SELECT -3, {shared}, NULL",
+            # Last: age() counts back from this statement's transaction.
+            f"SELECT {_MARKER}, 0, age('{marker}'::xid)",
         ]
         return " UNION ALL ".join(parts)
+
+
+def _changes(rows: list[Any]) -> list[tuple[int, int, bool]]:
+    """``checks``' rows as (check, row count, whether a row is the test's)."""
+    *tables, (_, _, marker_age) = rows
+    return [
+        (int(i), int(n), youngest is not None and youngest <= marker_age)
+        for i, n, youngest in tables
+    ]
 
 
 def capture(conn: Any) -> Pristine:
@@ -203,8 +221,8 @@ def capture(conn: Any) -> Pristine:
         last_value, is_called = _rows(conn, f"SELECT last_value, is_called FROM {name}")[0]
         sequences.append((name, int(last_value), bool(is_called)))
     pristine = Pristine(frozen, tuple(tables), tuple(sequences), ())
-    checked = _rows(conn, pristine.checks(next_xid(conn)))
-    expected = tuple((int(i), int(count)) for i, count, _ in checked)
+    checked = _changes(_rows(conn, pristine.checks(next_xid(conn))))
+    expected = tuple((i, count) for i, count, _ in checked)
     return Pristine(frozen, tuple(tables), tuple(sequences), expected)
 
 
@@ -217,11 +235,11 @@ def reset(conn: Any, pristine: Pristine, marker: int) -> str | None:
     ``session_replication_role = replica``, so no trigger and no foreign key
     check fires: the rows are put back as they were, not as new writes).
     """
-    if not wait_until_alone(conn, _rows(conn, "SELECT current_database()")[0][0]):
+    if not wait_until_alone(conn):
         return "a connection to it was still open"
     changed: list[_Table] = []
     tables = dict(enumerate(pristine.tables, start=len(pristine.frozen)))
-    rows = _rows(conn, pristine.checks(marker))
+    rows = _changes(_rows(conn, pristine.checks(marker)))
     for (i, count, young), (_, expected) in zip(rows, pristine.expected, strict=True):
         if count == expected and not young:
             continue
@@ -229,11 +247,10 @@ def reset(conn: Any, pristine: Pristine, marker: int) -> str | None:
             return f"check {i} changed" if i < 0 else f"{pristine.frozen[i]} changed"
         changed.append(tables[i])
     if changed:
-        _run(conn, "BEGIN")
+        deletes = "; ".join(f"DELETE FROM {table.name}" for table in changed)
         try:
-            _run(conn, "SET LOCAL session_replication_role = replica")
+            _run(conn, f"BEGIN; SET LOCAL session_replication_role = replica; {deletes}")
             for table in changed:
-                _run(conn, f"DELETE FROM {table.name}")
                 if table.rows:
                     _copy_in(conn, f"COPY {table.name} ({table.columns}) FROM STDIN", table.rows)
             _run(conn, "COMMIT")
