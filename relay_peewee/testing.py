@@ -430,6 +430,7 @@ class _Templates:
     outcomes: Counter[str] = field(default_factory=Counter)
     _copies: int = 0
     _resettable: bool | None = None  # reset needs a superuser; else a copy per test
+    _closing: bool = False
     _in_use: dict[str, _Copy] = field(default_factory=dict)
     # PostgreSQL: copies are made and reset by two threads and dropped by
     # others, each on its own admin connection, so a test waits for neither.
@@ -542,6 +543,8 @@ class _Templates:
 
     def _recycle(self, used: _Copy) -> _Copy:
         """``used`` put back to its template after a test, or a new copy."""
+        if self._closing:  # the session is over: the copy is about to be dropped
+            return used
         why = "resetting needs a superuser"
         if used.template.pristine is not None:
             try:
@@ -576,6 +579,7 @@ class _Templates:
         drop_database(self._admin(), name)
 
     def close(self) -> None:
+        self._closing = True
         if self._workers is not None:
             self._workers.shutdown(wait=True)
         for key, template in self.built.items():

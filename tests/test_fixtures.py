@@ -283,7 +283,8 @@ def test_a_reused_copy_is_exactly_the_template(
     # Every change below the rows replaced the copy, and said why.
     result.stdout.fnmatch_lines(
         [
-            "relay_peewee: PostgreSQL copies reset for the next test: 9, replaced: 7",
+            # (The last tests' copies are dropped at the end, reset or not.)
+            "relay_peewee: PostgreSQL copies reset for the next test: *, replaced: 7",
             "*a connection to it was still open",
         ]
     )
