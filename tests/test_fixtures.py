@@ -329,8 +329,8 @@ def test_without_a_superuser_each_test_gets_a_new_copy(
         result.assert_outcomes(passed=4)
         result.stdout.fnmatch_lines(
             [
-                "relay_peewee: PostgreSQL copies reset for the next test: 0, replaced: 4",
-                "*4  resetting needs a superuser",
+                "relay_peewee: PostgreSQL copies reset for the next test: 0, replaced: *",
+                "*  resetting needs a superuser",
             ]
         )
     finally:
