@@ -436,7 +436,6 @@ class _Templates:
     # others, each on its own admin connection, so a test waits for neither.
     _workers: ThreadPoolExecutor | None = None
     _dropper: ThreadPoolExecutor | None = None
-    _drops: list[Future[None]] = field(default_factory=list)
     _local: threading.local = field(default_factory=threading.local)
     _connections: list[Any] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -571,9 +570,10 @@ class _Templates:
     def _drop_later(self, name: str) -> None:
         # Several threads: concurrent DROP DATABASEs share the checkpoint
         # each one waits for.
-        if self._dropper is None:
-            self._dropper = ThreadPoolExecutor(DROPPERS, thread_name_prefix="relay_drop")
-        self._drops.append(self._dropper.submit(self._drop, name))
+        with self._lock:  # called from the copying threads too
+            if self._dropper is None:
+                self._dropper = ThreadPoolExecutor(DROPPERS, thread_name_prefix="relay_drop")
+        self._dropper.submit(self._drop, name)
 
     def _drop(self, name: str) -> None:
         drop_database(self._admin(), name)
