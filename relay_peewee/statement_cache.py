@@ -32,7 +32,7 @@ from playhouse.pwasyncio import AsyncPostgresqlConnection, AsyncPostgresqlDataba
 __all__ = ["CachedReadsConnection", "CachedReadsMixin", "with_cached_reads"]
 
 
-class CachedReadsConnection(AsyncPostgresqlConnection):  # type: ignore[misc]
+class CachedReadsConnection(AsyncPostgresqlConnection):
     """pwasyncio's asyncpg connection wrapper, ``SELECT`` through the statement cache."""
 
     async def _execute(self, sql: str, params: Any = None) -> Any:
