@@ -85,10 +85,13 @@ def require_tenant() -> str:
 
 def tenant_id_of(tenant: Any) -> str:
     """A tenant id from a ``Tenant`` row or an id string."""
-    from ..models.tenant import Tenant  # the models import this module
+    if isinstance(tenant, str):
+        tenant_id = tenant
+    else:
+        from ..models.tenant import Tenant  # the models import this module
 
-    # Only a Tenant: any other row has an `id` too, and would scope to nothing.
-    tenant_id = tenant.id if isinstance(tenant, Tenant) else tenant
+        # Only a Tenant: any other row has an `id` too, and would scope to nothing.
+        tenant_id = tenant.id if isinstance(tenant, Tenant) else tenant
     if not isinstance(tenant_id, str):
         raise TypeError(f"expected a Tenant or a tenant id, got {tenant!r}")
     if not tenant_id:
