@@ -34,7 +34,8 @@ from typing import Any, cast
 
 from peewee import ForeignKeyField, Model, ModelBase, classmethod_only
 
-from ..audited_model import AuditedModel
+from ..models.audited import AuditedModel
+from ..models.tenant import Tenant
 from . import checked_save
 from .references import (
     ANY_VALUE,
@@ -90,10 +91,6 @@ class TenantModelBase(ModelBase):
         if abstract:
             return super().__new__(mcs, name, bases, attrs, **kw)
         if TENANT_FIELD not in attrs:
-            # Imported here, not at module level: the models package imports
-            # this module, and Tenant must exist before any subclass does.
-            from ..models.tenant import Tenant
-
             backref = (
                 getattr(meta, "tenant_backref", None)
                 or getattr(meta, "table_name", None)

@@ -39,10 +39,10 @@ from peewee import (
     SqliteDatabase,
 )
 
-from ..audited_model import AuditedDelete, AuditedInsert, AuditedUpdate
 from ..deferred_begin import deferred_transaction
 from ..errors import CrossTenantWrite
-from .context import _scope
+from ..models.audited import AuditedDelete, AuditedInsert, AuditedUpdate
+from ..scope import _scope
 from .references import (
     ANY_VALUE,
     References,
