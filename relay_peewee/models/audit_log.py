@@ -68,7 +68,7 @@ class TenantEvents(_Select):
         copy.__dict__ = self.__dict__.copy()
         predicate = AuditLog.tenant_id == tenant_id
         copy._where = predicate if copy._where is None else (copy._where & predicate)
-        return _Select.__sql__(copy, ctx)
+        return super(TenantEvents, copy).__sql__(ctx)
 
 
 def _check_row(row: Any, fields: Any, tenant_id: str) -> None:

@@ -16,6 +16,12 @@ list the fields that changed; other statements record the number of rows
 instead. A write inside ``unscoped()`` carries its reason in the metadata.
 Rows removed by a database ``ON DELETE CASCADE`` are invisible to the ORM and
 record nothing.
+
+Whether a model records events is decided once, when peewee builds the class
+(``AuditedModelBase``): one that records none writes through peewee's own
+query classes, and its ``save``/``delete_instance`` only pass through. No
+write asks again per call, and no layer above has to step past this one to
+be fast: every layer in a chain goes through ``super()``.
 """
 
 from __future__ import annotations
@@ -23,15 +29,29 @@ from __future__ import annotations
 from collections.abc import Mapping, Sized
 from contextvars import ContextVar
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any, ClassVar, cast
 
-from peewee import Database, ModelDelete, ModelInsert, ModelUpdate, classmethod_only
+from peewee import (
+    Database,
+    ModelBase,
+    ModelDelete,
+    ModelInsert,
+    ModelUpdate,
+    classmethod_only,
+)
 
 from ..scope import active_scope, current_tenant
 from .audit_log import write_event
 from .base import BaseModel
 
-__all__ = ["AuditedDelete", "AuditedInsert", "AuditedModel", "AuditedUpdate", "audit_prefix"]
+__all__ = [
+    "AuditedDelete",
+    "AuditedInsert",
+    "AuditedModel",
+    "AuditedModelBase",
+    "AuditedUpdate",
+    "audit_prefix",
+]
 
 # The query classes below build on peewee internals (_execute, _insert, ...)
 # that its stubs do not describe; typed as Any so mypy checks our code instead.
@@ -165,45 +185,78 @@ class AuditedDelete(_ModelDelete):
         return result
 
 
-class AuditedModel(BaseModel):
+# (insert, update, delete) query classes of a model.
+WriteQueries = tuple[Any, Any, Any]
+
+
+class AuditedModelBase(ModelBase):
+    """Decides, once per class as peewee builds it, which query classes its writes use."""
+
+    def __new__(mcs, name: str, bases: tuple[type, ...], attrs: dict[str, Any], **kw: Any) -> Any:
+        cls = super().__new__(mcs, name, bases, attrs, **kw)
+        # After peewee's __new__: Meta options, inherited ones too, are on _meta now.
+        records = bool(getattr(cls._meta, "audit_events", None))
+        cls._records_events = records
+        cls._insert_query, cls._update_query, cls._delete_query = cls._write_queries(records)
+        return cls
+
+
+class AuditedModel(BaseModel, metaclass=AuditedModelBase):
     """A model whose writes record audit events when ``Meta.audit_events`` is set."""
 
     class Meta:
         # The action prefix ("user" -> user.create/update/delete); None: no events.
         audit_events: str | None = None
 
+    # Set per class by AuditedModelBase from Meta.audit_events.
+    _records_events: ClassVar[bool] = False
+    _insert_query: ClassVar[Any] = ModelInsert
+    _update_query: ClassVar[Any] = ModelUpdate
+    _delete_query: ClassVar[Any] = ModelDelete
+
+    @classmethod
+    def _write_queries(cls, records_events: bool) -> WriteQueries:
+        """The (insert, update, delete) query classes of a class that records events or not.
+
+        A subclass that adds a layer of its own (``TenantModel``) returns its
+        classes, built on these.
+        """
+        if records_events:
+            return AuditedInsert, AuditedUpdate, AuditedDelete
+        return ModelInsert, ModelUpdate, ModelDelete
+
     @classmethod
     def insert(cls, data: Any = None, /, **insert: Any) -> Any:
-        return AuditedInsert(cls, cast(Any, cls)._normalize_data(data, insert))
+        return cls._insert_query(cls, cast(Any, cls)._normalize_data(data, insert))
 
     @classmethod
     def insert_many(cls, rows: Any, fields: Any = None) -> Any:
-        return AuditedInsert(cls, insert=rows, columns=fields)
+        return cls._insert_query(cls, insert=rows, columns=fields)
 
     @classmethod
     def update(cls, data: Any = None, /, **update: Any) -> Any:
-        return AuditedUpdate(cls, cast(Any, cls)._normalize_data(data, update))
+        return cls._update_query(cls, cast(Any, cls)._normalize_data(data, update))
 
     # classmethod_only, as peewee's: `instance.delete()` is an error, not a table wipe.
-    delete: Any = classmethod_only(lambda cls: AuditedDelete(cls))
+    delete: Any = classmethod_only(lambda cls: cls._delete_query(cls))
 
     def save(self, force_insert: bool = False, only: Any = None) -> Any:
-        if not audit_prefix(type(self)):
-            return super().save(force_insert=force_insert, only=only)
+        if not self._records_events:
+            return super().save(force_insert, only)
         changed = tuple(self.dirty_field_names) if only is None else None
         write = _InstanceWrite(type(self), _resource_id(self), _row_tenant(self), changed)
         token = _instance_write.set(write)
         try:
-            return super().save(force_insert=force_insert, only=only)
+            return super().save(force_insert, only)
         finally:
             _instance_write.reset(token)
 
     def delete_instance(self, recursive: bool = False, delete_nullable: bool = False) -> Any:
-        if not audit_prefix(type(self)):
-            return super().delete_instance(recursive=recursive, delete_nullable=delete_nullable)
+        if not self._records_events:
+            return super().delete_instance(recursive, delete_nullable)
         write = _InstanceWrite(type(self), _resource_id(self), _row_tenant(self))
         token = _instance_write.set(write)
         try:
-            return super().delete_instance(recursive=recursive, delete_nullable=delete_nullable)
+            return super().delete_instance(recursive, delete_nullable)
         finally:
             _instance_write.reset(token)
