@@ -18,7 +18,7 @@ from __future__ import annotations
 # ``context`` first (isort's order too): it imports the Tenant model, which
 # runs ``relay_peewee.models``' __init__, whose tables import ``model``. Had
 # ``model`` come first, those tables would find TenantModel half-built.
-# tests/test_import_layers.py imports every module first in a fresh
+# tests/test_layers.py imports every module first in a fresh
 # interpreter and fails if this order stops holding.
 from .context import current_tenant, require_tenant, tenant_bound, tenant_context, unscoped
 from .model import TenantModel, tenant_indexes
