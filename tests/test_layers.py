@@ -289,3 +289,18 @@ def test_no_layer_is_stepped_past() -> None:
         for call in _steps_past_a_layer(module)
     }
     assert found - STEPS_PAST_OK == set(), "call super() (or super(Class, obj)) instead"
+
+
+def test_the_audit_layer_is_chosen_when_the_class_is_defined() -> None:
+    from relay_peewee.audited_model import AuditedDelete, AuditedInsert, AuditedUpdate
+    from relay_peewee.models import Skill, Tenant, User
+
+    def layers(model: type) -> set[type]:
+        queries = {model._insert_query, model._update_query, model._delete_query}  # type: ignore[attr-defined]
+        return {base for query in queries for base in query.__mro__}
+
+    audit = {AuditedInsert, AuditedUpdate, AuditedDelete}
+    assert layers(User) >= audit  # Meta.audit_events = "user"
+    assert layers(Tenant) >= audit
+    assert layers(Skill) & audit == set()  # records none: peewee's classes under the scoping
+    assert type(Skill.insert(name="x")) is Skill._insert_query  # type: ignore[attr-defined]
