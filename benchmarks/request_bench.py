@@ -2,6 +2,7 @@
 
     python benchmarks/request_bench.py [--requests N] [--part P] [--skills S]
                                        [--mode sync|async|both]
+                                       [--driver psycopg2|psycopg3]
 
 PostgreSQL only. One throw-away database, migrated, with one tenant of S
 skills. Two sides, each a loop of "requests":
@@ -21,7 +22,9 @@ relay / plain (targets: <= 1.2 for one get, <= 1.1 for three), and the
 quartiles of the ratios of parts run back to back, which say how noisy the
 machine was. ``async`` runs the same on
 ``playhouse.pwasyncio`` (asyncpg; ``async with tenant_context``; both sides
-through ``await db.run(Model.get_by_id, id)``).
+through ``await db.run(Model.get_by_id, id)``). ``--driver`` picks the sync
+side's driver for both sides (default psycopg2); on psycopg 3 a context sends
+its BEGIN and ``set_config`` on entry (see the README's driver section).
 
 PostgreSQL is reached through libpq's variables (PGHOST, PGPORT, PGUSER,
 PGDATABASE for the admin database), default root@127.0.0.1:5432/test.
@@ -246,8 +249,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--part", type=int, default=100, help="requests per timed part")
     parser.add_argument("--skills", type=int, default=2000)
     parser.add_argument("--mode", choices=["sync", "async", "both"], default="both")
+    parser.add_argument("--driver", choices=["psycopg2", "psycopg3"], default="psycopg2")
     args = parser.parse_args(argv)
-    server = f"postgresql://{PG_USER}@{PG_HOST}:{PG_PORT}/{PG_ADMIN_DB}"
+    scheme = "psycopg3" if args.driver == "psycopg3" else "postgresql"
+    server = f"{scheme}://{PG_USER}@{PG_HOST}:{PG_PORT}/{PG_ADMIN_DB}"
     with throwaway_postgres_database(server, prefix="request_bench") as owner_url:
         tenant_id, ids = populate(owner_url, args.skills)
         with app_role(owner_url) as app_url:

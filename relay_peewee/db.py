@@ -187,7 +187,8 @@ def connect(url: str | Database | None = None, *, admin_url: str | None = None) 
     ``url`` may also be a database opened by the application, e.g. a
     ``playhouse.pwasyncio`` ``AsyncPostgresqlDatabase`` or
     ``AsyncSqliteDatabase`` (``pragmas={"foreign_keys": 1}`` on SQLite): it is
-    bound as it is, and connects on its first query.
+    bound as it is, and connects on its first query; on PostgreSQL its reads
+    go through asyncpg's statement cache (``statement_cache``).
 
     ``admin_url`` (else ``$RELAY_ADMIN_DATABASE_URL``) is the database as a
     role that bypasses row-level security (``relay_admin``): ``unscoped()``
@@ -195,6 +196,11 @@ def connect(url: str | Database | None = None, *, admin_url: str | None = None) 
     out of its tenant. Checked now, connected only while ``unscoped`` runs.
     """
     db = url if isinstance(url, Database) else open_database(url)
+    if hasattr(db, "aexecute_sql") and isinstance(db, PostgresqlDatabase):
+        # playhouse.pwasyncio (already imported: the caller built db with it)
+        from .statement_cache import with_cached_reads
+
+        with_cached_reads(db)
     admin_url = admin_url or os.environ.get(ADMIN_URL_ENV)
     if admin_url:
         admin = open_database(admin_url)

@@ -28,6 +28,7 @@ from relay_peewee import (
 )
 from relay_peewee.db import is_postgres
 from relay_peewee.models import Rating, Skill
+from relay_peewee.statement_cache import CachedReadsMixin
 from relay_peewee.tenancy.rls import tenant_setting_literal_sql
 from relay_peewee.testing import (
     SAMPLE_SLUGS,
@@ -202,6 +203,46 @@ def test_a_sync_block_on_an_async_postgres_database_says_what_to_do(
             sync_work()
         # The bridge pwasyncio offers for sync code: the sync block works there.
         assert set(await async_db.run(sync_work)) == {a.id}
+
+    run(async_db, main)
+
+
+def test_reads_on_async_postgres_reuse_asyncpgs_cached_statements(
+    async_db: Any, two_tenants: TenantPair
+) -> None:
+    """connect() gives pwasyncio's PostgreSQL database asyncpg's statement
+    cache for reads: one statement, prepared once, serves every tenant, each
+    execution seeing only the rows of the tenant in context then."""
+    if not is_postgres(async_db):
+        pytest.skip("asyncpg's statement cache: PostgreSQL only")
+    assert isinstance(async_db, CachedReadsMixin)
+    assert isinstance(async_db, AsyncPostgresqlDatabase)  # still what the caller built
+    a, b = two_tenants.a, two_tenants.b
+    query = Skill.select(Skill.slug, Skill.tenant).where(Skill.slug == SAMPLE_SLUGS[0])
+
+    async def main() -> None:
+        seen = []
+        for tenant in (a, b, a, b):
+            async with tenant_context(tenant):
+                rows = await async_db.list(query.clone())
+                seen.append([r.tenant_id for r in rows])
+                cursor = await async_db.aexecute_sql("SELECT DISTINCT tenant_id FROM skills")
+                if async_db.under_rls:  # raw SQL: only row-level security scopes it
+                    assert [r[0] for r in cursor.fetchall()] == [tenant.id]
+        assert seen == [[a.id], [b.id], [a.id], [b.id]]
+        async with tenant_context(a):
+            cursor = await async_db.aexecute_sql(
+                "SELECT count(*) FROM pg_prepared_statements WHERE statement = %s",
+                ("SELECT DISTINCT tenant_id FROM skills",),
+            )
+            # Prepared once on this connection and kept (pwasyncio's own path
+            # prepares anew every time and lets each statement go).
+            assert cursor.fetchall()[0][0] == 1
+            # Writes keep pwasyncio's path: the row count comes from the status.
+            updated = await async_db.aexecute(
+                Skill.update(name="x").where(Skill.slug.in_(SAMPLE_SLUGS[:2]))
+            )
+            assert updated == 2
 
     run(async_db, main)
 

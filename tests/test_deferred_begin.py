@@ -71,7 +71,7 @@ def test_a_one_get_request_is_one_round_trip(
         skill = Skill.get(Skill.slug == SAMPLE_SLUGS[0])
     assert skill.tenant_id == a.id
     assert len(sent) == 1  # no BEGIN, no COMMIT of their own
-    assert sent[0].startswith("SELECT set_config(%s, %s, true); SELECT ")
+    assert sent[0].startswith("SET LOCAL app.current_tenant_id = %s; SELECT ")
     assert _idle(relay_db)
     assert _setting_outside(relay_db) in (None, "")
 
@@ -85,7 +85,7 @@ def test_three_reads_are_three_round_trips_each_with_its_tenant(
             assert Skill.get(Skill.slug == slug).tenant_id == a.id
         assert relay_db.execute_sql(SETTING).fetchone()[0] == a.id
     assert len(sent) == 4
-    assert all(s.startswith("SELECT set_config(") for s in sent)
+    assert all(s.startswith("SET LOCAL app.current_tenant_id = %s; ") for s in sent)
     assert _idle(relay_db) and _setting_outside(relay_db) in (None, "")
 
 
@@ -98,7 +98,7 @@ def test_a_write_opens_the_transaction_with_its_first_statement(
         Skill.update(name="renamed").where(Skill.slug == SAMPLE_SLUGS[0]).execute()
         assert not _idle(relay_db)  # the rest of the block runs in the transaction
         assert relay_db.execute_sql(SETTING).fetchone()[0] == a.id
-    assert sent[1].startswith("BEGIN; SELECT set_config(%s, %s, true); UPDATE ")
+    assert sent[1].startswith("BEGIN; SET LOCAL app.current_tenant_id = %s; UPDATE ")
     assert sent[2] == SETTING  # inside the transaction: nothing in front
     assert sent[-1] == "COMMIT"
     assert len(sent) == 4
@@ -141,7 +141,7 @@ def test_nested_contexts_and_atomic_inside_a_context_that_has_sent_nothing(
         assert_only_tenant(list(Skill.select()), a)
         with relay_db.atomic():
             Skill.create(name="n", slug="in-atomic", description="d", category="c", content="x")
-    assert sent[0].startswith("BEGIN; SELECT set_config(%s, %s, true); SAVEPOINT")
+    assert sent[0].startswith("BEGIN; SET LOCAL app.current_tenant_id = %s; SAVEPOINT")
     assert _idle(relay_db) and _setting_outside(relay_db) in (None, "")
     with tenant_context(a):
         assert Skill.get(Skill.slug == "in-atomic").tenant_id == a.id
@@ -175,7 +175,7 @@ def test_under_another_isolation_level_every_statement_opens_the_transaction(
         with tenant_context(two_tenants.a):
             assert Skill.get(Skill.slug == SAMPLE_SLUGS[0]).tenant_id == two_tenants.a.id
         assert log[0].startswith(
-            "BEGIN TRANSACTION ISOLATION LEVEL REPEATABLE READ; SELECT set_config("
+            "BEGIN TRANSACTION ISOLATION LEVEL REPEATABLE READ; SET LOCAL app.current_tenant_id = "
         )
         assert log[-1] == "COMMIT"
     finally:

@@ -34,7 +34,7 @@ ROOT = Path(relay_peewee.__file__).parent
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
     (
         "core",
-        ("errors", "scope", "db", "deferred_begin", "fields", "catalog"),
+        ("errors", "scope", "db", "deferred_begin", "statement_cache", "fields", "catalog"),
     ),
     (
         "records",
@@ -64,6 +64,8 @@ DEFERRED_OK = {
     # The catalog's dataclasses (~5 ms) are paid on a model's first write
     # to a database, not by every `import relay_peewee`.
     ("tenancy.references", "catalog"),
+    # pwasyncio again: only for a database the application built with it.
+    ("db", "statement_cache"),
     # What one command needs, not every start of the CLI.
     ("cli", "makemigration"),
     ("cli", "roles"),

@@ -47,8 +47,11 @@ R = TypeVar("R")
 
 def tenant_id_of(tenant: Any) -> str:
     """A tenant id from a ``Tenant`` row or an id string."""
-    # Only a Tenant: any other row has an `id` too, and would scope to nothing.
-    tenant_id = tenant.id if isinstance(tenant, Tenant) else tenant
+    if isinstance(tenant, str):  # the common case first: one type check
+        tenant_id = tenant
+    else:
+        # Only a Tenant: any other row has an `id` too, and would scope to nothing.
+        tenant_id = tenant.id if isinstance(tenant, Tenant) else tenant
     if not isinstance(tenant_id, str):
         raise TypeError(f"expected a Tenant or a tenant id, got {tenant!r}")
     if not tenant_id:

@@ -27,6 +27,7 @@ from typing import Any
 import peewee
 from peewee import (
     JOIN,
+    OP,
     SCOPE_COLUMN,
     SCOPE_SOURCE,
     Column,
@@ -100,8 +101,10 @@ def _render_copy(query: Any) -> Any:
 
 
 def _and(where: Any, predicates: list[Any]) -> Any:
+    # Expression(), not `where & predicate`: a WHERE that is not a column
+    # expression (a reference check's node) has no `&`.
     for predicate in predicates:
-        where = predicate if where is None else (where & predicate)
+        where = predicate if where is None else Expression(where, OP.AND, predicate)
     return where
 
 
@@ -217,11 +220,33 @@ class _Claimed(Node):
         return Table.__sql__(table, ctx)
 
 
-def _source_predicate(node: Any, tenant_id: str) -> Expression | None:
+class _TenantEquals(Node):
+    """``"t1"."tenant_id" = ?``: the predicate every scoped query carries.
+
+    Rendered directly (column, operator, parameter) rather than as the
+    ``Expression`` ``Model.tenant == tenant_id``, which goes through the
+    field, its converter and the expression's state on every query: this
+    node is on the request path of every read.
+    """
+
+    def __init__(self, column: Any, tenant_id: str) -> None:
+        self.column = column
+        self.tenant_id = tenant_id
+
+    def __sql__(self, ctx: Context) -> Any:
+        ctx.literal("(")
+        self.column.__sql__(ctx)
+        ctx.literal(" = ")
+        ctx.value(self.tenant_id, converter=False)
+        return ctx.literal(")")
+
+
+def _source_predicate(node: Any, tenant_id: str) -> Node | None:
     """``<source>.tenant_id = ?`` when ``node`` is a TenantModel source."""
     if is_model(node):
-        if isinstance(node._meta, TenantMetadata):
-            return node._meta.fields[TENANT_FIELD] == tenant_id
+        meta = node._meta
+        if isinstance(meta, TenantMetadata):
+            return _TenantEquals(Column(meta.table, TENANT_COLUMN), tenant_id)
     elif isinstance(node, ModelAlias):
         if isinstance(node.model._meta, TenantMetadata):
             return getattr(node, TENANT_FIELD) == tenant_id
@@ -230,7 +255,7 @@ def _source_predicate(node: Any, tenant_id: str) -> Expression | None:
     return None
 
 
-def _scope_source(node: Any, tenant_id: str) -> tuple[Any, list[Expression]]:
+def _scope_source(node: Any, tenant_id: str) -> tuple[Any, list[Node]]:
     """The node to render and the predicates its enclosing level must apply."""
     if isinstance(node, Join):
         join: Any = node
