@@ -30,6 +30,7 @@ from peewee import (
     OP,
     SCOPE_COLUMN,
     SCOPE_SOURCE,
+    SCOPE_VALUES,
     Column,
     Context,
     Database,
@@ -234,8 +235,19 @@ class _TenantEquals(Node):
         self.tenant_id = tenant_id
 
     def __sql__(self, ctx: Context) -> Any:
-        ctx.literal("(")
-        self.column.__sql__(ctx)
+        if ctx.state.scope == SCOPE_VALUES:  # a bare column name there
+            ctx.literal("(")
+            self.column.__sql__(ctx)
+        else:
+            # What Column.__sql__ -> Table.apply_column -> Entity would
+            # write, "<alias>"."tenant_id", in one step: half the Python
+            # calls of the predicate, on every scoped query.
+            table = self.column.source
+            if table._alias:
+                ctx.alias_manager[table] = table._alias
+            quote = ctx.state.quote or '""'
+            alias = str(ctx.alias_manager[table]).replace(quote[0], quote)
+            ctx.literal(f"({quote[0]}{alias}{quote[1]}.{quote[0]}{TENANT_COLUMN}{quote[1]}")
         ctx.literal(" = ")
         ctx.value(self.tenant_id, converter=False)
         return ctx.literal(")")
