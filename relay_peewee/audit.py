@@ -44,11 +44,7 @@ from typing import Literal
 from peewee import CompositeKey, Database, DatabaseProxy, Field, ForeignKeyField, Model
 from playhouse.migrate import make_index_name
 
-from .db import is_postgres, unwrap
-from .fields import TenantForeignKeyField
-from .migrator import HISTORY_TABLE, MigrationRunner
-from .migrator.backends import POLICY, POLICY_PREDICATE
-from .migrator.catalog import (
+from .catalog import (
     ForeignKey,
     Index,
     PostgresCatalog,
@@ -60,6 +56,10 @@ from .migrator.catalog import (
     primary_key,
     refused_operations,
 )
+from .db import is_postgres, unwrap
+from .fields import TenantForeignKeyField
+from .migrator import HISTORY_TABLE, MigrationRunner
+from .migrator.backends import POLICY, POLICY_PREDICATE
 from .migrator.known_objects import KNOWN_FUNCTIONS, matches
 from .models import MODELS, AuditLog, Tenant
 from .roles import APP_ROLE

@@ -31,7 +31,7 @@ from .models import (
     UsageEvent,
     User,
 )
-from .tenancy.context import require_tenant
+from .scope import require_tenant
 
 __all__ = [
     "api_key",

@@ -30,9 +30,9 @@ from peewee import Database, Model, PostgresqlDatabase, SqliteDatabase
 from playhouse.migrations import Migration, sort_models, template
 from playhouse.schema_diff import SchemaDiff, diff_models
 
+from . import catalog
 from .errors import MigrationError
 from .fields import TenantForeignKeyField
-from .migrator import catalog
 from .migrator.sources import migration_sources
 from .migrator.specs import TENANT_COLUMN, TenancyPlan, TenantReference, tenancy_plan
 

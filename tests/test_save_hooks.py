@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 from peewee import (
@@ -24,6 +24,7 @@ from peewee import (
     ForeignKeyField,
     IntegerField,
     Model,
+    ModelInsert,
     PostgresqlDatabase,
     TextField,
 )
@@ -31,7 +32,7 @@ from playhouse import signals
 
 from relay_peewee import CrossTenantWrite, TenantModel, tenant_context, unscoped
 from relay_peewee.commands import create_tenant
-from relay_peewee.models import Tenant
+from relay_peewee.models import AuditLog, Tenant
 
 
 class Topic(TenantModel):
@@ -124,6 +125,35 @@ class Note(TenantModel):
         return super().insert_many(rows, fields)
 
 
+class Counting(ModelInsert):
+    """A query layer of the application's own, under relay_peewee's."""
+
+    executed: ClassVar[list[str]] = []
+
+    def _execute(self, database: Database) -> Any:
+        Counting.executed.append(self.model.__name__)
+        return super()._execute(database)  # type: ignore[misc]
+
+
+class CountedNote(TenantModel):
+    topic = ForeignKeyField(Topic, backref="+")
+    body = TextField()
+
+    class Meta:
+        table_name = "hook_counted_notes"
+
+    @classmethod
+    def _write_queries(cls, records_events: bool) -> Any:
+        insert, update, delete = super()._write_queries(records_events)
+        return type("CountedInsert", (insert, Counting), {}), update, delete
+
+
+class AuditedCountedNote(CountedNote):
+    class Meta:
+        table_name = "hook_audited_counted_notes"
+        audit_events = "counted_note"
+
+
 class ArchivedTopic(Topic):
     """A subclass: its own table, with ids of its own."""
 
@@ -131,7 +161,18 @@ class ArchivedTopic(Topic):
         table_name = "hook_archived_topics"
 
 
-TABLES = [Topic, SignalledNote, StampedNote, RedirectingNote, Board, Pin, Note, ArchivedTopic]
+TABLES = [
+    Topic,
+    SignalledNote,
+    StampedNote,
+    RedirectingNote,
+    Board,
+    Pin,
+    Note,
+    ArchivedTopic,
+    CountedNote,
+    AuditedCountedNote,
+]
 
 
 @pytest.fixture
@@ -239,6 +280,24 @@ def test_a_mixins_save_below_tenant_model_is_checked(tenants: tuple[Tenant, Tena
         with pytest.raises(CrossTenantWrite, match="not a row of tenant"):
             note.save()
     assert notes_of_every_tenant(StampedNote) == [(a.id, a_topic.id)]
+
+
+@pytest.mark.parametrize("model", [CountedNote, AuditedCountedNote])
+def test_every_insert_goes_through_every_query_layer(
+    tenants: tuple[Tenant, Tenant], model: type[CountedNote]
+) -> None:
+    # save()'s own INSERT, checked up front, takes the short way through the
+    # scoping layer; it must still pass through the layers below it (the
+    # audit layer where the model records events, and any of its own).
+    a, _b = tenants
+    Counting.executed.clear()
+    with tenant_context(a):
+        a_topic = Topic.get(Topic.slug == "alpha")
+        model.create(topic=a_topic, body="saved")
+        model.insert(topic=a_topic.id, body="inserted").execute()
+        events = AuditLog.select().where(AuditLog.action == "counted_note.create").count()
+    assert Counting.executed == [model.__name__, model.__name__]
+    assert events == (2 if model is AuditedCountedNote else 0)
 
 
 def test_an_overridden_insert_is_checked(tenants: tuple[Tenant, Tenant]) -> None:

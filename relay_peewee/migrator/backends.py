@@ -17,10 +17,10 @@ from typing import Any, cast
 from peewee import SQL, Database, Model, SqliteDatabase, TextField
 from playhouse.migrate import PostgresqlMigrator, SqliteMigrator, make_index_name
 
+from .. import catalog
 from ..db import is_postgres
 from ..errors import MigrationError
 from ..tenancy.rls import TENANT_SETTING
-from . import catalog
 from .specs import (
     DEFAULT_TENANT_ID,
     TENANT_COLUMN,

@@ -30,9 +30,9 @@ from contextlib import contextmanager
 from peewee import Database, OperationalError
 from playhouse.migrate import make_index_name
 
+from .. import catalog
 from ..db import sqlstate
 from ..errors import MigrationError
-from . import catalog
 from .backends import (
     PARENT_KEY,
     POLICY,

@@ -7,23 +7,43 @@ generated, an insert naming another tenant (or none) raises
 ``CrossTenantWrite``. Outside any context (the CLI, admin jobs) and inside
 ``unscoped`` every event is visible. ``replace()`` is refused everywhere:
 an event is never rewritten.
+
+``write_event`` is the writer behind every audit row (``record_event``,
+``AuditedModel``'s own events): in the caller's transaction, inside a
+savepoint, so a row commits or rolls back with the change it describes and a
+failure to write one leaves the caller's transaction usable. It lives beside
+the table it writes, below ``AuditedModel``, which calls it.
 """
 
 from __future__ import annotations
 
+import json
+import logging
 import uuid
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from peewee import Context, DateTimeField, ModelSelect, TextField, UUIDField
+from peewee import (
+    Context,
+    Database,
+    DatabaseProxy,
+    DateTimeField,
+    ModelSelect,
+    TextField,
+    UUIDField,
+    Value,
+)
 
 from ..errors import CrossTenantWrite
 from ..fields import JSONField
-from ..tenancy.context import active_scope
+from ..scope import active_scope
 from ._columns import utcnow
 from .base import BaseModel
 
-__all__ = ["AuditLog"]
+__all__ = ["AuditLog", "audit_row_values", "write_event"]
+
+# The logger's name predates this module: events.py held the writer.
+logger = logging.getLogger("relay_peewee.events")
 
 _Select: Any = ModelSelect
 
@@ -48,7 +68,7 @@ class TenantEvents(_Select):
         copy.__dict__ = self.__dict__.copy()
         predicate = AuditLog.tenant_id == tenant_id
         copy._where = predicate if copy._where is None else (copy._where & predicate)
-        return _Select.__sql__(copy, ctx)
+        return super(TenantEvents, copy).__sql__(ctx)
 
 
 def _check_row(row: Any, fields: Any, tenant_id: str) -> None:
@@ -128,3 +148,36 @@ class AuditLog(BaseModel):
     @classmethod
     def replace_many(cls, rows: Iterable[Any], fields: Any = None) -> Any:
         raise CrossTenantWrite("audit_logs is append-only: replace_many() refused")
+
+
+def audit_row_values(row: dict[str, Any]) -> dict[str, Any]:
+    """The values to insert for one audit row: a new id, the metadata as JSON text."""
+    values = dict(row, id=uuid.uuid4())
+    if values.get("metadata") is not None:
+        # Serialised here rather than by JSONField, which asks the proxy for
+        # the backend and so fails when the write went to a database the
+        # proxy does not point at (the CLI's). Both backends take JSON text.
+        # default=str: a UUID or datetime in metadata must not lose the event.
+        text = json.dumps(values["metadata"], default=str, sort_keys=True)
+        values["metadata"] = Value(text, converter=False)
+    return values
+
+
+def write_event(
+    database: Database | DatabaseProxy | None, row: dict[str, Any], *, strict: bool
+) -> uuid.UUID | None:
+    """Insert one audit row in a savepoint; ``strict`` raises instead of logging."""
+    db = database if database is not None else AuditLog._meta.database
+    try:
+        values = audit_row_values(row)
+        row_id = values["id"]
+        # A savepoint when the caller is inside a transaction: a failed insert
+        # rolls back to it and leaves the caller's transaction usable.
+        with db.atomic():
+            AuditLog.insert(values).execute(db)
+    except Exception:
+        if strict:
+            raise
+        logger.exception("could not record audit event %r", row.get("action"))
+        return None
+    return row_id

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from peewee import BooleanField, CompositeKey, DateTimeField, IntegerField, TextField
 
-from ..tenancy.context import require_tenant
+from ..scope import require_tenant
 from ..tenancy.model import TenantModel
 from ._columns import utcnow
 

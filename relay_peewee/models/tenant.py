@@ -13,10 +13,10 @@ from typing import Any
 
 from peewee import BooleanField, DateTimeField, TextField, classmethod_only
 
-from ..audited_model import AuditedDelete, AuditedModel
 from ..errors import CrossTenantWrite
-from ..tenancy.context import active_scope
+from ..scope import active_scope
 from ._columns import new_id, utcnow
+from .audited import AuditedModel
 
 __all__ = ["DEFAULT_TENANT_ID", "DEFAULT_TENANT_SLUG", "Tenant"]
 
@@ -37,7 +37,7 @@ def _admin_only(what: str) -> None:
 
 def _delete(cls: Any) -> Any:
     _admin_only("deleting")
-    return AuditedDelete(cls)
+    return cls._delete_query(cls)
 
 
 class Tenant(AuditedModel):

@@ -1,10 +1,8 @@
 """The tenant context: which tenant the current request, thread or task acts for.
 
-One ``ContextVar`` holds a ``Scope``. ``contextvars`` rather than a global or a
-thread-local because a thread-local leaks between asyncio tasks that share a
-thread, while a ``ContextVar`` is copied into each task (and each
-``asyncio.to_thread`` call) and starts empty in a new thread. Every query on a
-TenantModel reads it once, at SQL-generation time.
+One ``ContextVar`` holds a ``Scope``; it and what reads it (``active_scope``,
+``current_tenant``, ``require_tenant``) live in ``relay_peewee.scope``, below
+the models, and are re-exported here. This module sets it.
 
 Example::
 
@@ -24,13 +22,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager, AbstractContextManager
-from contextvars import ContextVar, Token
-from dataclasses import dataclass
+from contextvars import Token
 from types import TracebackType
 from typing import Any, ParamSpec, TypeVar
 
-from ..errors import TenantRequired
+from ..models.tenant import Tenant
+from ..scope import Scope, _scope, active_scope, current_tenant, require_tenant
 from .rls import bypass_scope, tenant_scope
+from .unscoped_log import record_unscoped
 
 __all__ = [
     "Scope",
@@ -46,50 +45,11 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 
-@dataclass(frozen=True, slots=True)
-class Scope:
-    """What queries may see: one tenant, or (``unscoped``) every tenant."""
-
-    tenant_id: str | None
-    unscoped: bool = False
-    reason: str | None = None
-
-
-_scope: ContextVar[Scope | None] = ContextVar("relay_peewee_scope", default=None)
-
-
-def active_scope() -> Scope | None:
-    """The innermost ``tenant_context`` or ``unscoped`` block, or ``None``."""
-    return _scope.get()
-
-
-def current_tenant() -> str | None:
-    """The id of the tenant in context, or ``None``.
-
-    Inside ``unscoped`` this is the tenant of the enclosing context (the caller),
-    although queries there are not restricted to it.
-    """
-    scope = _scope.get()
-    return scope.tenant_id if scope is not None else None
-
-
-def require_tenant() -> str:
-    """The id of the tenant in context; ``TenantRequired`` when there is none."""
-    scope = _scope.get()
-    if scope is None or scope.tenant_id is None:
-        raise TenantRequired(
-            "no tenant in context: wrap the work in `with tenant_context(tenant):`"
-        )
-    return scope.tenant_id
-
-
 def tenant_id_of(tenant: Any) -> str:
     """A tenant id from a ``Tenant`` row or an id string."""
-    if isinstance(tenant, str):
+    if isinstance(tenant, str):  # the common case first: one type check
         tenant_id = tenant
     else:
-        from ..models.tenant import Tenant  # the models import this module
-
         # Only a Tenant: any other row has an `id` too, and would scope to nothing.
         tenant_id = tenant.id if isinstance(tenant, Tenant) else tenant
     if not isinstance(tenant_id, str):
@@ -192,8 +152,6 @@ class unscoped(_ScopeBlock):
         self.reason = reason.strip()
 
     def __enter__(self) -> None:
-        from ..events import record_unscoped  # events imports this module
-
         caller = current_tenant()
         record_unscoped(self.reason, caller)
         self._enter(Scope(caller, unscoped=True, reason=self.reason), bypass_scope())

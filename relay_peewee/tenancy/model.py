@@ -32,9 +32,10 @@ import re
 from collections.abc import Iterable, Sequence
 from typing import Any, cast
 
-from peewee import ForeignKeyField, Model, ModelBase, classmethod_only
+from peewee import ForeignKeyField, Model, classmethod_only
 
-from ..audited_model import AuditedModel
+from ..models.audited import AuditedModel, AuditedModelBase, WriteQueries
+from ..models.tenant import Tenant
 from . import checked_save
 from .references import (
     ANY_VALUE,
@@ -54,7 +55,12 @@ from .scoping import (
     TenantModelAlias,
     scope_tenant,
 )
-from .writes import ScopedDelete, ScopedInsert, ScopedUpdate, check_tenant_value
+from .writes import (
+    ScopedInsert,
+    ScopedUpdate,
+    check_tenant_value,
+    scoped_write_queries,
+)
 
 __all__ = ["TENANT_COLUMN", "TENANT_FIELD", "TenantModel", "tenant_indexes"]
 
@@ -81,7 +87,7 @@ def _snake(name: str) -> str:
     return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
 
 
-class TenantModelBase(ModelBase):
+class TenantModelBase(AuditedModelBase):
     """Adds the tenant key and its indexes while peewee builds the class."""
 
     def __new__(mcs, name: str, bases: tuple[type, ...], attrs: dict[str, Any], **kw: Any) -> Any:
@@ -90,10 +96,6 @@ class TenantModelBase(ModelBase):
         if abstract:
             return super().__new__(mcs, name, bases, attrs, **kw)
         if TENANT_FIELD not in attrs:
-            # Imported here, not at module level: the models package imports
-            # this module, and Tenant must exist before any subclass does.
-            from ..models.tenant import Tenant
-
             backref = (
                 getattr(meta, "tenant_backref", None)
                 or getattr(meta, "table_name", None)
@@ -133,7 +135,13 @@ class TenantModel(AuditedModel, metaclass=TenantModelBase):
         # A TenantTable as `_meta.table`; also how scoping recognises a TenantModel.
         model_metadata_class = TenantMetadata
 
-    # Every way peewee builds a query on the model returns a scoped class.
+    # Every way peewee builds a query on the model returns a scoped class:
+    # the one AuditedModelBase picked for this class (with the audit layer
+    # below it where Meta.audit_events asks for one).
+
+    @classmethod
+    def _write_queries(cls, records_events: bool) -> WriteQueries:
+        return scoped_write_queries(records_events)
 
     @classmethod
     def select(cls, *fields: Any) -> ScopedSelect:
@@ -142,31 +150,31 @@ class TenantModel(AuditedModel, metaclass=TenantModelBase):
     @classmethod
     def insert(cls, data: Any = None, /, **insert: Any) -> ScopedInsert:
         taken = checked_save.take(cls, data, insert, True) if insert else None
-        query = ScopedInsert(cls, _normalize_data(cls, data, insert))
+        query = cls._insert_query(cls, _normalize_data(cls, data, insert))
         if taken is not None:
             query._saved_for, query._by_database = taken
         return query
 
     @classmethod
     def insert_many(cls, rows: Any, fields: Any = None) -> ScopedInsert:
-        return ScopedInsert(cls, insert=rows, columns=fields)
+        return cls._insert_query(cls, insert=rows, columns=fields)
 
     @classmethod
     def insert_from(cls, query: Any, fields: Any) -> ScopedInsert:
         columns = [getattr(cls, f) if isinstance(f, str) else f for f in fields]
-        return ScopedInsert(cls, insert=query, columns=columns)
+        return cls._insert_query(cls, insert=query, columns=columns)
 
     @classmethod
     def update(cls, data: Any = None, /, **update: Any) -> ScopedUpdate:
         # Before the query is built: take() may leave unchanged references out.
         taken = checked_save.take(cls, data, update, False) if update else None
-        query = ScopedUpdate(cls, _normalize_data(cls, data, update))
+        query = cls._update_query(cls, _normalize_data(cls, data, update))
         if taken is not None:
             query._saved_for = taken[0]
         return query
 
     # classmethod_only, as peewee's: `instance.delete()` is an error, not a table wipe.
-    delete: Any = classmethod_only(lambda cls: ScopedDelete(cls))
+    delete: Any = classmethod_only(lambda cls: cls._delete_query(cls))
 
     @classmethod
     def raw(cls, sql: str, *params: Any) -> ScopedRaw:
@@ -191,15 +199,7 @@ class TenantModel(AuditedModel, metaclass=TenantModelBase):
         # The statement peewee builds is checked as it is built (checked_save).
         token = checked_save.mark(self, tenant_id, updating)
         try:
-            direct = _direct_save.get(model)
-            if direct is None:
-                direct = _plan_save(model)
-            if direct and not getattr(self._meta, "audit_events", None):
-                # What AuditedModel.save would only pass through to, without
-                # the hop (~1% of a create).
-                rows = Model.save(self, force_insert, only)
-            else:
-                rows = super().save(force_insert=force_insert, only=only)
+            rows = super().save(force_insert, only)
         finally:
             checked_save.unmark(token)
         if updating and type(rows) is int and rows == 0:
@@ -250,26 +250,6 @@ class TenantModel(AuditedModel, metaclass=TenantModelBase):
         verify_references(refs, tenant_id, cls._meta.database)
         with trusting(dict.fromkeys(names, ANY_VALUE), tenant_id, cls):
             return super().bulk_update(instances, fields, batch_size=batch_size)
-
-
-# Model -> whether super().save() in TenantModel.save reaches AuditedModel's
-# and peewee's save and nothing else: see _plan_save.
-_direct_save: dict[type[Model], bool] = {}
-
-
-def _plan_save(model: type[Model]) -> bool:
-    """Whether no other ``save`` is below TenantModel in ``model``'s MRO.
-
-    Then ``super().save()`` is ``AuditedModel.save``, which for a model that
-    records no events only passes through to peewee's ``Model.save``: that
-    can be called directly. A mixin or ``playhouse.signals.Model`` there
-    keeps the plain path.
-    """
-    mro = model.__mro__
-    below = mro[mro.index(TenantModel) + 1 :]
-    direct = all(cls in (AuditedModel, Model) or "save" not in vars(cls) for cls in below)
-    _direct_save[model] = direct
-    return direct
 
 
 def _claim(instance: Any, tenant_id: str) -> None:

@@ -45,6 +45,7 @@ from peewee import (
 from ..db import sqlstate
 from ..deferred_begin import deferred_transaction
 from ..errors import CrossTenantWrite
+from ..fields import TenantForeignKeyField
 from .scoping import TENANT_COLUMN, TENANT_FIELD, ScopedSelect, is_tenant_model
 
 __all__ = [
@@ -259,12 +260,13 @@ def _checked_by_database(
     known = per_model.get(model)
     if known is not None:
         return known
-    from ..fields import TenantForeignKeyField  # the fields module imports the models
-    from ..migrator import catalog
-
     candidates = [fk for fk in tenant_refs(model) if isinstance(fk, TenantForeignKeyField)]
     known = {}
     if candidates:
+        # Imported on a model's first write to a database, not with the
+        # package: its dataclasses are ~5 ms of `import relay_peewee`.
+        from .. import catalog
+
         keys = {
             (key.columns, key.ref_table): key.name
             for key in catalog.foreign_keys(database, model._meta.table_name)

@@ -42,7 +42,7 @@ from peewee import (
 )
 
 from ..errors import RawQueryRefused, TenantRequired
-from .context import Scope, _scope
+from ..scope import Scope, _scope
 
 __all__ = [
     "TENANT_COLUMN",

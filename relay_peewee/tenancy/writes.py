@@ -34,15 +34,17 @@ from peewee import (
     Insert,
     IntegrityError,
     Model,
+    ModelDelete,
     ModelInsert,
+    ModelUpdate,
     Node,
     SqliteDatabase,
 )
 
-from ..audited_model import AuditedDelete, AuditedInsert, AuditedUpdate
 from ..deferred_begin import deferred_transaction
 from ..errors import CrossTenantWrite
-from .context import _scope
+from ..models.audited import AuditedDelete, AuditedInsert, AuditedUpdate, WriteQueries
+from ..scope import _scope
 from .references import (
     ANY_VALUE,
     References,
@@ -56,16 +58,22 @@ from .references import verify_references as verify_references
 from .scoping import TENANT_COLUMN, TENANT_FIELD, _and, _render_copy, scope_tenant
 
 __all__ = [
+    "AuditedScopedDelete",
+    "AuditedScopedInsert",
+    "AuditedScopedUpdate",
     "ScopedDelete",
     "ScopedInsert",
     "ScopedUpdate",
     "check_tenant_value",
     "check_update_data",
     "prepare_insert",
+    "scoped_write_queries",
 ]
 
-# peewee's insert, typed as Any: its stubs do not declare _execute.
+# peewee's query classes, typed as Any: its stubs do not declare _execute.
 _ModelInsert: Any = ModelInsert
+_ModelUpdate: Any = ModelUpdate
+_ModelDelete: Any = ModelDelete
 
 
 def check_tenant_value(model: type[Model], value: Any, tenant_id: str) -> None:
@@ -260,7 +268,7 @@ def prepare_insert(query: Any, tenant_id: str) -> tuple[Any, References]:
     return prepared, refs
 
 
-class ScopedUpdate(AuditedUpdate):
+class ScopedUpdate(_ModelUpdate):
     """``TenantModel.update()``: only this tenant's rows, never to another tenant."""
 
     _saved_for: str | None = None  # save()'s own statement, checked there for this tenant
@@ -285,7 +293,7 @@ class ScopedUpdate(AuditedUpdate):
         return super()._execute(database)
 
 
-class ScopedDelete(AuditedDelete):
+class ScopedDelete(_ModelDelete):
     """``TenantModel.delete()``: only this tenant's rows."""
 
     def __sql__(self, ctx: Context) -> Any:
@@ -297,7 +305,7 @@ class ScopedDelete(AuditedDelete):
         return super(ScopedDelete, rendered).__sql__(ctx)
 
 
-class ScopedInsert(AuditedInsert):
+class ScopedInsert(_ModelInsert):
     """``TenantModel.insert()`` and friends: rows of this tenant, pointing into it."""
 
     _ready_for: str | None = None  # prepared and checked for this tenant: render as it is
@@ -330,10 +338,6 @@ class ScopedInsert(AuditedInsert):
                 self._ready_for = saved_for  # __sql__: render as it is
                 if self._by_database:
                     return self._execute_guarded(database, saved_for)
-                if not getattr(self.model._meta, "audit_events", None):
-                    # What AuditedInsert._execute would do for a model that
-                    # records no events, without the hop (~1% of a create).
-                    return _ModelInsert._execute(self, database)
                 return super()._execute(database)
         tenant_id = scope_tenant(self.model)
         if tenant_id is None:
@@ -394,6 +398,31 @@ class ScopedInsert(AuditedInsert):
             else:
                 refused_by_database(exc, database_checked(refs, database), tenant_id)
             raise
+
+
+# A TenantModel that records audit events: the audit layer below the scoping
+# one, so that it records what was written after the checks passed. A model
+# that records none gets the Scoped* classes alone (scoped_write_queries):
+# decided once per class, when it is built, rather than asked per write.
+
+
+class AuditedScopedInsert(ScopedInsert, AuditedInsert):
+    """``ScopedInsert`` of a model with ``Meta.audit_events``."""
+
+
+class AuditedScopedUpdate(ScopedUpdate, AuditedUpdate):
+    """``ScopedUpdate`` of a model with ``Meta.audit_events``."""
+
+
+class AuditedScopedDelete(ScopedDelete, AuditedDelete):
+    """``ScopedDelete`` of a model with ``Meta.audit_events``."""
+
+
+def scoped_write_queries(records_events: bool) -> WriteQueries:
+    """A TenantModel's (insert, update, delete) query classes."""
+    if records_events:
+        return AuditedScopedInsert, AuditedScopedUpdate, AuditedScopedDelete
+    return ScopedInsert, ScopedUpdate, ScopedDelete
 
 
 def _guard(database: Database) -> AbstractContextManager[Any] | None:
