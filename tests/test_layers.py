@@ -53,7 +53,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("migrator", ("migrator", "migrations")),
     ("engine", ("config", "makemigration", "audit", "roles", "commands")),
     ("web", ("web",)),
-    ("cli", ("cli", "testing", "")),
+    ("cli", ("cli", "testing", "template_copies", "")),
 ]
 
 # Imports inside functions that put a cost off; anything else goes at the top.
