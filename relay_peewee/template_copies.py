@@ -7,8 +7,9 @@ waits for a checkpoint. So a copy is reused: after its test, ``reset`` proves
 that nothing but table rows and sequence values changed, puts those back, and
 only otherwise is the copy dropped and a new one made.
 
-The proof rests on MVCC. ``next_xid`` is read when a copy is handed out: the
-test's transactions all get that xid or a later one, and every transactional
+The proof rests on MVCC. ``next_xid`` is read once a copy is made or reset,
+with no one else connected to it: the test's transactions all get that xid
+or a later one, and every transactional
 change writes a row version whose ``xmin`` is such an xid, or removes one.
 So a table that has as many rows as the template's and none with a younger
 ``xmin`` holds exactly the template's rows - for the system catalogs too,
@@ -47,6 +48,7 @@ __all__ = [
     "with_database",
 ]
 
+# The id of the last row of ``Pristine.checks``: the marker's own age.
 _MARKER = -9
 # How long a closed test connection's backend may take to go before the copy
 # is given up on: backends exit within a millisecond or two of the client
@@ -137,7 +139,7 @@ class _Table:
 class Pristine:
     """What a copy of one template holds, as ``reset`` checks and restores it."""
 
-    frozen: tuple[str, ...]  # system catalogs: any change and the copy is dropped
+    frozen: tuple[str, ...]  # system catalogs (mostly): any change and the copy is dropped
     tables: tuple[_Table, ...]  # the template's own tables: rows are put back
     sequences: tuple[tuple[str, int, bool], ...]  # name, last_value, is_called
     expected: tuple[tuple[int, int], ...]  # (check, row count) of the template
@@ -199,7 +201,7 @@ def capture(conn: Any) -> Pristine:
                                'pg_catalog.pg_statistic_ext_data'::regclass)
            ORDER BY 1""",
     )
-    frozen = tuple(name for name, system in found if system)
+    frozen = [name for name, system in found if system]
     tables = []
     for name, system in found:
         if system:
@@ -210,6 +212,9 @@ def capture(conn: Any) -> Pristine:
                 FROM pg_attribute WHERE attrelid = '{_literal(name)}'::regclass
                   AND attnum > 0 AND NOT attisdropped AND attgenerated = ''""",
         )[0][0]
+        if columns is None:  # no column COPY could write: any change replaces the copy
+            frozen.append(name)
+            continue
         tables.append(_Table(name, columns, _copy_out(conn, f"COPY {name} ({columns}) TO STDOUT")))
     sequences = []
     for (name,) in _rows(
@@ -220,10 +225,10 @@ def capture(conn: Any) -> Pristine:
     ):
         last_value, is_called = _rows(conn, f"SELECT last_value, is_called FROM {name}")[0]
         sequences.append((name, int(last_value), bool(is_called)))
-    pristine = Pristine(frozen, tuple(tables), tuple(sequences), ())
+    pristine = Pristine(tuple(frozen), tuple(tables), tuple(sequences), ())
     checked = _changes(_rows(conn, pristine.checks(next_xid(conn))))
     expected = tuple((i, count) for i, count, _ in checked)
-    return Pristine(frozen, tuple(tables), tuple(sequences), expected)
+    return Pristine(tuple(frozen), tuple(tables), tuple(sequences), expected)
 
 
 def reset(conn: Any, pristine: Pristine, marker: int) -> str | None:

@@ -118,6 +118,8 @@ class Note(TenantModel):
 
 def pytest_relay_build_schema(db):
     db.create_tables([Note])
+    # A table of no columns: its rows cannot be copied back, only checked.
+    db.execute_sql("CREATE TABLE app_no_columns ()")
 """
 
 RESET_TESTS = """
