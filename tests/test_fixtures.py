@@ -142,18 +142,25 @@ AUDIT_ROW = (
 
 
 def owner_sql(url, *statements):
+    """Run ``statements`` as the database's owner; the rows of the last."""
     owner = open_database(url)
     try:
-        return [owner.execute_sql(s).fetchall() if s.lstrip().startswith("SELECT")
-                else owner.execute_sql(s) for s in statements][-1]
+        for sql in statements:
+            cursor = owner.execute_sql(sql)
+        return cursor.fetchall() if cursor.description else None
     finally:
         owner.close()
 
 
 def fingerprint(url):
-    def q(sql):
-        return owner_sql(url, sql)
+    owner = open_database(url)
+    try:
+        return _fingerprint(lambda sql: owner.execute_sql(sql).fetchall())
+    finally:
+        owner.close()
 
+
+def _fingerprint(q):
     tables = [r[0] for r in q(
         "SELECT quote_ident(schemaname) || '.' || quote_ident(tablename) FROM pg_tables "
         "WHERE schemaname NOT IN ('pg_catalog', 'information_schema') ORDER BY 1"
