@@ -142,7 +142,7 @@ AUDIT_ROW = (
 
 
 def owner_sql(url, *statements):
-    """Run ``statements`` as the database's owner; the rows of the last."""
+    # As the database's owner; the rows of the last statement.
     owner = open_database(url)
     try:
         for sql in statements:
