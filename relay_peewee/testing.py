@@ -29,10 +29,11 @@ How the fixtures stay fast
     built once per session and backend - a *template* - by ``build_schema``,
     the one place that calls ``migrate``. Each test gets a database holding
     exactly what the template holds. SQLite copies the template file with
-    SQLite's backup API (into /dev/shm where there is one). PostgreSQL makes three copies per template
-    (``CREATE DATABASE ... TEMPLATE``) that tests take turns with: after a
-    test, once its connections are gone, a background thread proves from the
-    catalogs that only table rows and sequence values changed, puts the rows
+    SQLite's backup API (into /dev/shm where there is one). PostgreSQL makes
+    three copies per template (``CREATE DATABASE ... TEMPLATE``) that tests
+    take turns with: after a test, once its connections are gone, a
+    background thread proves from the catalogs that only table rows and
+    sequence values changed, puts the rows
     of the tables that changed back (from the template's, kept in memory)
     and every sequence, while the next test runs on another copy
     (``template_copies`` says how the proof works). A test that changed
