@@ -17,7 +17,7 @@ from peewee import Database, PostgresqlDatabase
 import relay_peewee
 from relay_peewee import tenant_context
 from relay_peewee.db import is_postgres, postgres_driver
-from relay_peewee.deferred_begin import deferred_class
+from relay_peewee.deferred_begin import _locks_rows, deferred_class
 from relay_peewee.models import Skill
 from relay_peewee.testing import (
     SAMPLE_SLUGS,
@@ -181,3 +181,24 @@ def test_under_another_isolation_level_every_statement_opens_the_transaction(
     finally:
         db.close()
         relay_peewee.connect(relay_db)
+
+
+@pytest.mark.parametrize(
+    ("sql", "locks"),
+    [
+        ("SELECT 1 FOR UPDATE", True),
+        ('SELECT "t1"."id" FROM "skills" AS "t1" FOR SHARE', True),
+        ("select id from skills for\n  no key update", True),
+        ("SELECT * FROM skills FOR KEY SHARE", True),
+        ("FOR UPDATE", True),
+        ('SELECT "t1"."forked_from_id", "t1"."updated_at" FROM "skills" AS "t1"', False),
+        ("SELECT before_update FROM t", False),
+        ("SELECT x_for update FROM t", False),
+        ("SELECT 'a' AS forupdate", False),
+    ],
+)
+def test_which_selects_take_row_locks(sql: str, locks: bool) -> None:
+    """A locking read must open the transaction; a plain one may run alone.
+    The test runs on every statement of a request, so it only tries the
+    pattern where a word starts with "for"."""
+    assert _locks_rows(sql) is locks
