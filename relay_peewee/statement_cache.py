@@ -36,7 +36,9 @@ class CachedReadsConnection(AsyncPostgresqlConnection):
     """pwasyncio's asyncpg connection wrapper, ``SELECT`` through the statement cache."""
 
     async def _execute(self, sql: str, params: Any = None) -> Any:
-        if sql[:6].upper() != "SELECT":
+        # Only a statement that returns its rows: `SELECT ... INTO t` returns
+        # none, and its row count is in the status, which fetch() drops.
+        if sql[:6].upper() != "SELECT" or " INTO " in sql.upper():
             return await super()._execute(sql, params)
         if params:
             sql = self._translate_placeholders(sql)
