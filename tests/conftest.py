@@ -21,6 +21,7 @@ from peewee import Database
 
 import relay_peewee
 from relay_peewee.commands import migrate
+from relay_peewee.db import open_database
 from relay_peewee.testing import (
     FRESH_MARK,
     backend_params,
@@ -77,6 +78,17 @@ def db_url(backend: str, request: pytest.FixtureRequest, tmp_path: Path) -> Iter
         yield str(request.getfixturevalue("pg_url"))
     else:
         yield f"sqlite:///{tmp_path / 'relay.db'}"
+
+
+@pytest.fixture
+def owner(relay_db_url: str, relay_db: Database) -> Iterator[Database]:
+    """The tables' owner beside ``relay_db`` (the application role's database on
+    postgres_rls), for setup and checks the application role may not do."""
+    database = open_database(relay_db_url)
+    try:
+        yield database
+    finally:
+        database.close()
 
 
 @pytest.fixture

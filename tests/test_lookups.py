@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import uuid
-from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -37,16 +36,6 @@ def _utcnow() -> datetime:
 
 def _audit_rows(db: Database) -> int:
     return int(db.execute_sql("SELECT count(*) FROM audit_logs").fetchone()[0])
-
-
-@pytest.fixture
-def owner(relay_db_url: str, relay_db: Database) -> Iterator[Database]:
-    """The tables' owner (the app role's database on postgres_rls), for setup and checks."""
-    db = open_database(relay_db_url)
-    try:
-        yield db
-    finally:
-        db.close()
 
 
 def test_hash_is_relays_sha256_hex() -> None:

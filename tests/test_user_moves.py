@@ -27,15 +27,6 @@ from relay_peewee.models import ApiKey, Rating, Skill, UsageEvent, User
 from relay_peewee.testing import TenantPair
 
 
-@pytest.fixture
-def owner(relay_db_url: str, relay_db: Database) -> Iterator[Database]:
-    db = open_database(relay_db_url)
-    try:
-        yield db
-    finally:
-        db.close()
-
-
 def _newcomer(tenant_id: str, email: str = "new@example.com") -> User:
     """A first-time user: an api key and a skill-less usage event, nothing else."""
     with tenant_context(tenant_id):
