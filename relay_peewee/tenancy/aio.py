@@ -7,8 +7,8 @@ sends both in one message (``_TenantTransaction``), a nested one is
 pwasyncio's own ``async with db.atomic()``, a savepoint. pwasyncio gives
 every task its own connection and runs peewee's sync code (``await
 Model.aget(...)``, ``await db.list(query)``, ``await row.asave()``) in a
-greenlet that sees the task's context, so the
-scoping and the write checks are the sync ones, unchanged.
+greenlet that sees the task's context, so the scoping and the write checks
+are the sync ones, unchanged.
 
 Imported only when async code asks for it (``tenant_context.__aenter__``, or a
 sync block on a pwasyncio database): pwasyncio needs ``greenlet`` and a driver

@@ -117,8 +117,9 @@ def tenant_scope(tenant_id: str, outer_tenant: str | None) -> AbstractContextMan
 
 
 class _DeferredScope:
-    """The outermost context on a deferred-BEGIN database: BEGIN and
-    ``set_config`` go out with the first statement (``deferred_begin``).
+    """The outermost context on a deferred-BEGIN database: BEGIN and the
+    tenant setting (``tenant_setting_client_sql``) go out with the first
+    statement (``deferred_begin``).
 
     The path of nearly every request, so a plain class rather than stacked
     generator context managers: it does what ``_owned_by_this_task`` and a
