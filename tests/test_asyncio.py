@@ -9,7 +9,9 @@ application role under row-level security on ``postgres_rls``).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
+import sys
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
@@ -308,6 +310,39 @@ def test_the_async_context_begins_with_its_tenant_in_one_message(
         assert begins and all(q.startswith("BEGIN; SELECT set_config(") for q in begins)
     else:
         assert begins and all(q.startswith("BEGIN") and "set_config" not in q for q in begins)
+
+
+@pytest.mark.skipif(sys.version_info < (3, 11), reason="asyncio.timeout() is Python 3.11+")
+def test_a_timeout_during_the_contexts_begin_leaves_no_tenant_behind(
+    async_db: Any, two_tenants: TenantPair
+) -> None:
+    """Cancelled while BEGIN and the setting are in flight, the context rolls
+    back whatever reached the server: the task's connection, which it keeps,
+    carries no tenant and no open transaction into its next statement."""
+    if not is_postgres(async_db):
+        pytest.skip("SQLite contexts send nothing")
+    a, b = two_tenants.a, two_tenants.b
+    left: list[tuple[Any, int]] = []
+
+    async def request() -> None:
+        await async_db.aexecute_sql("SELECT 1")  # the task's connection, open
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(0), tenant_context(a):
+                await async_db.aexecute_sql("SELECT 1")
+        setting = (await async_db.aexecute_sql(SETTING)).fetchall()[0][0]
+        visible = (await async_db.aexecute_sql("SELECT count(*) FROM skills")).fetchall()[0][0]
+        left.append((setting, visible))
+        async with tenant_context(b):  # and the next context starts cleanly
+            assert_only_tenant(await async_db.list(Skill.select()), b)
+
+    async def main() -> None:
+        for _ in range(30):  # the timeout lands at different points each time
+            await asyncio.create_task(request())
+
+    run(async_db, main)
+    assert all(setting in (None, "") for setting, _ in left), left
+    if async_db.under_rls:
+        assert all(visible == 0 for _, visible in left), left
 
 
 @pytest.mark.parametrize("tenant_id", ["plain-id", "it's", "back\\slash", "\\'; DROP TABLE x; --"])

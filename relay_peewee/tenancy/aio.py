@@ -17,6 +17,7 @@ sync block on a pwasyncio database): pwasyncio needs ``greenlet`` and a driver
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager, suppress
 from typing import Any
@@ -125,9 +126,13 @@ async def _begin_with(tx: Any, setting: str) -> bool:
     except BaseException:
         con._top_xact = None
         tx._state = _TransactionState.FAILED
-        if con.is_in_transaction():  # BEGIN went through, the setting did not
-            with suppress(Exception):
-                await con.execute("ROLLBACK")
+        # Always, not only when is_in_transaction() says so: cancelled (a
+        # timeout) while the message was in flight, asyncpg has not seen the
+        # server's reply yet, and the transaction - with this tenant's
+        # setting - may well be open. Shielded, so the same cancellation
+        # cannot stop it; a ROLLBACK with nothing open is a warning.
+        with suppress(Exception):
+            await asyncio.shield(con.execute("ROLLBACK"))
         raise
     tx._state = _TransactionState.STARTED
     return True
