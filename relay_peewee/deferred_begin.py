@@ -31,7 +31,7 @@ peewee runs); SQL sent on a raw ``db.cursor()`` inside the block does not.
 from __future__ import annotations
 
 import itertools
-import re
+import string
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -40,26 +40,47 @@ from peewee import Database, PostgresqlDatabase, Psycopg3Adapter, _transaction
 
 __all__ = ["DeferredBeginMixin", "DeferredTransaction", "deferred_class", "deferred_transaction"]
 
-# A SELECT that takes row locks must run inside the block's transaction.
 _guard_ids = itertools.count()
-_LOCKING = re.compile(r"FOR\s+(UPDATE|SHARE|NO\s+KEY\s+UPDATE|KEY\s+SHARE)\b", re.IGNORECASE)
+# Lower-casing that keeps every character where it is: str.lower() makes
+# some strings longer ("İ" becomes two characters), and the offsets found in
+# the lowered text must be those of the statement.
+_ASCII_LOWER = str.maketrans(string.ascii_uppercase, string.ascii_lowercase)
+# libpq's PQTRANS_INERROR, as psycopg2's and psycopg 3's connection.info report it.
+_IN_FAILED_TRANSACTION = 3
 
 
-def _locks_rows(sql: str) -> bool:
-    """Whether a SELECT takes row locks (``FOR UPDATE`` and the like).
+def _runs_alone(sql: str) -> bool:
+    """Whether a statement may run in an implicit transaction of its own.
 
-    Runs on every statement of a request: searching the whole statement
-    with the regex costs ~7 us for a 600-character SELECT; trying it only
-    where a word starts with "for", ~1 us.
+    Only a ``SELECT`` with no word ``FOR`` (row locks - ``FOR UPDATE``,
+    ``FOR NO KEY UPDATE``..., however spaced or commented - must last until
+    the block ends) and no word ``INTO`` (``SELECT ... INTO t`` creates a
+    table, which must roll back with the block). A ``FOR`` elsewhere (a
+    string, ``substring(x FROM 1 FOR 2)``) errs the safe way: the statement
+    opens the transaction. Runs on every read of a request, so it scans
+    for the words rather than running a regex over the statement (~7 us
+    for a 600-character SELECT).
     """
-    lowered = sql.lower()
-    at = lowered.find("for")
+    if sql[:6].upper() != "SELECT":
+        return False
+    lowered = sql.lower() if sql.isascii() else sql.translate(_ASCII_LOWER)
+    return not (_has_word(sql, lowered, "for") or _has_word(sql, lowered, "into"))
+
+
+def _has_word(sql: str, lowered: str, word: str) -> bool:
+    at = lowered.find(word)
     while at != -1:
-        before = lowered[at - 1] if at else " "
-        if not (before.isalnum() or before == "_") and _LOCKING.match(sql, at):
+        end = at + len(word)
+        before = sql[at - 1] if at else " "
+        after = sql[end] if end < len(sql) else " "
+        if not (_in_identifier(before) or _in_identifier(after)):
             return True
-        at = lowered.find("for", at + 3)
+        at = lowered.find(word, end)
     return False
+
+
+def _in_identifier(char: str) -> bool:
+    return char.isalnum() or char in "_$"
 
 
 class DeferredTransaction(_transaction):
@@ -91,7 +112,7 @@ class DeferredTransaction(_transaction):
         if self.begun:
             return sql, params
         params = (*self.setup_params, *(params or ()))
-        if self._reads_alone and sql[:6].upper() == "SELECT" and not _locks_rows(sql):
+        if self._reads_alone and _runs_alone(sql):
             return f"{self.setup_sql}; {sql}", params
         self.begun = True
         return f"{_begin_statement(self.db)}; {self.setup_sql}; {sql}", params
@@ -159,8 +180,25 @@ class DeferredBeginMixin:
             if type(outermost) is DeferredTransaction and (
                 not outermost.begun or outermost.before_next
             ):
+                begun, queued = outermost.begun, list(outermost.before_next)
                 sql, params = outermost.prepare(sql, params)
+                try:
+                    return super().execute_sql(sql, params, **options)  # type: ignore[misc]
+                except BaseException:
+                    if not self._failed_on_server():
+                        # It never reached the server (the driver refused a
+                        # value, say): the BEGIN, the setting and the
+                        # savepoints put in front of it go with the next one.
+                        outermost.begun = begun
+                        outermost.before_next[:0] = queued
+                    raise
         return super().execute_sql(sql, params, **options)  # type: ignore[misc]
+
+    def _failed_on_server(self) -> bool:
+        # A statement that reached the server inside BEGIN and failed leaves
+        # the transaction failed; one the driver refused leaves it as it was.
+        info = getattr(self._state.conn, "info", None)
+        return getattr(info, "transaction_status", None) == _IN_FAILED_TRANSACTION
 
 
 _classes: dict[type[Database], type[Database]] = {}

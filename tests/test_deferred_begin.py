@@ -17,8 +17,8 @@ from peewee import Database, PostgresqlDatabase
 import relay_peewee
 from relay_peewee import tenant_context
 from relay_peewee.db import is_postgres, postgres_driver
-from relay_peewee.deferred_begin import _locks_rows, deferred_class
-from relay_peewee.models import Skill
+from relay_peewee.deferred_begin import _runs_alone, deferred_class
+from relay_peewee.models import Rating, Skill
 from relay_peewee.testing import (
     SAMPLE_SLUGS,
     TenantPair,
@@ -191,6 +191,9 @@ def test_under_another_isolation_level_every_statement_opens_the_transaction(
         ("select id from skills for\n  no key update", True),
         ("SELECT * FROM skills FOR KEY SHARE", True),
         ("FOR UPDATE", True),
+        ("SELECT id FROM skills FOR/**/UPDATE", True),
+        ("SELECT id FROM skills FOR--x\nUPDATE", True),
+        ('SELECT "İ" FROM skills FOR UPDATE', True),  # "İ".lower() is 2 characters
         ('SELECT "t1"."forked_from_id", "t1"."updated_at" FROM "skills" AS "t1"', False),
         ("SELECT before_update FROM t", False),
         ("SELECT x_for update FROM t", False),
@@ -199,6 +202,63 @@ def test_under_another_isolation_level_every_statement_opens_the_transaction(
 )
 def test_which_selects_take_row_locks(sql: str, locks: bool) -> None:
     """A locking read must open the transaction; a plain one may run alone.
-    The test runs on every statement of a request, so it only tries the
-    pattern where a word starts with "for"."""
-    assert _locks_rows(sql) is locks
+    The test runs on every statement of a request, so it looks for the word
+    rather than running a regex over the statement."""
+    assert _runs_alone(sql) is not locks
+
+
+@pytest.mark.parametrize(
+    "sql",
+    ["SELECT id INTO TEMP TABLE copied FROM skills", "select id\ninto copied from skills"],
+)
+def test_select_into_does_not_run_alone(sql: str) -> None:
+    assert _runs_alone(sql) is False  # it makes a table: that rolls back with the block
+
+
+def test_select_into_rolls_back_with_the_context(
+    two_tenants: TenantPair, relay_db: Database, sent: list[str]
+) -> None:
+    with pytest.raises(ZeroDivisionError), tenant_context(two_tenants.a):
+        relay_db.execute_sql("SELECT id INTO TEMP TABLE copied FROM skills")
+        1 / 0  # noqa: B018
+    assert sent[0].startswith("BEGIN; ")
+    assert "copied" not in relay_db.get_tables()
+    assert not relay_db.execute_sql(
+        "SELECT 1 FROM pg_class WHERE relname = 'copied' AND relpersistence = 't'"
+    ).fetchall()
+
+
+def test_a_first_write_the_driver_refuses_leaves_the_context_whole(
+    two_tenants: TenantPair, relay_db: Database, sent: list[str]
+) -> None:
+    """psycopg2 refuses a NUL before sending anything: the BEGIN and the
+    setting that were to go with it go with the next statement instead, so the
+    block stays one transaction in its tenant."""
+    a = two_tenants.a
+    with pytest.raises(ZeroDivisionError), tenant_context(a):
+        with pytest.raises(ValueError):
+            Skill.create(name="bad\x00", slug="nul", description="d", category="c", content="x")
+        Skill.create(name="ok", slug="rolled-back", description="d", category="c", content="x")
+        1 / 0  # noqa: B018
+    assert sent[0].startswith("BEGIN; SET LOCAL app.current_tenant_id = %s; INSERT ")
+    assert sent[-1] == "ROLLBACK"
+    with tenant_context(a):
+        assert Skill.get_or_none(Skill.slug == "rolled-back") is None
+
+
+def test_a_guarded_write_the_driver_refuses_raises_its_own_error(
+    two_tenants: TenantPair, relay_db: Database, sent: list[str]
+) -> None:
+    """The savepoint that was to go out with it was never sent, so nothing
+    rolls back to it: the caller sees the driver's ValueError, not a missing
+    savepoint, and the block goes on in its transaction."""
+    a = two_tenants.a
+    rows = two_tenants.rows_of(a)
+    with tenant_context(a):
+        Skill.get(Skill.slug == SAMPLE_SLUGS[0])  # a read first, alone
+        Skill.update(name="renamed").where(Skill.slug == SAMPLE_SLUGS[0]).execute()  # begun
+        with pytest.raises(ValueError):
+            Rating.create(skill=rows.skills[1].id, user=rows.users[0], rating=1, comment="x\x00")
+        assert relay_db.execute_sql(SETTING).fetchone()[0] == a.id
+        assert Skill.get(Skill.slug == SAMPLE_SLUGS[0]).name == "renamed"
+    assert not any("ROLLBACK TO SAVEPOINT" in s for s in sent)
