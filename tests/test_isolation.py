@@ -588,6 +588,8 @@ def test_contexts_nest_and_restore_on_exceptions(two_tenants: TenantPair) -> Non
     assert current_tenant() is None
     with pytest.raises(ValueError):
         tenant_context("")
+    with pytest.raises(ValueError, match="NUL"):  # on entry, whatever the driver
+        tenant_context("a\x00b")
     with pytest.raises(TypeError):
         tenant_context(None)
     with pytest.raises(TypeError):  # a row, but not a tenant's

@@ -57,6 +57,10 @@ def tenant_id_of(tenant: Any) -> str:
     if not tenant_id:
         # An empty id must not silently mean "no tenant" (or "all tenants").
         raise ValueError("a tenant id cannot be empty")
+    if "\x00" in tenant_id:
+        # Refused on entry, the same on every path, rather than by whichever
+        # driver first tries to send it.
+        raise ValueError("a tenant id cannot contain NUL")
     return tenant_id
 
 
