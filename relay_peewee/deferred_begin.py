@@ -8,10 +8,10 @@ it is entered; its setup SQL goes out *with* the first statement, in the same
 query string (psycopg2 sends a string of several statements in one round trip,
 and PostgreSQL runs them as one transaction):
 
-* a plain ``SELECT`` (no row locks) gets ``SET LOCAL ...; <query>`` (the
-  setting as ``SET LOCAL``, ``rls.tenant_setting_client_sql``):
-  one implicit transaction, so the setting is gone when the query is done and
-  nothing needs committing;
+* a plain ``SELECT`` (no row locks, no ``INTO``: ``_runs_alone``) gets
+  ``SET LOCAL ...; <query>`` (the setting as ``SET LOCAL``,
+  ``rls.tenant_setting_client_sql``): one implicit transaction, so the
+  setting is gone when the query is done and nothing needs committing;
 * any other statement gets ``BEGIN; SET LOCAL ...; <statement>`` and
   the transaction stays open until the block ends (``COMMIT``, or ``ROLLBACK``
   on an exception), as ``db.atomic()`` would.
