@@ -22,7 +22,6 @@ from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager, suppress
 from typing import Any
 
-from greenlet import getcurrent
 from peewee import Database
 from peewee import __exception_wrapper__ as _exception_wrapper  # type: ignore[attr-defined]
 from playhouse.pwasyncio import AsyncDatabaseMixin, AsyncPgAtomic, AsyncPostgresqlDatabase
@@ -33,10 +32,9 @@ except ImportError:  # no asyncpg (an AsyncSqliteDatabase), or it moved
     _TransactionState = None
 
 from ..db import database_proxy, is_postgres
-from ..errors import RelayError
 from . import rls
 
-__all__ = ["require_bridge", "tenant_scope"]
+__all__ = ["tenant_scope"]
 
 
 def _bound() -> Database | None:
@@ -144,16 +142,3 @@ async def _set_tenant(db: Any, tenant_id: str) -> None:
     # idle here: nothing else of this task can be using it.
     wrapper = await db.aconnect()
     await wrapper.conn.execute(rls.tenant_setting_literal_sql(tenant_id))
-
-
-def require_bridge(db: Database) -> None:
-    """Refuse a sync block on a pwasyncio database outside its greenlet bridge.
-
-    There every statement would fail with pwasyncio's MissingGreenletBridge;
-    inside ``await db.run(fn)`` the sync block works as on a sync database.
-    """
-    if isinstance(db, AsyncDatabaseMixin) and getcurrent().parent is None:
-        raise RelayError(
-            "`with tenant_context(...)` on an asyncio database: use "
-            "`async with tenant_context(...)`, or run the sync code with `await db.run(fn)`"
-        )

@@ -179,9 +179,7 @@ def _owned_by_this_task(db: Database) -> Iterator[None]:
     transaction, each under whichever tenant was set last.
     """
     if hasattr(db, "aexecute_sql"):
-        from . import aio  # only a pwasyncio database gets here
-
-        aio.require_bridge(db)
+        _require_bridge(db)
     owners = _context_owners(db)
     if owners is None:  # a connection per task already
         yield
@@ -191,6 +189,23 @@ def _owned_by_this_task(db: Database) -> Iterator[None]:
         yield
     finally:
         owners.pop()
+
+
+def _require_bridge(db: Database) -> None:
+    """Refuse a sync block on a pwasyncio database outside its greenlet bridge.
+
+    There every statement would fail with pwasyncio's MissingGreenletBridge;
+    inside ``await db.run(fn)`` the sync block works as on a sync database.
+    The check lives here, not in ``aio``, so that ``aio`` (which builds on
+    this module) is never imported back by it.
+    """
+    from greenlet import getcurrent  # the `async` extra: only pwasyncio databases get here
+
+    if getcurrent().parent is None:
+        raise RelayError(
+            "`with tenant_context(...)` on an asyncio database: use "
+            "`async with tenant_context(...)`, or run the sync code with `await db.run(fn)`"
+        )
 
 
 def _context_owners(db: Database) -> list[object | None] | None:
