@@ -52,8 +52,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import relay_peewee
 from relay_peewee import tenant_context
-from relay_peewee.commands import migrate
 from relay_peewee.models import Rating, Skill, Tenant, User
+from relay_peewee.operations.commands import migrate
 from relay_peewee.testing import throwaway_postgres_database
 
 PG_HOST = os.environ.get("PGHOST", "127.0.0.1")

@@ -10,7 +10,7 @@ root@127.0.0.1:5432/test): build a legacy Relay database of N skills once
 under the same application load:
 
 * ``baseline``: the load alone for ``--duration`` seconds, no migration;
-* ``online``: ``relay_peewee.commands.migrate(db, online=True)`` in a child
+* ``online``: ``relay_peewee.operations.migrate(db, online=True)`` in a child
   process on the same database, the load running until it returns;
 * ``transactional``: the default ``migrate(db)`` on a fresh copy, for comparison;
 * ``competing``: ``migrate --online`` on another fresh copy while a separate
@@ -302,8 +302,8 @@ class LockSampler(threading.Thread):
 
 def child_main(mode: str, url: str, out_path: str, to: str | None, lock_timeout: float) -> None:
     """Migrate ``url``; progress to stderr as '<monotonic> <label>'; JSON to ``out_path``."""
-    from relay_peewee.commands import migrate
-    from relay_peewee.db import open_database
+    from relay_peewee.database import open_database
+    from relay_peewee.operations.commands import migrate
 
     statements: list[tuple[float, float, str]] = []
     steps: list[tuple[float, str]] = []

@@ -7,7 +7,7 @@
 For each backend, in one run: build a legacy database of N skills once (a
 template), then for each approach migrate a fresh, identical copy of it:
 
-* ``project``: ``relay_peewee.commands.migrate(db, to)`` on ``open_database(url)``,
+* ``project``: ``relay_peewee.operations.migrate(db, to)`` on ``open_database(url)``,
   through ``--to`` (default 0005_audit_logs: the end state the baselines build);
 * ``project-all`` (``--all-migrations``): every pending migration;
 * ``floor``: the hand-written best case (``baselines.py``);
@@ -91,8 +91,8 @@ APPROACHES: dict[str, tuple[str, ...]] = {
 
 
 def _child_project(url: str, to: str | None) -> dict[str, Any]:
-    from relay_peewee.commands import migrate
-    from relay_peewee.db import open_database
+    from relay_peewee.database import open_database
+    from relay_peewee.operations.commands import migrate
 
     statements: list[tuple[float, str]] = []
     steps: list[tuple[float, str]] = []

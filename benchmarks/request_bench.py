@@ -52,10 +52,10 @@ from playhouse.reflection import generate_models
 
 import relay_peewee
 from relay_peewee import tenant_context
-from relay_peewee.commands import migrate
-from relay_peewee.db import open_database
+from relay_peewee.database import open_database
 from relay_peewee.models import Skill, Tenant
-from relay_peewee.roles import create_roles
+from relay_peewee.operations.commands import migrate
+from relay_peewee.operations.roles import create_roles
 from relay_peewee.testing import throwaway_postgres_database
 
 PG_HOST = os.environ.get("PGHOST", "127.0.0.1")

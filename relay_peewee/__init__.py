@@ -1,6 +1,6 @@
 """relay_peewee: multi-tenancy for Relay's Peewee models."""
 
-from .db import DEFAULT_URL, connect, database_proxy
+from .database import DEFAULT_URL, connect, database_proxy
 from .errors import (
     ConfigurationError,
     CrossTenantWrite,

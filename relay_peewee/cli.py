@@ -18,11 +18,13 @@ from typing import Any, TypeVar
 import click
 from peewee import Database, DatabaseError, InterfaceError
 
-from . import __version__, commands
+from . import __version__
 from .audit import audit_schema, report
 from .config import AppConfig, load_models, read_config
-from .db import DEFAULT_URL, is_postgres, open_database, sqlite_path
+from .database import DEFAULT_URL, is_postgres, open_database, sqlite_path
 from .errors import RelayError
+from .operations import commands
+from .operations.roles import create_roles, role_statements
 
 __all__ = ["cli", "main"]
 
@@ -277,7 +279,7 @@ def makemigration(
     TenantModels whose tables lack tenant_id, new tenant tables, and the
     rest of playhouse's schema diff.
     """
-    from .makemigration import draft_migration, write_migration
+    from .operations.makemigration import draft_migration, write_migration
 
     app = _app(migrations, models)
     if not app.models:
@@ -470,8 +472,6 @@ def roles(
 
     The grants cover Relay's tables and those of the application's --models.
     """
-    from .roles import create_roles, role_statements
-
     app_models = load_models(_app(migrations, models).models)
     if not apply:
         for statement in role_statements(

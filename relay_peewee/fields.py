@@ -13,7 +13,7 @@ from typing import Any
 
 from peewee import SQL, EnclosedNodeList, Field, ForeignKeyField, NodeList
 
-from .db import is_postgres
+from .database import is_postgres
 
 __all__ = ["FloatListField", "JSONField", "TenantForeignKeyField", "TextListField"]
 

@@ -20,8 +20,8 @@ from legacy import POSTGRES_STYLES, SQLITE_STYLES
 from peewee import Database
 
 import relay_peewee
-from relay_peewee.commands import migrate
-from relay_peewee.db import open_database
+from relay_peewee.database import open_database
+from relay_peewee.operations.commands import migrate
 from relay_peewee.testing import (
     FRESH_MARK,
     backend_params,

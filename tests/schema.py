@@ -7,8 +7,7 @@ from typing import Any
 from legacy import LEGACY_TABLES
 from peewee import Database
 
-from relay_peewee.db import is_postgres
-from relay_peewee.migrator import catalog
+from relay_peewee.database import catalog, is_postgres
 
 # The nine tables that get tenant_id: the legacy tables, by definition.
 TENANT_TABLES = LEGACY_TABLES

@@ -23,9 +23,9 @@ from helpers import CLI, Legacy, build_legacy, kill_cli_at
 from peewee import Database, IntegrityError
 
 from relay_peewee.cli import cli
-from relay_peewee.commands import migrate
-from relay_peewee.migrator import catalog
+from relay_peewee.database import catalog
 from relay_peewee.migrator.runner import MigrationRunner
+from relay_peewee.operations.commands import migrate
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "invoicing"
 DEFAULT_TENANT_ID = "default-tenant-000-0000-000000000000"
@@ -363,7 +363,7 @@ def test_roles_grant_the_application_tables(monkeypatch: pytest.MonkeyPatch) -> 
     monkeypatch.chdir(EXAMPLE)
     from invoicing.models import Customer, Invoice, Payment
 
-    from relay_peewee.roles import role_statements
+    from relay_peewee.operations.roles import role_statements
 
     grants = [
         s
@@ -639,7 +639,7 @@ def test_a_model_created_set_null_reference_clears_only_its_column_on_postgres(
     from peewee import TextField
 
     from relay_peewee import TenantModel, tenant_context
-    from relay_peewee.db import is_postgres
+    from relay_peewee.database import is_postgres
     from relay_peewee.fields import TenantForeignKeyField
     from relay_peewee.models import Tenant, User
 

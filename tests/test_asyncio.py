@@ -28,9 +28,9 @@ from relay_peewee import (
     current_tenant,
     tenant_context,
 )
-from relay_peewee.db import is_postgres
+from relay_peewee.database import is_postgres
+from relay_peewee.database.statement_cache import CachedReadsMixin
 from relay_peewee.models import Rating, Skill
-from relay_peewee.statement_cache import CachedReadsMixin
 from relay_peewee.tenancy import aio
 from relay_peewee.tenancy.rls import tenant_setting_literal_sql
 from relay_peewee.testing import (

@@ -21,11 +21,11 @@ from peewee import Database, IntegrityError, Value
 import relay_peewee
 from relay_peewee import tenant_context, unscoped
 from relay_peewee.audit import Finding, audit_schema
-from relay_peewee.commands import migrate
-from relay_peewee.db import open_database
+from relay_peewee.database import open_database
 from relay_peewee.errors import CrossTenantWrite, RelayError
 from relay_peewee.models import DEFAULT_TENANT_ID, AuditLog, Skill, Tenant, UsageEvent
-from relay_peewee.roles import create_roles
+from relay_peewee.operations.commands import migrate
+from relay_peewee.operations.roles import create_roles
 from relay_peewee.tenancy.rls import bypass_scope
 from relay_peewee.testing import TenantPair
 

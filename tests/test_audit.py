@@ -22,12 +22,12 @@ from peewee import CompositeKey, Database, IntegrityError, SqliteDatabase, TextF
 import relay_peewee
 from relay_peewee.audit import Finding, audit_schema, report
 from relay_peewee.cli import cli
-from relay_peewee.commands import migrate
-from relay_peewee.db import is_postgres
+from relay_peewee.database import is_postgres
 from relay_peewee.migrator import HISTORY_TABLE
 from relay_peewee.migrator.sqlite_ddl import TableDDL
 from relay_peewee.migrator.sqlite_rebuild import rebuild_tables
 from relay_peewee.models import DEFAULT_TENANT_ID
+from relay_peewee.operations.commands import migrate
 from relay_peewee.tenancy import TenantModel
 
 

@@ -14,7 +14,7 @@ import pytest
 from peewee import Database
 
 from relay_peewee import RelayError, TenantRequired, current_tenant, tenant_bound, tenant_context
-from relay_peewee.db import is_postgres
+from relay_peewee.database import is_postgres
 from relay_peewee.models import Rating, Skill, Tenant
 from relay_peewee.testing import SAMPLE_SLUGS, TenantPair, assert_only_tenant
 

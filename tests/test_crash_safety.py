@@ -11,9 +11,9 @@ from schema import scalar
 from test_migrations import ALL, assert_tenancy_structure
 
 from relay_peewee.audit import audit_schema
-from relay_peewee.commands import migrate
-from relay_peewee.db import is_postgres, open_database
+from relay_peewee.database import is_postgres, open_database
 from relay_peewee.migrator.locking import migration_lock
+from relay_peewee.operations.commands import migrate
 
 SKILLS = 1500  # enough rows that every step takes a moment to interrupt
 

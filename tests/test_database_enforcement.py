@@ -8,10 +8,10 @@ from peewee import Database, DatabaseError, IntegrityError
 from schema import fingerprint, scalar, sql
 from test_migrations import ALL
 
-from relay_peewee.commands import migrate, rollback
-from relay_peewee.db import is_postgres
+from relay_peewee.database import is_postgres
 from relay_peewee.errors import MigrationError
 from relay_peewee.models import DEFAULT_TENANT_ID
+from relay_peewee.operations.commands import migrate, rollback
 
 
 def _two_tenants(db: Database) -> None:

@@ -16,8 +16,8 @@ from peewee import Database, PostgresqlDatabase
 
 import relay_peewee
 from relay_peewee import tenant_context
-from relay_peewee.db import is_postgres, postgres_driver
-from relay_peewee.deferred_begin import _runs_alone, deferred_class
+from relay_peewee.database import is_postgres, postgres_driver
+from relay_peewee.database.deferred_begin import _runs_alone, deferred_class
 from relay_peewee.models import Rating, Skill
 from relay_peewee.testing import (
     SAMPLE_SLUGS,

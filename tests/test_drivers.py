@@ -16,7 +16,7 @@ from urllib.parse import urlparse, urlunparse
 import pytest
 from peewee import DatabaseError
 
-from relay_peewee.db import open_database, postgres_driver, sqlstate
+from relay_peewee.database import open_database, postgres_driver, sqlstate
 
 TIMESTAMP = re.compile(r"'\d{4}-\d\d-\d\d[ T][\d:.]+'")
 DRIVER_MODULES = {"psycopg2": "psycopg2", "psycopg3": "psycopg"}

@@ -8,11 +8,11 @@ from typing import Any
 import pytest
 from peewee import Model
 
-from relay_peewee import factories, tenant_context
+from relay_peewee import tenant_context
 from relay_peewee.errors import CrossTenantWrite, TenantRequired
 from relay_peewee.models import TENANT_MODELS, Tenant
 from relay_peewee.tenancy import current_tenant
-from relay_peewee.testing import TenantPair, assert_only_tenant, assert_tenant_untouched
+from relay_peewee.testing import TenantPair, assert_only_tenant, assert_tenant_untouched, factories
 
 FACTORIES: list[Callable[..., Model]] = [
     factories.user,

@@ -20,7 +20,7 @@ from peewee import Database
 
 import relay_peewee
 from relay_peewee.cli import cli
-from relay_peewee.db import postgres_driver
+from relay_peewee.database import postgres_driver
 from relay_peewee.models import Tenant
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -40,7 +40,7 @@ def one_error_line(result: Result) -> str:
 
 
 def tenant_rows(url: str) -> list[tuple[Any, ...]]:
-    db = relay_peewee.db.open_database(url)
+    db = relay_peewee.database.open_database(url)
     try:
         return list(db.execute_sql("SELECT slug, name, domain FROM tenants ORDER BY slug"))
     finally:
@@ -267,7 +267,7 @@ def test_ctrl_c_during_migrate_on_sqlite_keeps_nothing(tmp_path: Path) -> None:
 def test_relay_db_uses_the_chosen_driver(
     relay_db: Database, request: pytest.FixtureRequest
 ) -> None:
-    if relay_peewee.db.is_sqlite(relay_db):
+    if relay_peewee.database.is_sqlite(relay_db):
         pytest.skip("SQLite has one driver")
     chosen = request.config.getoption("relay_driver") or (
         "psycopg2" if __import__("importlib").util.find_spec("psycopg2") else "psycopg3"

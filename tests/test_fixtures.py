@@ -9,19 +9,19 @@ from urllib.parse import urlparse, urlunparse
 import pytest
 
 import relay_peewee.testing as plugin
-from relay_peewee.template_copies import admin_connection
+from relay_peewee.testing.template_copies import admin_connection
 
 APP_TESTS = """
 import pytest
 from peewee import Database
 
-import relay_peewee.testing as plugin
+import relay_peewee.testing.templates as templates
 from relay_peewee.models import Skill, Tenant
 from relay_peewee import tenant_context
 from relay_peewee.tenancy.rls import bypass_scope
 
 BUILT = []
-_real = plugin.build_schema
+_real = templates.build_schema
 
 
 def counting_build_schema(db: Database, config=None) -> None:
@@ -29,7 +29,7 @@ def counting_build_schema(db: Database, config=None) -> None:
     _real(db, config)
 
 
-plugin.build_schema = counting_build_schema
+templates.build_schema = counting_build_schema
 
 
 def test_1_commits_and_changes_its_objects(two_tenants):
@@ -63,7 +63,7 @@ def test_4_fresh(relay_db):
 
 
 def test_6_relay_db_url_is_relay_dbs_own_database(relay_db, relay_db_url):
-    from relay_peewee.db import open_database
+    from relay_peewee.database import open_database
 
     with bypass_scope():
         Tenant.create(slug="seen-by-the-owner", name="x")
@@ -129,7 +129,7 @@ import pytest
 
 from conftest import Note
 from relay_peewee import tenant_context
-from relay_peewee.db import open_database
+from relay_peewee.database import open_database
 from relay_peewee.models import Skill, Tenant
 from relay_peewee.tenancy.rls import bypass_scope
 

@@ -23,7 +23,7 @@ from relay_peewee import (
     tenant_context,
     unscoped,
 )
-from relay_peewee.db import is_postgres, postgres_driver
+from relay_peewee.database import is_postgres, postgres_driver
 from relay_peewee.models import (
     ApiKey,
     AuditLog,

@@ -32,10 +32,9 @@ ROOT = Path(relay_peewee.__file__).parent
 # `models` straddles `tenancy` on purpose: TenantModel builds on the audited
 # base model and the Tenant table, and the tenant tables build on TenantModel.
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
-    (
-        "core",
-        ("errors", "scope", "db", "deferred_begin", "statement_cache", "fields", "catalog"),
-    ),
+    # The exceptions, the tenant ContextVar, the database layer (opening a
+    # database, what its connections send, what its catalog says).
+    ("core", ("errors", "scope", "database", "fields")),
     (
         "records",
         (
@@ -49,27 +48,27 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ),
     ("tenancy", ("tenancy",)),
     ("models", ("models",)),
-    ("api", ("events", "audited_model", "lookups", "user_moves", "factories")),
+    ("api", ("events",)),
     ("migrator", ("migrator", "migrations")),
-    ("engine", ("config", "makemigration", "audit", "roles", "commands")),
+    # The operations behind the CLI, the configuration they read, and the
+    # schema audit (which checks the roles the operations create).
+    ("operations", ("config", "operations")),
+    ("audit", ("audit",)),
     ("web", ("web",)),
-    ("cli", ("cli", "testing", "template_copies", "")),
+    ("cli", ("cli", "testing", "")),
 ]
 
 # Imports inside functions that put a cost off; anything else goes at the top.
 DEFERRED_OK = {
     # pwasyncio (the `async` extra) is imported only by code that runs async.
     ("tenancy.context", "tenancy.aio"),
-    ("tenancy.rls", "tenancy.aio"),
     # The catalog's dataclasses (~5 ms) are paid on a model's first write
     # to a database, not by every `import relay_peewee`.
-    ("tenancy.references", "catalog"),
+    ("tenancy.references", "database.catalog"),
     # pwasyncio again: only for a database the application built with it.
-    ("db", "statement_cache"),
+    ("database.connect", "database.statement_cache"),
     # What one command needs, not every start of the CLI.
-    ("cli", "makemigration"),
-    ("cli", "roles"),
-    ("testing", "roles"),
+    ("cli", "operations.makemigration"),
 }
 
 
@@ -294,8 +293,8 @@ def test_no_layer_is_stepped_past() -> None:
 
 
 def test_the_audit_layer_is_chosen_when_the_class_is_defined() -> None:
-    from relay_peewee.audited_model import AuditedDelete, AuditedInsert, AuditedUpdate
     from relay_peewee.models import Skill, Tenant, User
+    from relay_peewee.models.audited import AuditedDelete, AuditedInsert, AuditedUpdate
 
     def layers(model: type) -> set[type]:
         queries = {model._insert_query, model._update_query, model._delete_query}  # type: ignore[attr-defined]

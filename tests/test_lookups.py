@@ -15,8 +15,9 @@ import pytest
 from peewee import Database
 
 from relay_peewee import tenant_context
-from relay_peewee.db import is_postgres, open_database
-from relay_peewee.lookups import (
+from relay_peewee.database import is_postgres, open_database
+from relay_peewee.models import ApiKey, User
+from relay_peewee.operations.lookups import (
     ApiKeyMatch,
     TenantMatch,
     api_key_lookup_statement,
@@ -26,7 +27,6 @@ from relay_peewee.lookups import (
     host_candidates,
     tenant_host_lookup_statement,
 )
-from relay_peewee.models import ApiKey, User
 from relay_peewee.testing import TenantPair
 
 
@@ -173,7 +173,7 @@ def test_tenant_by_host(owner: Database, relay_db: Database, two_tenants: Tenant
 @pytest.mark.postgres_only
 def test_audit_checks_the_lookup_functions(pg_url: str) -> None:
     from relay_peewee.audit import audit_schema
-    from relay_peewee.commands import migrate
+    from relay_peewee.operations.commands import migrate
 
     db = open_database(pg_url)
     try:
@@ -209,7 +209,7 @@ def test_audit_checks_the_lookup_functions(pg_url: str) -> None:
 
 @pytest.mark.sqlite_only
 def test_sqlite_expiry_reads_any_iso_spelling(tmp_path: object) -> None:
-    from relay_peewee.commands import migrate
+    from relay_peewee.operations.commands import migrate
 
     db = open_database(f"sqlite:///{tmp_path}/keys.db")
     try:

@@ -21,10 +21,12 @@ from peewee import Database, DatabaseError, IntegrityError
 from schema import TENANT_TABLES, fingerprint, scalar, sql, tenancy_structure
 
 import relay_peewee
-from relay_peewee.commands import migrate, rollback, status
-from relay_peewee.db import is_postgres
+import relay_peewee.database.catalog
+import relay_peewee.operations.commands
+from relay_peewee.database import is_postgres
 from relay_peewee.errors import MigrationError, UnrecognisedSchema
 from relay_peewee.models import DEFAULT_TENANT_ID
+from relay_peewee.operations.commands import migrate, rollback, status
 
 ALL = [
     "0001_baseline",
@@ -122,7 +124,7 @@ def test_legacy_extras_still_work_after_migration(legacy: Legacy) -> None:
     with pytest.raises(IntegrityError), db.atomic():
         db.execute_sql(sql(db, "UPDATE ratings SET rating = 9 WHERE id = ?"), (rating_id,))
     # other indexes survive
-    index_names = {ix.name for ix in relay_peewee.migrator.catalog.indexes(db, "ratings")}
+    index_names = {ix.name for ix in relay_peewee.database.catalog.indexes(db, "ratings")}
     assert EXTRA_INDEX in index_names
     # the foreign tables' cascades still work
     user_id = scalar(
@@ -142,7 +144,7 @@ def test_legacy_extras_still_work_after_migration(legacy: Legacy) -> None:
         assert "search_vector" in [c.name for c in db.get_columns("skills")]
         assert scalar(db, "SELECT count(*) FROM skills WHERE search_vector IS NULL") == 0
         assert "skills_search_idx" in {
-            ix.name for ix in relay_peewee.migrator.catalog.indexes(db, "skills")
+            ix.name for ix in relay_peewee.database.catalog.indexes(db, "skills")
         }
     else:
         triggers = db.execute_sql("SELECT name FROM sqlite_master WHERE type = 'trigger'")
@@ -158,7 +160,7 @@ def test_fresh_and_migrated_legacy_databases_have_the_same_tenancy(
         if legacy.backend == "postgres"
         else f"sqlite:///{tmp_path / 'fresh.db'}"
     )
-    fresh = relay_peewee.db.open_database(fresh_url)
+    fresh = relay_peewee.database.open_database(fresh_url)
     try:
         migrate(fresh)
         assert tenancy_structure(fresh) == tenancy_structure(legacy.db)
@@ -313,7 +315,7 @@ def test_history_from_a_newer_release_is_refused(migrated_db: Database) -> None:
 @pytest.mark.sqlite_only
 @pytest.mark.parametrize("style", ["inline", "drizzle"])
 def test_sqlite_dangling_reference_stops_before_any_change(tmp_path: Path, style: str) -> None:
-    db = relay_peewee.db.open_database(f"sqlite:///{tmp_path / 'dangling.db'}")
+    db = relay_peewee.database.open_database(f"sqlite:///{tmp_path / 'dangling.db'}")
     create_legacy_schema(db, style)
     populate(db, n_skills=3)
     db.pragma("foreign_keys", 0)
@@ -331,7 +333,7 @@ def test_sqlite_dangling_reference_stops_before_any_change(tmp_path: Path, style
 @pytest.mark.parametrize("legacy", [("sqlite", s) for s in SQLITE_STYLES], indirect=True)
 def test_sqlite_copies_each_table_once_per_run(legacy: Legacy) -> None:
     """0004 and 0006 both rebuild ratings & co.; one migrate copies each once."""
-    plan = relay_peewee.commands.migration_sql(legacy.db)
+    plan = relay_peewee.operations.commands.migration_sql(legacy.db)
     copies = [line for line in plan if line.startswith('CREATE TABLE "_relay_new_')]
     tables = [line.split('"')[1].removeprefix("_relay_new_") for line in copies]
     # 0010 adds tenants and audit_logs (Relay's column defaults).

@@ -10,9 +10,7 @@ from schema import tenancy_structure
 
 import relay_peewee
 from relay_peewee import TenantModel, tenant_context
-from relay_peewee.commands import create_tenant, migrate
-from relay_peewee.db import open_database
-from relay_peewee.migrator import catalog
+from relay_peewee.database import catalog, open_database
 from relay_peewee.models import (
     DEFAULT_TENANT_ID,
     MODELS,
@@ -23,6 +21,7 @@ from relay_peewee.models import (
     Tenant,
     User,
 )
+from relay_peewee.operations.commands import create_tenant, migrate
 
 
 def test_models_declare_the_schema_the_migrations_build(

@@ -16,10 +16,9 @@ from peewee import Database
 from schema import scalar, tenancy_structure
 from test_migrations import ALL, assert_tenancy_structure
 
-from relay_peewee.commands import migrate, migration_sql
-from relay_peewee.db import open_database
+from relay_peewee.database import catalog, open_database
 from relay_peewee.errors import MigrationError
-from relay_peewee.migrator import catalog
+from relay_peewee.operations.commands import migrate, migration_sql
 
 pytestmark = pytest.mark.postgres_only
 ROOT = Path(__file__).resolve().parent.parent

@@ -15,10 +15,10 @@ from peewee import Database, IntegrityError
 from schema import fingerprint
 
 from relay_peewee import tenant_context
-from relay_peewee.commands import migrate, rollback, status
-from relay_peewee.db import is_postgres
+from relay_peewee.database import is_postgres
 from relay_peewee.errors import CrossTenantWrite, MigrationError
 from relay_peewee.models import DEFAULT_TENANT_ID, UsageEvent
+from relay_peewee.operations.commands import migrate, rollback, status
 from relay_peewee.testing import TenantPair
 
 SKILL_COLUMNS = ("forked_from_id", "published_version_id", "draft_version_id")

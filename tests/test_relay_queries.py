@@ -21,10 +21,10 @@ import psycopg2.errors
 import pytest
 from helpers import PG_HOST, PG_PORT, PG_USER
 
-from relay_peewee.commands import migrate
-from relay_peewee.db import open_database
+from relay_peewee.database import open_database
 from relay_peewee.models import DEFAULT_TENANT_ID
-from relay_peewee.roles import create_roles
+from relay_peewee.operations.commands import migrate
+from relay_peewee.operations.roles import create_roles
 
 pytestmark = pytest.mark.postgres_only
 

@@ -20,9 +20,9 @@ from peewee import Database, IntegrityError
 from schema import TENANT_TABLES, fingerprint, scalar
 
 import relay_peewee
-from relay_peewee.commands import migrate, status
-from relay_peewee.db import is_postgres
+from relay_peewee.database import is_postgres
 from relay_peewee.errors import MigrationError
+from relay_peewee.operations.commands import migrate, status
 from relay_peewee.testing import throwaway_postgres_database
 
 
@@ -195,12 +195,12 @@ def fresh(legacy: Legacy, tmp_path: Path) -> Iterator[Database]:
     if legacy.backend == "postgres":
         server = f"postgresql://{PG_USER}@{PG_HOST}:{PG_PORT}/{PG_ADMIN_DB}"
         with throwaway_postgres_database(server) as url:
-            db = relay_peewee.db.open_database(url)
+            db = relay_peewee.database.open_database(url)
             migrate(db)
             yield db
             db.close()
         return
-    db = relay_peewee.db.open_database(f"sqlite:///{tmp_path / 'fresh.db'}")
+    db = relay_peewee.database.open_database(f"sqlite:///{tmp_path / 'fresh.db'}")
     migrate(db)
     yield db
     db.close()
@@ -220,7 +220,7 @@ def test_fresh_and_migrated_legacy_catalogs_are_the_same(legacy: Legacy, fresh: 
 
 @pytest.mark.postgres_only
 def test_fresh_postgres_has_relays_types_indexes_and_nullability(pg_url: str) -> None:
-    db = relay_peewee.db.open_database(pg_url)
+    db = relay_peewee.database.open_database(pg_url)
     try:
         migrate(db)
         catalog = _pg_catalog(db)
@@ -237,7 +237,7 @@ def test_fresh_postgres_has_relays_types_indexes_and_nullability(pg_url: str) ->
 
 @pytest.mark.sqlite_only
 def test_fresh_sqlite_has_relays_indexes_and_nullability(tmp_path: Path) -> None:
-    db = relay_peewee.db.open_database(f"sqlite:///{tmp_path / 'dev.db'}")
+    db = relay_peewee.database.open_database(f"sqlite:///{tmp_path / 'dev.db'}")
     try:
         migrate(db)
         catalog = _sqlite_catalog(db)
@@ -292,7 +292,7 @@ def test_relays_own_timestamp3_is_kept(pg_legacy: Legacy) -> None:
 def test_rollback_of_0010_drops_defaults_and_functions_keeps_relays_schema(
     migrated_db: Database,
 ) -> None:
-    from relay_peewee.commands import rollback
+    from relay_peewee.operations.commands import rollback
 
     db = migrated_db
     assert rollback(db, "10") == ["0011_tenant_consistent_ids", "0010_relay_app_compat"]

@@ -12,12 +12,11 @@ from helpers import PG_HOST, PG_PORT, PG_USER
 from peewee import Database
 from schema import TENANT_TABLES, scalar
 
-from relay_peewee.commands import migrate, rollback
-from relay_peewee.db import open_database
+from relay_peewee.database import catalog, open_database
 from relay_peewee.errors import MigrationError
-from relay_peewee.migrator import catalog
 from relay_peewee.models import DEFAULT_TENANT_ID
-from relay_peewee.roles import create_roles
+from relay_peewee.operations.commands import migrate, rollback
+from relay_peewee.operations.roles import create_roles
 
 pytestmark = pytest.mark.postgres_only
 

@@ -31,8 +31,8 @@ from peewee import (
 from playhouse import signals
 
 from relay_peewee import CrossTenantWrite, TenantModel, tenant_context, unscoped
-from relay_peewee.commands import create_tenant
 from relay_peewee.models import AuditLog, Tenant
+from relay_peewee.operations.commands import create_tenant
 
 
 class Topic(TenantModel):

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from helpers import build_legacy
 
-from relay_peewee.commands import migration_sql
+from relay_peewee.operations.commands import migration_sql
 
 CREATE_INDEX = re.compile(r'^CREATE (?:UNIQUE )?INDEX (?:IF NOT EXISTS )?"?(\w+)"?')
 

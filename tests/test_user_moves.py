@@ -19,11 +19,11 @@ from schema import scalar
 import relay_peewee
 from relay_peewee import tenant_context
 from relay_peewee.cli import cli
-from relay_peewee.commands import create_tenant, migrate, move_user
-from relay_peewee.db import is_postgres, open_database
+from relay_peewee.database import is_postgres, open_database
 from relay_peewee.errors import RelayError
-from relay_peewee.lookups import find_api_key, hash_api_key
 from relay_peewee.models import ApiKey, Rating, Skill, UsageEvent, User
+from relay_peewee.operations.commands import create_tenant, migrate, move_user
+from relay_peewee.operations.lookups import find_api_key, hash_api_key
 from relay_peewee.testing import TenantPair
 
 

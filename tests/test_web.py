@@ -21,9 +21,9 @@ from starlette.routing import Route
 from starlette.testclient import TestClient
 
 from relay_peewee import current_tenant
-from relay_peewee.db import is_postgres
-from relay_peewee.lookups import hash_api_key
+from relay_peewee.database import is_postgres
 from relay_peewee.models import ApiKey, Skill, Tenant
+from relay_peewee.operations.lookups import hash_api_key
 from relay_peewee.tenancy.context import tenant_context
 from relay_peewee.tenancy.rls import bypass_scope
 from relay_peewee.testing import SAMPLE_SLUGS, TenantPair

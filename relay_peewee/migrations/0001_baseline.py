@@ -143,7 +143,7 @@ SQLITE = [
 
 
 def up(migrator: Any, db: Any) -> None:
-    from relay_peewee.db import is_postgres
+    from relay_peewee.database import is_postgres
 
     migrator.step("creating the pre-tenancy tables")
     migrator.migrate(*[migrator.sql(s) for s in (POSTGRES if is_postgres(db) else SQLITE)])

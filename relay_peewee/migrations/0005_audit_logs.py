@@ -36,7 +36,7 @@ MERGES_REBUILDS = True
 
 
 def up(migrator: Any, db: Any) -> None:
-    from relay_peewee.db import is_postgres
+    from relay_peewee.database import is_postgres
 
     migrator.step("creating audit_logs")
     model = _audit_model(db)

@@ -29,8 +29,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from relay_peewee.db import is_postgres
-from relay_peewee.migrator.catalog import PostgresCatalog
+from relay_peewee.database import is_postgres
+from relay_peewee.database.catalog import PostgresCatalog
 
 ONLINE = True
 # SQLite: nothing here needs earlier migrations' queued rebuilds.

@@ -16,7 +16,7 @@
   as it is. A NULL in a column that becomes NOT NULL is refused, naming the
   table, the count and the fix.
 * PostgreSQL: the two lookups that run before the tenant is known
-  (``relay_peewee.lookups``) as narrow SECURITY DEFINER functions, with
+  (``relay_peewee.operations.lookups``) as narrow SECURITY DEFINER functions, with
   ``search_path`` and ``TimeZone`` pinned and EXECUTE revoked from PUBLIC;
   ``relay-peewee roles`` grants it to the application role.
 """
@@ -266,7 +266,7 @@ def _up_sqlite(migrator: Any, db: Any) -> None:
 
 
 def up(migrator: Any, db: Any) -> None:
-    from relay_peewee.db import is_postgres
+    from relay_peewee.database import is_postgres
 
     _refuse_nulls(db)
     if is_postgres(db) and hasattr(migrator, "locked"):  # migrate --online
@@ -278,7 +278,7 @@ def up(migrator: Any, db: Any) -> None:
 
 
 def down(migrator: Any, db: Any) -> None:
-    from relay_peewee.db import is_postgres
+    from relay_peewee.database import is_postgres
 
     # The lookups and defaults go; Relay's types, NOT NULLs and indexes stay:
     # they are what Relay's own schema has, and undoing them loses nothing.

@@ -35,7 +35,7 @@ from typing import Any
 
 from playhouse.migrate import make_index_name
 
-from relay_peewee.db import is_postgres
+from relay_peewee.database import is_postgres
 from relay_peewee.migrator.backends import TenantReference
 from relay_peewee.migrator.known_objects import KNOWN_FUNCTIONS
 from relay_peewee.migrator.sqlite_ddl import quote

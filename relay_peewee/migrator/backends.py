@@ -17,8 +17,7 @@ from typing import Any, cast
 from peewee import SQL, Database, Model, SqliteDatabase, TextField
 from playhouse.migrate import PostgresqlMigrator, SqliteMigrator, make_index_name
 
-from .. import catalog
-from ..db import is_postgres
+from ..database import catalog, is_postgres
 from ..errors import MigrationError
 from ..tenancy.rls import TENANT_SETTING
 from .specs import (

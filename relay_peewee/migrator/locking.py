@@ -28,7 +28,7 @@ from contextlib import contextmanager
 
 from peewee import Database, SqliteDatabase
 
-from ..db import is_postgres
+from ..database import is_postgres
 from ..errors import MigrationError
 
 __all__ = ["MIGRATION_LOCK_KEY", "migration_lock"]

@@ -30,8 +30,7 @@ from contextlib import contextmanager
 from peewee import Database, OperationalError
 from playhouse.migrate import make_index_name
 
-from .. import catalog
-from ..db import sqlstate
+from ..database import catalog, sqlstate
 from ..errors import MigrationError
 from .backends import (
     PARENT_KEY,

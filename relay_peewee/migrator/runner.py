@@ -33,7 +33,7 @@ from peewee import Database
 from playhouse.migrations import Migration, Runner
 from playhouse.migrations import MigrationError as PlayhouseMigrationError
 
-from ..db import is_postgres, mogrify
+from ..database import is_postgres, mogrify
 from ..errors import MigrationError, UnrecognisedSchema
 from .backends import Progress, migrator_for
 from .locking import migration_lock

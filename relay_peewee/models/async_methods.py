@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from ..db import unwrap
+from ..database import unwrap
 from ..errors import ConfigurationError
 
 __all__ = ["AsyncModelMethods"]

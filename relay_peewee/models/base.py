@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from peewee import Model
 
-from ..db import database_proxy
+from ..database import database_proxy
 from .async_methods import AsyncModelMethods
 
 __all__ = ["BaseModel"]

@@ -31,7 +31,7 @@ try:
 except ImportError:  # no asyncpg (an AsyncSqliteDatabase), or it moved
     _TransactionState = None
 
-from ..db import database_proxy, is_postgres
+from ..database import database_proxy, is_postgres
 from . import rls
 
 __all__ = ["tenant_scope"]

@@ -42,8 +42,8 @@ from peewee import (
     fn,
 )
 
-from ..db import sqlstate
-from ..deferred_begin import deferred_transaction
+from ..database import sqlstate
+from ..database.deferred_begin import deferred_transaction
 from ..errors import CrossTenantWrite
 from ..fields import TenantForeignKeyField
 from .scoping import TENANT_COLUMN, TENANT_FIELD, ScopedSelect, is_tenant_model
@@ -265,7 +265,7 @@ def _checked_by_database(
     if candidates:
         # Imported on a model's first write to a database, not with the
         # package: its dataclasses are ~5 ms of `import relay_peewee`.
-        from .. import catalog
+        from ..database import catalog
 
         keys = {
             (key.columns, key.ref_table): key.name

@@ -43,8 +43,8 @@ from typing import Any, cast
 
 from peewee import Database
 
-from ..db import admin_database, database_proxy, is_postgres
-from ..deferred_begin import DeferredBeginMixin, DeferredTransaction
+from ..database import admin_database, database_proxy, is_postgres
+from ..database.deferred_begin import DeferredBeginMixin, DeferredTransaction
 from ..errors import RelayError
 
 __all__ = [

@@ -9,7 +9,7 @@ does not open.
 
 from __future__ import annotations
 
-from ..db import is_postgres, unwrap
+from ..database import is_postgres, unwrap
 from ..errors import RelayError
 from ..models.audit_log import AuditLog, audit_row_values
 from .rls import separate_transaction

@@ -41,7 +41,7 @@ from peewee import (
     SqliteDatabase,
 )
 
-from ..deferred_begin import deferred_transaction
+from ..database.deferred_begin import deferred_transaction
 from ..errors import CrossTenantWrite
 from ..models.audited import AuditedDelete, AuditedInsert, AuditedUpdate, WriteQueries
 from ..scope import _scope

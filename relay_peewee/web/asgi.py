@@ -28,7 +28,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
-from ..db import database_proxy
+from ..database import database_proxy
 from ..tenancy.context import tenant_context
 from .resolvers import RequestInfo, ResolvedTenant, Resolver, TenantNotResolved
 

@@ -3,7 +3,7 @@
 A resolver is any function ``(RequestInfo) -> ResolvedTenant``; it raises
 ``TenantNotResolved`` (with the HTTP status to answer) when the request names
 no usable tenant, and the middleware then answers without running the
-application. The built-in ones look tenants up with ``relay_peewee.lookups``,
+application. The built-in ones look tenants up with ``relay_peewee.operations.lookups``,
 which work before any tenant is in context (on PostgreSQL through narrow
 ``SECURITY DEFINER`` functions, never ``unscoped``):
 
@@ -28,10 +28,10 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
-from ..db import database_proxy
+from ..database import database_proxy
 from ..errors import RelayError
-from ..lookups import ApiKeyMatch, find_api_key, find_tenant_by_host
 from ..models import Tenant
+from ..operations.lookups import ApiKeyMatch, find_api_key, find_tenant_by_host
 
 __all__ = [
     "RequestInfo",

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from relay_peewee.db import is_postgres
+from relay_peewee.database import is_postgres
 
 POSTGRES = [
     """CREATE TABLE IF NOT EXISTS customers (

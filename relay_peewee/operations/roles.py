@@ -24,10 +24,10 @@ from collections.abc import Iterable
 
 from peewee import Database, Model
 
-from .errors import RelayError
+from ..errors import RelayError
+from ..migrator import HISTORY_TABLE
+from ..models import MODELS, AuditLog, Tenant
 from .lookups import LOOKUP_FUNCTIONS
-from .migrator import HISTORY_TABLE
-from .models import MODELS, AuditLog, Tenant
 
 __all__ = ["ADMIN_ROLE", "APP_ROLE", "create_roles", "role_statements"]
 

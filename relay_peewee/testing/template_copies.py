@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from typing import Any, NoReturn
 from urllib.parse import urlparse, urlunparse
 
-from .db import POSTGRES_DRIVERS
+from ..database import POSTGRES_DRIVERS
 
 __all__ = [
     "Pristine",

@@ -12,11 +12,11 @@ from dataclasses import dataclass
 
 from peewee import Database, IntegrityError
 
-from .errors import MigrationError, RelayError, UnrecognisedSchema
-from .migrator import MigrationRunner, MigrationStatus, classify_schema
-from .migrator.backends import Progress
-from .models import Tenant
-from .tenancy.references import forget_database_checks
+from ..errors import MigrationError, RelayError, UnrecognisedSchema
+from ..migrator import MigrationRunner, MigrationStatus, classify_schema
+from ..migrator.backends import Progress
+from ..models import Tenant
+from ..tenancy.references import forget_database_checks
 from .user_moves import UserMove, move_user
 
 __all__ = [

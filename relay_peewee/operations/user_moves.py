@@ -28,10 +28,10 @@ from typing import Any
 
 from peewee import Database, DatabaseProxy, IntegrityError
 
-from .db import is_postgres, unwrap
-from .errors import MigrationError, RelayError
-from .events import write_event
-from .tenancy.rls import bypass_scope
+from ..database import is_postgres, unwrap
+from ..errors import MigrationError, RelayError
+from ..events import write_event
+from ..tenancy.rls import bypass_scope
 
 __all__ = ["MOVE_ACTION", "UserMove", "move_user"]
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 import itertools
 from typing import Any
 
-from .models import (
+from ..models import (
     ApiKey,
     Rating,
     SiteSettings,
@@ -31,7 +31,7 @@ from .models import (
     UsageEvent,
     User,
 )
-from .scope import require_tenant
+from ..scope import require_tenant
 
 __all__ = [
     "api_key",

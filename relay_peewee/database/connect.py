@@ -4,9 +4,9 @@ All models are declared against ``database_proxy``; ``connect()`` opens the
 real database (through ``playhouse.db_url``) and points the proxy at it, so
 an application and the CLI configure the models the same way.
 
-Two things a multi-tenant application needs from its connections live here
-too: ``postgresql+pool://`` opens a pool that resets every connection's
-session state when it is checked in (``SessionResettingPool``), and
+Two things a multi-tenant application needs from its connections are chosen
+here too: ``postgresql+pool://`` opens a pool that resets every connection's
+session state when it is checked in (``pool.SessionResettingPool``), and
 ``connect(url, admin_url=...)`` names the connection ``unscoped()`` opens
 to see every tenant, so the application role itself never needs a way out.
 """
@@ -14,47 +14,35 @@ to see every tenant, so the application role itself never needs a way out.
 from __future__ import annotations
 
 import importlib.util
-import logging
 import os
 import weakref
 from typing import Any
 from urllib.parse import urlparse
 
-from peewee import (
-    Database,
-    DatabaseProxy,
-    PostgresqlDatabase,
-    Psycopg3Adapter,
-    SqliteDatabase,
-)
+from peewee import Database, DatabaseProxy, PostgresqlDatabase, SqliteDatabase
 from playhouse import db_url
 from playhouse.pool import PooledPostgresqlDatabase
 
+from ..errors import ConfigurationError
+from .backend import POSTGRES_DRIVERS
 from .deferred_begin import deferred_class
-from .errors import ConfigurationError
+from .pool import SessionResettingPool
 
 __all__ = [
     "ADMIN_URL_ENV",
     "DEFAULT_URL",
-    "POSTGRES_DRIVERS",
-    "SessionResettingPool",
     "admin_database",
     "connect",
     "database_proxy",
-    "is_postgres",
-    "is_sqlite",
-    "mogrify",
-    "postgres_driver",
+    "open_database",
     "resolve_url",
-    "sqlstate",
-    "unwrap",
+    "set_admin_database",
+    "sqlite_path",
 ]
 
 DEFAULT_URL = "sqlite:///relay.db"
 # Where connect() finds the URL of unscoped()'s own connection when not given it.
 ADMIN_URL_ENV = "RELAY_ADMIN_DATABASE_URL"
-
-logger = logging.getLogger(__name__)
 
 # SQLite enforces foreign keys only when asked to, per connection. Without
 # this pragma a row pointing at a missing tenant would be accepted silently.
@@ -64,44 +52,6 @@ database_proxy = DatabaseProxy()
 
 # Application database -> the database unscoped() connects to (admin role).
 _admin_databases: weakref.WeakKeyDictionary[Database, Database] = weakref.WeakKeyDictionary()
-
-
-class SessionResettingPool(PooledPostgresqlDatabase):
-    """``postgresql+pool://``: every connection is reset when it is checked in.
-
-    A pooled connection outlives the request that used it. ``tenant_context``
-    sets its tenant transaction-locally, but raw SQL can set a session-level
-    tenant (``set_config(..., false)``), ``SET ROLE``, or leave temporary
-    tables and prepared statements behind; the next checkout would inherit
-    them. ``DISCARD ALL`` drops all of it (and ``SET SESSION AUTHORIZATION
-    DEFAULT`` undoes any role switch). It cannot run inside a transaction,
-    so peewee's own check-in (which rolls back what was left open) runs
-    first; a connection that cannot be reset is closed, not pooled.
-    """
-
-    def _can_reuse(self, conn: Any) -> bool:
-        if not super()._can_reuse(conn):
-            return False
-        autocommit = conn.autocommit
-        try:
-            conn.autocommit = True
-            with conn.cursor() as cursor:
-                cursor.execute("DISCARD ALL")
-        except Exception:
-            logger.warning("could not reset a pooled connection; closing it", exc_info=True)
-            return False
-        finally:
-            try:
-                conn.autocommit = autocommit
-            except Exception:
-                return False
-        return True
-
-
-# PostgreSQL driver -> the module it imports. peewee 4 speaks both: a
-# ``postgresql://`` URL uses psycopg2 when it is installed and psycopg 3
-# otherwise; ``psycopg3://`` always uses psycopg 3.
-POSTGRES_DRIVERS = {"psycopg2": "psycopg2", "psycopg3": "psycopg"}
 
 
 def resolve_url(url: str | None = None) -> str:
@@ -232,58 +182,6 @@ def _require_driver(scheme: str) -> None:
             if len(wanted) > 1
             else "psycopg3:// needs psycopg 3: pip install 'relay_peewee[psycopg3]'"
         )
-
-
-def postgres_driver(db: Database | DatabaseProxy) -> str:
-    """``"psycopg2"`` or ``"psycopg3"``: the driver a PostgreSQL database uses."""
-    adapter = getattr(unwrap(db), "_adapter", None)  # peewee 4 picks it in init()
-    return "psycopg3" if isinstance(adapter, Psycopg3Adapter) else "psycopg2"
-
-
-def sqlstate(exc: BaseException | None) -> str | None:
-    """The PostgreSQL SQLSTATE of a driver error, or of the one peewee wrapped.
-
-    psycopg2 calls it ``pgcode``, psycopg 3 ``sqlstate``; peewee re-raises
-    either as its own exception type while handling the original, which is
-    then ``__context__``. None for SQLite and non-database errors.
-    """
-    for candidate in (exc, getattr(exc, "__context__", None)):
-        code = getattr(candidate, "pgcode", None) or getattr(candidate, "sqlstate", None)
-        if isinstance(code, str):
-            return code
-    return None
-
-
-def mogrify(db: Database, sql: str, params: Any) -> str:
-    """``sql`` with ``params`` bound as PostgreSQL literals, by the driver itself.
-
-    psycopg2 cursors have ``mogrify``; psycopg 3 binds on the server and
-    leaves client-side binding to its ``ClientCursor``.
-    """
-    conn = unwrap(db).connection()
-    if postgres_driver(db) == "psycopg3":
-        from psycopg import ClientCursor
-
-        return ClientCursor(conn).mogrify(sql, params)
-    rendered = conn.cursor().mogrify(sql, params)
-    return rendered.decode() if isinstance(rendered, bytes) else str(rendered)
-
-
-def unwrap(db: Database | DatabaseProxy) -> Database:
-    """The real database behind a proxy."""
-    if isinstance(db, DatabaseProxy):
-        if db.obj is None:
-            raise ConfigurationError("no database: call relay_peewee.connect(url) first")
-        return db.obj
-    return db
-
-
-def is_postgres(db: Database | DatabaseProxy) -> bool:
-    return isinstance(unwrap(db), PostgresqlDatabase)
-
-
-def is_sqlite(db: Database | DatabaseProxy) -> bool:
-    return isinstance(unwrap(db), SqliteDatabase)
 
 
 def _redact(url: str) -> str:

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 from peewee import Database
 
-from .db import is_postgres
+from .backend import is_postgres
 
 __all__ = [
     "Catalog",

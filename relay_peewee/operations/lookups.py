@@ -26,7 +26,7 @@ from typing import Any
 
 from peewee import Database, DatabaseProxy
 
-from .db import is_postgres, unwrap
+from ..database import is_postgres, unwrap
 
 __all__ = [
     "LOOKUP_FUNCTIONS",

@@ -30,11 +30,11 @@ from peewee import Database, Model, PostgresqlDatabase, SqliteDatabase
 from playhouse.migrations import Migration, sort_models, template
 from playhouse.schema_diff import SchemaDiff, diff_models
 
-from . import catalog
-from .errors import MigrationError
-from .fields import TenantForeignKeyField
-from .migrator.sources import migration_sources
-from .migrator.specs import TENANT_COLUMN, TenancyPlan, TenantReference, tenancy_plan
+from ..database import catalog
+from ..errors import MigrationError
+from ..fields import TenantForeignKeyField
+from ..migrator.sources import migration_sources
+from ..migrator.specs import TENANT_COLUMN, TenancyPlan, TenantReference, tenancy_plan
 
 __all__ = ["MigrationDraft", "NewTenantTables", "draft_migration", "write_migration"]
 
@@ -88,7 +88,7 @@ class MigrationDraft:
             # Parents are tenantized above first: a new table's
             # tenant-consistent key needs their (tenant_id, id).
             head += [
-                "from relay_peewee.db import is_postgres",
+                "from relay_peewee.database import is_postgres",
                 "",
                 f"CREATED = {self.created.tables!r}",
                 f"POSTGRES = {list(self.created.postgres)!r}",

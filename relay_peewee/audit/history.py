@@ -1,0 +1,90 @@
+"""The migration history and the project's own lookup functions, against what the package ships."""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Sequence
+
+from peewee import Database
+
+from ..database import is_postgres
+from ..migrator import HISTORY_TABLE, MigrationRunner
+from .findings import MIGRATE, Finding
+
+
+def check_history(db: Database, tables: set[str], migrations: Sequence[str]) -> list[Finding]:
+    if HISTORY_TABLE not in tables:
+        msg = f"no migration history; fix: {MIGRATE}"
+        return [Finding("error", HISTORY_TABLE, "history-missing", msg)]
+    statuses = MigrationRunner(db, migrations=migrations).statuses()
+    out = []
+    pending = [s.name for s in statuses if s.applied is None]
+    if pending:
+        msg = f"pending migrations: {', '.join(pending)}; fix: {MIGRATE}"
+        out.append(Finding("error", HISTORY_TABLE, "migration-pending", msg))
+    unknown = [s.name for s in statuses if not s.known]
+    if unknown:
+        msg = f"applied, but unknown to this relay_peewee: {', '.join(unknown)}; fix: upgrade "
+        msg += "it, or name the application's migrations package"
+        out.append(Finding("error", HISTORY_TABLE, "migration-unknown", msg))
+    return out
+
+
+# The migration that creates the lookup functions of relay_peewee.operations.lookups;
+# its text is what the live definitions must match.
+LOOKUPS_MIGRATION = "0010_relay_app_compat"
+
+
+def check_lookup_functions(db: Database, tables: set[str]) -> list[Finding]:
+    """PostgreSQL: the SECURITY DEFINER lookups are exactly what 0010 created.
+
+    Each runs with its owner's rights across every tenant, so a changed body,
+    a lost pinned search_path, EXECUTE for PUBLIC or an owner that row-level
+    security binds (the lookups would find nothing) is an error.
+    """
+    if not is_postgres(db) or HISTORY_TABLE not in tables:
+        return []
+    applied = db.execute_sql(
+        f"SELECT 1 FROM {HISTORY_TABLE} WHERE name = %s", (LOOKUPS_MIGRATION,)
+    ).fetchone()
+    if applied is None:
+        return []  # reported as a pending migration
+    migration = importlib.import_module(f"relay_peewee.migrations.{LOOKUPS_MIGRATION}")
+    schema = db.execute_sql("SELECT quote_ident(current_schema())").fetchone()[0]
+    config = [f"search_path=pg_catalog, {schema}, pg_temp", "TimeZone=UTC"]
+    recreate = "`relay-peewee rollback --to 10`, then `relay-peewee migrate` (recreates it)"
+    out = []
+    for sig, (_head, body) in migration.FUNCTIONS.items():
+        row = db.execute_sql(
+            "SELECT p.prosecdef, p.proconfig, p.prosrc, r.rolsuper OR r.rolbypassrls,"
+            " has_function_privilege('public', p.oid, 'EXECUTE')"
+            " FROM pg_proc p JOIN pg_roles r ON r.oid = p.proowner"
+            " WHERE p.oid = to_regprocedure(%s)",
+            (sig,),
+        ).fetchone()
+        name = sig.split("(")[0]
+        problems = []
+        if row is None:
+            problems.append("is missing")
+        else:
+            definer, proconfig, source, owner_bypasses, public = row
+            if not definer:
+                problems.append("is not SECURITY DEFINER")
+            if list(proconfig or []) != config:
+                problems.append(f"has settings {proconfig}, not {config}")
+            if " ".join(str(source).split()) != " ".join(body.split()):
+                problems.append("has a body other than the one migration 0010 created")
+            if not owner_bypasses:
+                problems.append("is owned by a role row-level security binds (it finds nothing)")
+            if public:
+                problems.append("is executable by PUBLIC")
+        if problems:
+            if problems == ["is executable by PUBLIC"]:
+                fix = f"REVOKE ALL ON FUNCTION {sig} FROM PUBLIC"
+            elif len(problems) == 1 and problems[0].startswith("is owned by"):
+                fix = f"ALTER FUNCTION {sig} OWNER TO <the BYPASSRLS role that runs migrate>"
+            else:
+                fix = recreate
+            message = f"lookup function {sig} {'; '.join(problems)}; fix: {fix}"
+            out.append(Finding("error", name, "lookup-function", message))
+    return out
