@@ -112,8 +112,10 @@ def test_the_sdist_carries_what_its_tests_need(tmp_path: Path) -> None:
         members = {m.split("/", 1)[1] for m in sdist.getnames() if "/" in m}
     for path in ROOT.joinpath("tests").glob("*.py"):
         assert f"tests/{path.name}" in members
-    for wanted in ("LICENSE", ".squawk.toml", "cli.py", "CHANGELOG.md", "README.md"):
+    for wanted in ("LICENSE", ".squawk.toml", "cli.py", "CHANGELOG.md", "README.md", "mkdocs.yml"):
         assert wanted in members
+    for path in ROOT.joinpath("docs").rglob("*.md"):
+        assert f"docs/{path.relative_to(ROOT / 'docs')}" in members
     assert "MIT License" in (ROOT / "LICENSE").read_text()
 
 

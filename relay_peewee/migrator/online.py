@@ -2,7 +2,7 @@
 
 The transactional path (``backends.RelayPostgresqlMigrator``) is fast but
 holds ACCESS EXCLUSIVE locks on every table until it commits. This one, for
-databases with live traffic (the README's "Online migrations" has the
+databases with live traffic (docs/migrations.md, "Online migrations", has the
 lock each step takes):
 
 * every statement that needs ACCESS EXCLUSIVE runs alone in a short
