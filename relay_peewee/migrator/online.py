@@ -279,7 +279,9 @@ class OnlinePostgresqlMigrator(RelayPostgresqlMigrator):
 
     def _drop_default(self, table: str) -> None:
         if self.record is None:
-            column = next(c for c in self.database.get_columns(table) if c.name == TENANT_COLUMN)
+            column = next(
+                c for c in catalog.columns(self.database, table) if c.name == TENANT_COLUMN
+            )
             if column.default is None:
                 return
         self.step(f"{table}: drop the tenant_id default")

@@ -33,7 +33,7 @@ from peewee import Database
 from playhouse.migrations import Migration, Runner
 from playhouse.migrations import MigrationError as PlayhouseMigrationError
 
-from ..database import is_postgres, mogrify
+from ..database import catalog, is_postgres, mogrify
 from ..errors import MigrationError, UnrecognisedSchema
 from .backends import Progress, migrator_for
 from .locking import migration_lock
@@ -163,8 +163,8 @@ def classify_schema(db: Database) -> str:
         problems.append("missing tables " + ", ".join(missing))
     for table in sorted(present & set(NEW_TABLES)):
         problems.append(f"{table} already exists")
-    for table in sorted(present & set(LEGACY_COLUMNS)):
-        columns = {c.name for c in db.get_columns(table)}
+    legacy = sorted(present & set(LEGACY_COLUMNS))
+    for table, columns in catalog.column_names(db, legacy).items():
         lacking = sorted(LEGACY_COLUMNS[table] - columns)
         if lacking:
             problems.append(f"{table} lacks column(s) {', '.join(lacking)}")
