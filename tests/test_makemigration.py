@@ -249,3 +249,94 @@ def test_a_new_table_with_a_plain_foreign_key_is_tenant_consistent(
         migrated_db.execute_sql(
             f"INSERT INTO mm_cards (id, tenant_id, board_id) VALUES (1, {p}, 1)", (other.id,)
         )
+
+
+EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "invoicing"
+
+
+def _forget_invoicing() -> None:
+    for name in [n for n in sys.modules if n == "invoicing" or n.startswith("invoicing.")]:
+        del sys.modules[name]
+
+
+def _sqlite_objects(db: Database) -> list[tuple[str, str]]:
+    return sorted(
+        db.execute_sql(
+            "SELECT type, name FROM sqlite_master WHERE type IN ('trigger', 'view', 'index')"
+            " AND name NOT LIKE 'sqlite_%'"
+        ).fetchall()
+    )
+
+
+@pytest.mark.sqlite_only
+def test_a_later_column_on_a_tenantized_sqlite_table_keeps_rows_triggers_and_views(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The README's example, copied: migrate, add Invoice.currency, draft, migrate.
+
+    Adding a NOT NULL column rebuilds ``invoices`` on SQLite; the SET NULL
+    trigger on ``users`` names it, the view reads it, ``invoice_notes``
+    cascades from it.
+    """
+    import shutil
+
+    import relay_peewee
+
+    app = tmp_path / "invoicing-copy"
+    shutil.copytree(EXAMPLE, app, ignore=shutil.ignore_patterns("__pycache__", "*.db"))
+    monkeypatch.chdir(app)
+    _forget_invoicing()
+    url = f"sqlite:///{app / 'app.db'}"
+    try:
+        assert run("migrate", "--database", url, "-q").exit_code == 0
+        db = relay_peewee.connect(url)
+        (user,) = db.execute_sql("SELECT id FROM users LIMIT 1").fetchone() or ("u1",)
+        if user == "u1":
+            db.execute_sql(
+                "INSERT INTO users (id, email, tenant_id, created_at, updated_at) VALUES "
+                f"('u1', 'u1@x', '{DEFAULT_TENANT_ID}', CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)"
+            )
+        t = DEFAULT_TENANT_ID
+        for sql in (
+            f"INSERT INTO customers (id, tenant_id, name, email) VALUES ('c1', '{t}', 'C', 'c@x')",
+            "INSERT INTO invoices (id, tenant_id, number, customer_id, owner_id, total)"
+            f" VALUES ('i1', '{t}', 'N1', 'c1', '{user}', 100)",
+            "INSERT INTO payments (id, tenant_id, invoice_id, amount)"
+            f" VALUES ('p1', '{t}', 'i1', 40)",
+            "INSERT INTO invoice_notes (invoice_id, body) VALUES ('i1', 'note')",
+        ):
+            db.execute_sql(sql)
+        before = _sqlite_objects(db)
+        assert ("trigger", "invoices_owner_id_set_null") in before
+        db.close()
+
+        models = app / "invoicing" / "models.py"
+        models.write_text(
+            models.read_text().replace(
+                "    total = IntegerField()\n",
+                '    total = IntegerField()\n    currency = TextField(default="EUR")\n',
+                1,
+            )
+        )
+        _forget_invoicing()
+        wrote = run("makemigration", "add_currency", "--database", url)
+        assert wrote.exit_code == 0, wrote.output
+        assert_formatted(Path(wrote.output.strip().removeprefix("wrote ")))
+        dry = run("migrate", "--database", url, "--sql")
+        assert dry.exit_code == 0, dry.output
+        applied = run("migrate", "--database", url, "-q")
+        assert applied.exit_code == 0, applied.output
+
+        db = relay_peewee.connect(url)
+        assert _sqlite_objects(db) == before
+        assert db.execute_sql("SELECT currency FROM invoices").fetchall() == [("EUR",)]
+        assert db.execute_sql("SELECT count(*) FROM invoice_notes").fetchone() == (1,)
+        assert db.execute_sql("SELECT balance FROM invoice_balances").fetchall() == [(60,)]
+        # The SET NULL trigger still clears the owner alone.
+        db.execute_sql(f"DELETE FROM users WHERE id = '{user}'")
+        assert db.execute_sql("SELECT owner_id, tenant_id FROM invoices").fetchone() == (None, t)
+        db.close()
+        agree = run("makemigration", "--check", "--database", url)
+        assert agree.exit_code == 0, agree.output
+    finally:
+        _forget_invoicing()
