@@ -340,3 +340,64 @@ def test_a_later_column_on_a_tenantized_sqlite_table_keeps_rows_triggers_and_vie
         assert agree.exit_code == 0, agree.output
     finally:
         _forget_invoicing()
+
+
+@pytest.mark.sqlite_only
+@pytest.mark.parametrize("name", ['ends"', "back\\N", "x" * 300, "two\nlines", "../up", ""])
+def test_a_name_that_makes_no_file_or_docstring_is_one_line_and_writes_nothing(
+    app: Path, name: str
+) -> None:
+    set_models(app, SHAPES["new-column"][1])
+    url = f"sqlite:///{app / 'relay.db'}"
+    assert run("migrate", "--database", url, "-q").exit_code == 0
+    for args in (["makemigration", name, "--database", url], ["makemigration", name, "--empty"]):
+        result = CliRunner().invoke(cli, args)
+        assert result.exit_code == 1, result.output
+        lines = result.output.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("Error: "), result.output
+    assert sorted(p.name for p in (app / "mm_app" / "migrations").iterdir()) == ["__init__.py"]
+
+
+@pytest.mark.sqlite_only
+def test_empty_writes_a_script_to_fill_in_without_a_database(app: Path) -> None:
+    wrote = run("makemigration", "backfill prices", "--empty")
+    assert wrote.exit_code == 0, wrote.output
+    path = app / "mm_app" / "migrations" / "0001_backfill_prices.py"
+    assert wrote.output.strip() == f"wrote {path}"
+    assert not (app / "relay.db").exists()
+    assert_formatted(path)
+    module = __import__("mm_app.migrations.0001_backfill_prices", fromlist=["up"])
+    assert callable(module.up) and callable(module.down)
+    assert module.__doc__.startswith("backfill prices\n")
+
+
+BROKEN_MODELS = {
+    "syntax": ("class Broken(:\n    pass\n", "SyntaxError"),
+    "raises": ("raise RuntimeError('no settings: set APP_ENV')\n", "RuntimeError: no settings"),
+    "missing-import": ("import no_such_module_mm\n", "No module named 'no_such_module_mm'"),
+}
+
+
+@pytest.mark.sqlite_only
+@pytest.mark.parametrize("kind", list(BROKEN_MODELS))
+@pytest.mark.parametrize(
+    ("command", "code"),
+    [
+        (["makemigration", "--check"], 1),
+        (["makemigration", "x"], 1),
+        (["roles"], 1),
+        (["audit"], 2),  # audit's "could not look", not "found errors"
+    ],
+)
+def test_a_broken_models_module_is_one_line_naming_it(
+    app: Path, kind: str, command: list[str], code: int
+) -> None:
+    source, message = BROKEN_MODELS[kind]
+    (app / "mm_app" / "models.py").write_text(source)
+    url = f"sqlite:///{app / 'relay.db'}"
+    assert run("migrate", "--database", url, "-q").exit_code == 0
+    result = CliRunner().invoke(cli, [*command, "--database", url])
+    assert result.exit_code == code, result.output
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1, result.output
+    assert "'mm_app.models'" in lines[0] and message in lines[0], lines[0]

@@ -55,7 +55,14 @@ from ..migrator.specs import (
 from ..migrator.sqlite_ddl import parse_create_table, quote
 from .migration_source import docstring, names_used, statement, string, value
 
-__all__ = ["MigrationDraft", "NewTenantTables", "draft_migration", "write_migration"]
+__all__ = [
+    "MigrationDraft",
+    "NewTenantTables",
+    "check_name",
+    "draft_migration",
+    "empty_draft",
+    "write_migration",
+]
 
 
 # Frozen into check_down: scripts must not follow the code that wrote them.
@@ -82,6 +89,7 @@ class MigrationDraft:
     # Plain ForeignKeyFields between TenantModels whose keys the draft makes
     # tenant-consistent, as "Model.field -> table" for the script's comment.
     consistent: tuple[str, ...] = ()
+    empty: bool = False  # written on request, to be filled in by hand
 
     def __bool__(self) -> bool:
         return self.plan is not None or self.created is not None or bool(self.diff)
@@ -173,6 +181,8 @@ class MigrationDraft:
         down = diff_down + down
         for module, names in extra_imports.items():
             imports.setdefault(module, set()).update(names)
+        if self.empty:
+            doc[2] = "Written empty by `relay-peewee makemigration --empty`: fill in up and down."
         return _script(doc, imports, head, todos, up, check, down)
 
 
@@ -512,9 +522,29 @@ def _refuse_plain_references_on_existing_tables(
                 )
 
 
+# A name becomes a file name and the script's docstring: kept to what both take.
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9 _-]{0,79}")
+
+
+def check_name(name: str) -> None:
+    """Refuse a migration name that would not make a file name and a docstring."""
+    if not _NAME.fullmatch(name.strip()):
+        shown = name if len(name) <= 40 else name[:40] + "..."
+        raise MigrationError(
+            f"invalid migration name {shown!r}: use letters, digits, spaces, '-' and '_' "
+            "(at most 80 characters, starting with a letter or digit)"
+        )
+
+
+def empty_draft() -> MigrationDraft:
+    """An empty script to fill in by hand (``makemigration --empty``)."""
+    return MigrationDraft(None, SchemaDiff([], [], [], [], []), empty=True)
+
+
 def write_migration(draft: MigrationDraft, name: str, package: str) -> str:
     """Write ``draft`` as the next numbered script of ``package``; its path."""
-    if not draft:
+    check_name(name)
+    if not draft and not draft.empty:
         raise MigrationError("the models and the database agree: no migration to write")
     source = migration_sources([package])[-1]
     if source.is_relay:
