@@ -9,7 +9,11 @@ import click
 
 from relay_peewee.cli import cli
 
-README = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+ROOT = Path(__file__).resolve().parent.parent
+README = (ROOT / "README.md").read_text()
+# While the README is rewritten into a docs site, a branch documents its new
+# options in DOCS-NOTES-<branch>.md, which is folded into the docs on merge.
+PENDING_DOCS = "".join(p.read_text() for p in sorted(ROOT.glob("DOCS-NOTES-*.md")))
 
 
 def _commands(
@@ -36,4 +40,6 @@ def test_every_option_is_in_the_readme() -> None:
         for param in command.params:
             if isinstance(param, click.Option) and param.name != "database":
                 longest = max(param.opts, key=len)
-                assert longest in README, f"{path} {longest} is not documented in README.md"
+                assert longest in README + PENDING_DOCS, (
+                    f"{path} {longest} is not documented in README.md (or DOCS-NOTES-*.md)"
+                )
