@@ -264,12 +264,18 @@ def rollback(
 @click.option(
     "--check", is_flag=True, help="Write nothing; exit 1 if the models and the database differ."
 )
+@click.option(
+    "--empty",
+    is_flag=True,
+    help="Write an empty migration to fill in by hand (reads neither models nor database).",
+)
 @app_options
 @_user_errors
 def makemigration(
     database: str | None,
     name: str,
     check: bool,
+    empty: bool,
     migrations: tuple[str, ...],
     models: tuple[str, ...],
 ) -> None:
@@ -279,9 +285,25 @@ def makemigration(
     TenantModels whose tables lack tenant_id, new tenant tables, and the
     rest of playhouse's schema diff.
     """
-    from .operations.makemigration import draft_migration, write_migration
+    from .operations.makemigration import (
+        check_name,
+        draft_migration,
+        empty_draft,
+        write_migration,
+    )
 
     app = _app(migrations, models)
+    if empty:
+        if check:
+            raise click.ClickException("--empty writes a migration; --check writes none")
+        if not app.migrations:
+            raise click.ClickException("name the package to write into: --migrations PKG")
+        if not name:
+            raise click.ClickException("name the migration: relay-peewee makemigration NAME")
+        click.echo(f"wrote {write_migration(empty_draft(), name, app.migrations[-1])}")
+        return
+    if name and not check:
+        check_name(name)  # before the database is read, not after
     if not app.models:
         raise click.ClickException("name the application's models: --models MODULE")
     app_models = load_models(app.models)

@@ -28,7 +28,7 @@ from .specs import (
     TenantTable,
     tenancy_plan,
 )
-from .sqlite_ddl import TableDDL, quote
+from .sqlite_ddl import TableDDL, quote, unquote
 from .sqlite_rebuild import check_foreign_keys, rebuild_tables
 
 # TenantTable and TenantReference are imported from here by released
@@ -456,6 +456,39 @@ class RelaySqliteMigrator(_TenancyOperations, SqliteMigrator):
             self._queued_indexes.setdefault(index.name, index)
         if not self.deferring:
             self.flush()
+
+    def _update_column(self, table: str, column_to_update: str, fn: Any) -> list[Any]:
+        """peewee's one-column table rebuild (add_not_null, defaults, types), done safely.
+
+        Every ``SqliteMigrator`` operation that has to copy a table ends up
+        here. peewee's own copy drops the table under its triggers (the SET
+        NULL stand-ins tenantize creates name it, so the rename fails with
+        "error in trigger ...: no such table") and loses them; the copy is
+        ``rebuild_tables``' instead, which keeps triggers, views and keys.
+        """
+        columns = {c.lower() for c in catalog.table_columns(self.database, table)}
+        if column_to_update.lower() not in columns:
+            raise MigrationError(f'column "{column_to_update}" does not exist on "{table}"')
+
+        def transform(ddl: TableDDL) -> None:
+            item = ddl.column(column_to_update)
+            if item is None:
+                raise MigrationError(f"cannot rebuild {table}: no column {column_to_update}")
+            changed = fn(unquote(item[0]), " ".join(item))
+            if not changed:  # the column goes (SQLite < 3.35 has no DROP COLUMN)
+                ddl.items.remove(item)
+                ddl.drop_foreign_key([column_to_update])
+                return
+            renamed = unquote(changed.split()[0])
+            if renamed.lower() != column_to_update.lower():
+                raise MigrationError(
+                    f"{table}.{column_to_update}: renaming a column needs SQLite >= 3.25"
+                )
+            ddl.replace_column(column_to_update, changed)
+
+        self.rebuild({table: transform})
+        self.flush()  # the operations after this one expect the new table
+        return []
 
     def has_parent_key(self, table: str) -> bool:
         queued = any(

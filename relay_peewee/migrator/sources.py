@@ -57,6 +57,14 @@ def import_from_cwd(name: str, what: str) -> ModuleType:
         return importlib.import_module(name)
     except ImportError as exc:
         raise ConfigurationError(f"cannot import {what} {name!r}: {exc}") from None
+    except Exception as exc:
+        # The application's own code failed while importing (a SyntaxError,
+        # an exception at module level): its error, in one line, is the fix.
+        detail = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        raise ConfigurationError(
+            f"cannot import {what} {name!r}: {type(exc).__name__}"
+            + (f": {detail}" if detail else "")
+        ) from None
 
 
 def _source(package: str) -> MigrationSource:
