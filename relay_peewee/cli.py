@@ -2,7 +2,9 @@
 
 User errors (``RelayError``, a database that refuses a statement) become a
 one-line ``click.ClickException`` and exit code 1; ``status`` exits 1 while
-migrations are pending so it can gate a deploy.
+migrations are pending so it can gate a deploy. Usage errors (an unknown
+option or command, a missing or invalid value) are one line too, with their
+own exit code: ``EXIT_CODES`` is the table, printed in ``--help``.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import functools
 import json
 import os
 import sys
+import textwrap
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, TypeVar
@@ -29,6 +32,26 @@ from .operations.roles import create_roles, role_statements
 __all__ = ["cli", "main"]
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+# One code per answer a script may act on. Usage errors do not take click's
+# 2: that is audit's "could not look", which a deploy gate must tell apart
+# from a mistyped option. 64 is EX_USAGE from sysexits.h.
+EXIT_OK = 0
+EXIT_ERROR = 1
+EXIT_UNREADABLE = 2
+EXIT_USAGE = 64
+EXIT_INTERRUPTED = 130
+EXIT_CODES = [
+    (EXIT_OK, "done; status, audit and makemigration --check found nothing"),
+    (
+        EXIT_ERROR,
+        "refused, nothing changed (one Error: line); status: migrations pending or "
+        "unknown; audit: errors found; makemigration --check: models and database differ",
+    ),
+    (EXIT_UNREADABLE, "audit only: the database could not be read"),
+    (EXIT_USAGE, "usage error: unknown command or option, missing or invalid value"),
+    (EXIT_INTERRUPTED, "interrupted (Ctrl-C)"),
+]
 
 
 def _one_line(exc: BaseException) -> str:
@@ -95,7 +118,73 @@ def _app(migrations: tuple[str, ...], models: tuple[str, ...]) -> AppConfig:
     return AppConfig(migrations or config.migrations, models or config.models, config.source)
 
 
-@click.group()
+class UsageError(click.ClickException):
+    """A usage error as one line, ``Error: ... (see `CMD --help`)``, exit 64."""
+
+    exit_code = EXIT_USAGE
+
+    def __init__(self, error: click.UsageError) -> None:
+        message = " ".join(error.format_message().split())
+        if error.ctx is not None:
+            message = f"{message.rstrip('.')} (see `{error.ctx.command_path} --help`)"
+        super().__init__(message)
+
+
+class _NoCommand(click.ClickException):
+    """A group named without a command: its help, as click shows it, but exit 64."""
+
+    exit_code = EXIT_USAGE
+
+    def __init__(self, error: click.exceptions.NoArgsIsHelpError) -> None:
+        super().__init__(error.format_message())
+        self.error = error
+
+    def show(self, file: Any = None) -> None:
+        self.error.show(file)
+
+
+@contextmanager
+def _usage_errors() -> Iterator[None]:
+    try:
+        yield
+    except click.exceptions.NoArgsIsHelpError as exc:
+        raise _NoCommand(exc) from None
+    except click.UsageError as exc:
+        raise UsageError(exc) from None
+
+
+class RelayCli(click.Group):
+    """The root group: every usage error below it leaves as ``UsageError``.
+
+    Parsing happens in the root's ``make_context`` and, for each command
+    under it, inside the root's ``invoke``; wrapping both catches them all.
+    """
+
+    def make_context(
+        self,
+        info_name: str | None,
+        args: list[str],
+        parent: click.Context | None = None,
+        **extra: Any,
+    ) -> click.Context:
+        with _usage_errors():
+            return super().make_context(info_name, args, parent, **extra)
+
+    def invoke(self, ctx: click.Context) -> Any:
+        with _usage_errors():
+            return super().invoke(ctx)
+
+
+def _exit_code_epilog() -> str:
+    # \b keeps click from re-wrapping the table into one paragraph.
+    rows = [
+        f"  {code:<4} " + "\n       ".join(textwrap.wrap(meaning, 70))
+        for code, meaning in EXIT_CODES
+    ]
+    return "\b\nExit codes:\n" + "\n".join(rows)
+
+
+@click.group(cls=RelayCli, epilog=_exit_code_epilog())
 @click.version_option(version=__version__, prog_name="relay-peewee")
 def cli() -> None:
     """Multi-tenancy for Relay's Peewee database: migrate, inspect, manage tenants."""
@@ -190,14 +279,14 @@ def _interrupted(database: str | None, before: list[str], packages: Sequence[str
             rows = commands.status(db, packages)
     except (RelayError, DatabaseError, InterfaceError) as exc:
         click.echo(f"interrupted; cannot tell what was applied: {_one_line(exc)}", err=True)
-        sys.exit(130)
+        sys.exit(EXIT_INTERRUPTED)
     for row in rows:
         if row.applied is not None and row.name not in before:
             click.echo(f"applied: {row.name}")
     pending = [r.name for r in rows if r.applied is None]
     rest = f"not applied: {', '.join(pending)}" if pending else "every migration is applied"
     click.echo(f"interrupted: {rest}; run `relay-peewee migrate` to continue", err=True)
-    sys.exit(130)
+    sys.exit(EXIT_INTERRUPTED)
 
 
 @cli.command()
@@ -225,7 +314,7 @@ def status(database: str | None, migrations: tuple[str, ...], models: tuple[str,
     if pending:
         click.echo(f"{len(pending)} pending: run `relay-peewee migrate`", err=True)
     if pending or unknown:
-        sys.exit(1)
+        sys.exit(EXIT_ERROR)
 
 
 @cli.command()
@@ -291,7 +380,7 @@ def makemigration(
         for line in draft.describe():
             click.echo(line)
         if draft:
-            sys.exit(1)
+            sys.exit(EXIT_ERROR)
         click.echo("models and database agree.")
         return
     if not app.migrations:
@@ -436,10 +525,10 @@ def audit(
     except (RelayError, DatabaseError, InterfaceError) as exc:
         # Exit 2, not the usual 1: a gate must tell "could not look" from "found errors".
         click.echo(f"Error: cannot audit the database: {_one_line(exc)}", err=True)
-        sys.exit(2)
+        sys.exit(EXIT_UNREADABLE)
     click.echo(report(findings, as_json=as_json))
     if any(f.severity == "error" for f in findings):
-        sys.exit(1)
+        sys.exit(EXIT_ERROR)
 
 
 @cli.command()

@@ -27,7 +27,7 @@ from helpers import PG_HOST, PG_PORT, PG_USER, Legacy
 from peewee import Database, PostgresqlDatabase
 from playhouse import db_url as playhouse_db_url
 
-from relay_peewee.cli import cli
+from relay_peewee.cli import EXIT_CODES, EXIT_USAGE, cli
 from relay_peewee.migrator.runner import MIGRATIONS_DIR
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -627,22 +627,49 @@ def test_tenants_create_and_list(url: str) -> None:
 
 
 @pytest.mark.parametrize(
-    "args",
+    ("args", "message"),
     [
-        ["tenants", "create", "--name", "Acme"],
-        ["tenants", "create", "--slug", "acme"],
-        ["migrate", "--bogus"],
-        ["rollback", "--to"],
-        ["nonsense"],
+        (["tenants", "create", "--name", "Acme"], "Missing option '--slug'"),
+        (["tenants", "create", "--slug", "acme"], "Missing option '--name'"),
+        (["migrate", "--bogus"], "No such option '--bogus'"),
+        (["audit", "--jsn"], "No such option '--jsn'. Did you mean '--json'?"),
+        (["rollback", "--to"], "Option '--to' requires an argument"),
+        (["migrate", "--lock-timeout", "abc"], "Invalid value for '--lock-timeout'"),
+        (["nonsense"], "No such command 'nonsense'"),
+        (["tenants", "nonsense"], "No such command 'nonsense'"),
     ],
 )
-def test_usage_errors_exit_2(args: list[str], tmp_path: Path) -> None:
+def test_usage_errors_are_one_line_and_exit_64(
+    args: list[str], message: str, tmp_path: Path
+) -> None:
+    # 64 (EX_USAGE), not click's 2: audit exits 2 when it cannot read the
+    # database, and a gate must not read `audit --jsn` as that.
     path = tmp_path / "never-opened.db"
-    result = run(args, f"sqlite:///{path}")
-    assert result.exit_code == 2, result.output
-    assert "Traceback" not in result.output
-    assert "Usage:" in result.stderr
+    result = run(args, runner=CliRunner(env={"DATABASE_URL": f"sqlite:///{path}"}))
+    assert result.exit_code == EXIT_USAGE == 64, result.output
+    assert isinstance(result.exception, SystemExit), repr(result.exception)
+    assert result.stdout == ""
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith(f"Error: {message}"), lines[0]
     assert not path.exists()
+
+
+def test_a_group_without_a_command_shows_its_help_and_exits_64() -> None:
+    for args in ([], ["tenants"], ["users"]):
+        result = CliRunner().invoke(cli, args)
+        assert result.exit_code == EXIT_USAGE, (args, result.output)
+        assert result.stderr.startswith("Usage: "), result.stderr
+
+
+def test_exit_codes_are_distinct_and_listed_in_help() -> None:
+    codes = [code for code, _ in EXIT_CODES]
+    assert codes == sorted(set(codes)) == [0, 1, 2, 64, 130]
+    result = CliRunner().invoke(cli, ["--help"])
+    assert_ok(result)
+    text = result.stdout[result.stdout.index("Exit codes:") :]
+    for code, meaning in EXIT_CODES:
+        assert re.search(rf"^ +{code} +{re.escape(meaning.split()[0])}", text, re.M), code
 
 
 # ---------------------------------------------------------------------------
