@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import json
+import math
 import os
 import sys
 import textwrap
@@ -26,6 +27,7 @@ from .audit import audit_schema, report
 from .config import AppConfig, load_models, read_config
 from .database import DEFAULT_URL, is_postgres, open_database, sqlite_path
 from .errors import RelayError
+from .migrator.online import MAX_LOCK_TIMEOUT, MIN_LOCK_TIMEOUT
 from .operations import commands
 from .operations.roles import create_roles, role_statements
 
@@ -52,6 +54,21 @@ EXIT_CODES = [
     (EXIT_USAGE, "usage error: unknown command or option, missing or invalid value"),
     (EXIT_INTERRUPTED, "interrupted (Ctrl-C)"),
 ]
+
+
+class LockTimeout(click.FloatRange):
+    """Seconds for --lock-timeout: a finite number PostgreSQL's setting can hold.
+
+    FloatRange alone lets NaN through (every comparison with it is false)."""
+
+    def __init__(self) -> None:
+        super().__init__(min=MIN_LOCK_TIMEOUT, max=MAX_LOCK_TIMEOUT)
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        seconds = super().convert(value, param, ctx)
+        if math.isnan(seconds):
+            self.fail(f"{value!r} is not a number of seconds", param, ctx)
+        return seconds
 
 
 def _one_line(exc: BaseException) -> str:
@@ -203,7 +220,7 @@ def cli() -> None:
 )
 @click.option(
     "--lock-timeout",
-    type=click.FloatRange(min=0.01),
+    type=LockTimeout(),
     default=1.0,
     show_default=True,
     metavar="SECONDS",

@@ -28,7 +28,10 @@ from peewee import Database, PostgresqlDatabase
 from playhouse import db_url as playhouse_db_url
 
 from relay_peewee.cli import EXIT_CODES, EXIT_USAGE, cli
+from relay_peewee.database import open_database
+from relay_peewee.errors import MigrationError
 from relay_peewee.migrator.runner import MIGRATIONS_DIR
+from relay_peewee.operations import commands
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 HISTORY = "relay_peewee_migrations"
@@ -653,6 +656,37 @@ def test_usage_errors_are_one_line_and_exit_64(
     assert len(lines) == 1, result.stderr
     assert lines[0].startswith(f"Error: {message}"), lines[0]
     assert not path.exists()
+
+
+BAD_LOCK_TIMEOUTS = ["nan", "NaN", "inf", "-inf", "1e400", "0", "3000000"]
+
+
+def test_lock_timeout_must_be_finite_on_both_backends(url: str) -> None:
+    # nan passed FloatRange (every comparison with it is false) and inf
+    # reached round(): a traceback on PostgreSQL --online, silence on SQLite.
+    migrate(url, "--to", "1")
+    before = state(url)
+    for value in BAD_LOCK_TIMEOUTS:
+        for extra in ([], ["--online"], ["--sql"], ["--sql", "--online"]):
+            result = run(["migrate", *extra, "--lock-timeout", value], url)
+            assert result.exit_code == EXIT_USAGE, (value, extra, result.output)
+            assert "Traceback" not in result.output
+            assert result.stdout == ""
+            (line,) = result.stderr.splitlines()
+            assert line.startswith("Error: Invalid value for '--lock-timeout': "), line
+    assert state(url) == before
+
+
+@pytest.mark.parametrize("seconds", [float("nan"), float("inf"), -1.0, 0.0])
+def test_lock_timeout_is_checked_by_the_library_too(url: str, seconds: float) -> None:
+    db = open_database(url)
+    try:
+        online = isinstance(db, PostgresqlDatabase)
+        with pytest.raises(MigrationError, match="--lock-timeout must be a number of seconds"):
+            commands.migrate(db, online=online, lock_timeout=seconds)
+    finally:
+        db.close()
+    assert tables(url) == []
 
 
 def test_a_group_without_a_command_shows_its_help_and_exits_64() -> None:

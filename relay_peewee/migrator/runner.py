@@ -37,7 +37,7 @@ from ..database import is_postgres, mogrify
 from ..errors import MigrationError, UnrecognisedSchema
 from .backends import Progress, migrator_for
 from .locking import migration_lock
-from .online import OnlinePostgresqlMigrator
+from .online import OnlinePostgresqlMigrator, check_lock_timeout
 from .sources import SEPARATOR, MigrationSource, migration_sources
 
 __all__ = [
@@ -197,6 +197,9 @@ class MigrationRunner(Runner):
     ) -> None:
         self.sources: list[MigrationSource] = migration_sources(migrations)
         super().__init__(database, directory=self.sources[0].directory, table_name=HISTORY_TABLE)
+        # Checked on every backend, online or not: a value that would fail
+        # on PostgreSQL --online must not pass silently elsewhere.
+        check_lock_timeout(lock_timeout)
         if online and not is_postgres(database):
             raise MigrationError(
                 "--online is for PostgreSQL; on SQLite a whole migrate is one short "
