@@ -13,11 +13,13 @@ import functools
 import json
 import math
 import os
+import sqlite3
 import sys
 import textwrap
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import closing, contextmanager, suppress
 from typing import Any, TypeVar
+from urllib.parse import quote
 
 import click
 from peewee import Database, DatabaseError, InterfaceError
@@ -261,7 +263,7 @@ def migrate(
             for statement in plan or ["-- nothing to do."]:
                 click.echo(statement)
         return
-    with _database(database, must_exist=False) as db:
+    with _no_file_left_behind(database), _database(database, must_exist=False) as db:
         progress = None if quiet else (lambda label: click.echo(f"  {label}", err=True))
         before = commands.applied_migrations(db, packages)
         try:
@@ -283,6 +285,37 @@ def migrate(
         click.echo(f"applied: {name}")
     if not result.applied:
         click.echo("nothing to do.")
+
+
+@contextmanager
+def _no_file_left_behind(url: str | None) -> Iterator[None]:
+    """A migrate that fails on a SQLite file it created removes the file again.
+
+    Opening the database creates it; a refusal that comes later (an unknown
+    --to, --online on SQLite) must not leave an empty relay.db behind. On
+    SQLite a failed migrate rolls back as one transaction, so a file this
+    run created holds no schema then; one that does is left alone.
+    """
+    path = sqlite_path(url)
+    created = path is not None and not os.path.exists(path)
+    try:
+        yield
+    except BaseException:
+        if created and path is not None:
+            _remove_if_schemaless(path)
+        raise
+
+
+def _remove_if_schemaless(path: str) -> None:
+    try:
+        with closing(sqlite3.connect(f"file:{quote(path)}?mode=ro", uri=True)) as conn:
+            if conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]:
+                return
+    except sqlite3.Error:
+        return  # not ours to judge: leave it
+    for leftover in (path, f"{path}-journal", f"{path}-wal", f"{path}-shm"):
+        with suppress(FileNotFoundError):
+            os.remove(leftover)
 
 
 def _interrupted(database: str | None, before: list[str], packages: Sequence[str] = ()) -> None:

@@ -761,6 +761,25 @@ def test_migrate_sql_on_a_missing_sqlite_file_plans_all_and_creates_nothing(
     assert path.is_file()
 
 
+def test_a_refused_migrate_creates_no_sqlite_file(missing_sqlite: tuple[str, Path]) -> None:
+    url, path = missing_sqlite
+    for args, fragment in (
+        (["migrate", "--to", "99"], "unknown migration '99'"),
+        (["migrate", "--to", "nope"], "unknown migration 'nope'"),
+        (["migrate", "--online"], "--online is for PostgreSQL"),
+    ):
+        assert_error(run(args, url), fragment)
+        assert sorted(p.name for p in path.parent.iterdir()) == [], args
+    # A file that was there before a refusal stays, empty or not.
+    path.touch()
+    assert_error(run(["migrate", "--to", "99"], url), "unknown migration '99'")
+    assert path.is_file()
+    assert_ok(run(["migrate", "-q"], url))
+    before = state(url)
+    assert_error(run(["migrate", "--online"], url), "--online is for PostgreSQL")
+    assert state(url) == before
+
+
 def test_sqlite_file_in_missing_folder() -> None:
     url = "sqlite:////nonexistent-relay-dir/relay.db"
     assert_error(run(["migrate"], url), f"cannot connect to {url}: unable to open database file")
