@@ -780,6 +780,46 @@ def test_a_refused_migrate_creates_no_sqlite_file(missing_sqlite: tuple[str, Pat
     assert state(url) == before
 
 
+@contextmanager
+def read_only(path: Path) -> Iterator[None]:
+    """``path`` unwritable for this process; root ignores modes, so it gets
+    the immutable flag instead (skipped where the filesystem has none)."""
+    if os.geteuid() != 0:
+        mode = path.stat().st_mode
+        path.chmod(0o444)
+        try:
+            yield
+        finally:
+            path.chmod(mode)
+        return
+    chattr = shutil.which("chattr")
+    if chattr is None or subprocess.run([chattr, "+i", str(path)], capture_output=True).returncode:
+        pytest.skip("cannot make a file read-only for root here (no chattr +i)")
+    try:
+        yield
+    finally:
+        subprocess.run([chattr, "-i", str(path)], check=True)
+
+
+def test_migrate_sql_on_a_read_only_half_migrated_sqlite_file(tmp_path: Path) -> None:
+    path = tmp_path / "half.db"
+    url = f"sqlite:///{path}"
+    migrate(url, "--to", "3")
+    expected = run(["migrate", "--sql"], url)
+    assert_sql_dry_run(expected, "0004_tenant_keys")
+    before = state(url)
+    with read_only(path):
+        with pytest.raises(Exception, match="readonly"):
+            execute(url, "DELETE FROM tenants")  # the file really is read-only
+        result = run(["migrate", "--sql"], url)
+        assert_sql_dry_run(result, "0004_tenant_keys")
+        stamp = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d(\.\d+)?")
+        assert stamp.sub("T", result.stdout) == stamp.sub("T", expected.stdout)
+        assert_ok(run(["tenants", "list"], url))
+    assert state(url) == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["half.db"]
+
+
 def test_sqlite_file_in_missing_folder() -> None:
     url = "sqlite:////nonexistent-relay-dir/relay.db"
     assert_error(run(["migrate"], url), f"cannot connect to {url}: unable to open database file")

@@ -37,6 +37,7 @@ __all__ = [
     "open_database",
     "resolve_url",
     "set_admin_database",
+    "sqlite_memory_copy",
     "sqlite_path",
 ]
 
@@ -129,6 +130,18 @@ def open_database(url: str | None = None, *, must_exist: bool = False) -> Databa
         first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ConfigurationError(f"cannot connect to {_redact(url)}: {first_line}") from None
     return db
+
+
+def sqlite_memory_copy(db: SqliteDatabase) -> SqliteDatabase:
+    """An in-memory copy of a SQLite database, opened with the same pragmas.
+
+    For "what would happen" runs: they change the copy, never the file, so
+    they need no write access and take no write lock (SQLite's backup API
+    only reads the source)."""
+    copy = SqliteDatabase(":memory:", pragmas=dict(SQLITE_PRAGMAS))
+    copy.connect()
+    db.connection().backup(copy.connection())
+    return copy
 
 
 def connect(url: str | Database | None = None, *, admin_url: str | None = None) -> Database:

@@ -10,8 +10,9 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from peewee import Database, IntegrityError
+from peewee import Database, IntegrityError, SqliteDatabase
 
+from ..database import sqlite_memory_copy
 from ..errors import MigrationError, RelayError, UnrecognisedSchema
 from ..migrator import MigrationRunner, MigrationStatus, classify_schema
 from ..migrator.backends import Progress
@@ -78,9 +79,20 @@ def migration_sql(
 
     The transactional plan is found by running it and rolling back; the
     online plan's steps are recorded from the catalog without running them.
+    On SQLite it runs on an in-memory copy, so a read-only file can be
+    planned for (a rolled-back write still needs write access there).
     """
-    runner = MigrationRunner(db, online=online, lock_timeout=lock_timeout, migrations=migrations)
-    return runner.plan_sql(to)
+    # (Not a playhouse.pwasyncio database: its connection lives in its loop.)
+    copyable = isinstance(db, SqliteDatabase) and not hasattr(db, "aexecute_sql")
+    scratch = sqlite_memory_copy(db) if copyable else db
+    try:
+        runner = MigrationRunner(
+            scratch, online=online, lock_timeout=lock_timeout, migrations=migrations
+        )
+        return runner.plan_sql(to)
+    finally:
+        if scratch is not db:
+            scratch.close()
 
 
 def status(db: Database, migrations: Sequence[str] = ()) -> list[MigrationStatus]:
