@@ -83,8 +83,9 @@ def migration_sql(
     planned for (a rolled-back write still needs write access there).
     """
     # (Not a playhouse.pwasyncio database: its connection lives in its loop.)
-    copyable = isinstance(db, SqliteDatabase) and not hasattr(db, "aexecute_sql")
-    scratch = sqlite_memory_copy(db) if copyable else db
+    scratch = db
+    if isinstance(db, SqliteDatabase) and not hasattr(db, "aexecute_sql"):
+        scratch = sqlite_memory_copy(db)
     try:
         runner = MigrationRunner(
             scratch, online=online, lock_timeout=lock_timeout, migrations=migrations
