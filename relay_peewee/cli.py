@@ -27,8 +27,15 @@ from peewee import Database, DatabaseError, InterfaceError
 from . import __version__
 from .audit import audit_schema, report
 from .config import AppConfig, load_models, read_config
-from .database import DEFAULT_URL, is_postgres, open_database, sqlite_path
-from .errors import RelayError
+from .database import (
+    ADMIN_URL_ENV,
+    DEFAULT_URL,
+    is_postgres,
+    open_database,
+    set_admin_database,
+    sqlite_path,
+)
+from .errors import AdminConnectionRequired, RelayError
 from .migrator.online import MAX_LOCK_TIMEOUT, MIN_LOCK_TIMEOUT
 from .operations import commands
 from .operations.roles import create_roles, role_statements
@@ -85,6 +92,22 @@ def _database(url: str | None, *, must_exist: bool = True) -> Iterator[Database]
         yield db
     finally:
         db.close()
+
+
+@contextmanager
+def _admin_database(db: Database, url: str | None) -> Iterator[None]:
+    """Give ``db`` the admin database ``unscoped()`` switches to, as connect() does."""
+    if not url:
+        yield
+        return
+    admin = open_database(url)  # checked now: a bad URL is refused before any work
+    admin.close()
+    set_admin_database(db, admin)
+    try:
+        yield
+    finally:
+        set_admin_database(db, None)
+        admin.close()
 
 
 def _user_errors(fn: F) -> F:
@@ -473,11 +496,27 @@ def users() -> None:
 @database_option
 @click.option("--email", required=True, help="The user's email (unique across tenants).")
 @click.option("--to", "to_slug", required=True, metavar="SLUG", help="The target tenant's slug.")
+@click.option(
+    "--admin-database",
+    "admin_url",
+    metavar="URL",
+    envvar=ADMIN_URL_ENV,
+    default=None,
+    help="PostgreSQL, when --database is the application role: the database as a BYPASSRLS "
+    f"role (relay_admin), which the move runs on. Default: ${ADMIN_URL_ENV}.",
+)
 @_user_errors
-def users_move(database: str | None, email: str, to_slug: str) -> None:
+def users_move(database: str | None, email: str, to_slug: str, admin_url: str | None) -> None:
     """Move a user, with their api keys, into another tenant (audited: user.move)."""
-    with _database(database) as db:
-        move = commands.move_user(db, email, to_slug)
+    with _database(database) as db, _admin_database(db, admin_url):
+        try:
+            move = commands.move_user(db, email, to_slug)
+        except AdminConnectionRequired as exc:
+            raise click.ClickException(
+                f"users move must see every tenant, and this role cannot: {exc.reason}; pass "
+                f"--admin-database URL (or set ${ADMIN_URL_ENV}) naming a BYPASSRLS role such "
+                "as relay_admin (see `relay-peewee roles`), or connect as one"
+            ) from None
     along = ", ".join(f"{n} {table}" for table, n in move.moved.items())
     click.echo(f"moved {move.email} to {to_slug} ({move.to_tenant}); moved along: {along}")
 

@@ -7,6 +7,7 @@ anything else is a bug and keeps its traceback.
 from __future__ import annotations
 
 __all__ = [
+    "AdminConnectionRequired",
     "ConfigurationError",
     "CrossTenantWrite",
     "MigrationError",
@@ -43,3 +44,15 @@ class CrossTenantWrite(RelayError):
 
 class RawQueryRefused(RelayError):
     """``Model.raw()`` on a TenantModel outside ``unscoped()``: raw SQL cannot be scoped."""
+
+
+class AdminConnectionRequired(RelayError):
+    """Work that must see every tenant found no way past row-level security.
+
+    ``reason`` is why the fallback (``SET ROLE`` to the admin role) failed;
+    callers word the fix for their own users (an argument, a CLI option).
+    """
+
+    def __init__(self, message: str, reason: str) -> None:
+        super().__init__(message)
+        self.reason = reason

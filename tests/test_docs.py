@@ -9,7 +9,12 @@ import click
 
 from relay_peewee.cli import cli
 
-README = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+ROOT = Path(__file__).resolve().parent.parent
+# The README is being rewritten into a docs site; until a branch's notes are
+# folded in, its DOCS-NOTES-<branch>.md at the root is where it documents.
+README = "\n".join(
+    p.read_text() for p in [ROOT / "README.md", *sorted(ROOT.glob("DOCS-NOTES-*.md"))]
+)
 
 
 def _commands(
