@@ -471,6 +471,21 @@ def test_unknown_history_row_is_shown_and_blocks_migrate(url: str) -> None:
     assert out_lines(done)[-1].startswith(f"[?] {FUTURE}  ")
     assert done.stderr == "1 unknown: upgrade relay_peewee\n"
 
+    # tenants create writes: refused like migrate, nothing written.
+    before = state(url)
+    assert_error(
+        run(TENANTS_CREATE, url),
+        exact="the history lists migration(s) this version of relay_peewee does not have: "
+        f"{FUTURE}; upgrade relay_peewee before changing tenants",
+    )
+    assert state(url) == before
+    assert_ok(run(["tenants", "list"], url))  # reading is harmless
+
+    # An application's history row (package:name) is not Relay's schema.
+    execute(url, f"DELETE FROM {HISTORY} WHERE name = '{FUTURE}'")
+    execute(url, f"INSERT INTO {HISTORY} (name, applied) VALUES ('app:0001_x', '2030-01-01')")
+    create_tenant(url)
+
 
 # ---------------------------------------------------------------------------
 # rollback

@@ -16,6 +16,7 @@ from ..database import sqlite_memory_copy
 from ..errors import MigrationError, RelayError, UnrecognisedSchema
 from ..migrator import MigrationRunner, MigrationStatus, classify_schema
 from ..migrator.backends import Progress
+from ..migrator.sources import SEPARATOR
 from ..models import Tenant
 from ..tenancy.references import forget_database_checks
 from .user_moves import UserMove, move_user
@@ -185,7 +186,17 @@ def list_tenants(db: Database) -> list[Tenant]:
 
 def _require_migrated(db: Database) -> None:
     _require_schema(db)
-    pending = [s.name for s in MigrationRunner(db).statuses() if s.applied is None]
+    statuses = MigrationRunner(db).statuses()
+    # A Relay migration this version lacks means a newer release changed the
+    # schema, as migrate, status and audit refuse to; an application's rows
+    # (package:name) are its own tables' business, not the tenants table's.
+    newer = [s.name for s in statuses if not s.known and SEPARATOR not in s.name]
+    if newer:
+        raise MigrationError(
+            "the history lists migration(s) this version of relay_peewee does not have: "
+            f"{', '.join(newer)}; upgrade relay_peewee before changing tenants"
+        )
+    pending = [s.name for s in statuses if s.applied is None]
     if pending:
         raise MigrationError(
             f"this database is not fully migrated ({len(pending)} pending, from {pending[0]}): "
