@@ -539,15 +539,16 @@ def tenants_list(database: str | None, as_json: bool) -> None:
             for t in commands.list_tenants(db)
         ]
     if as_json:
-        click.echo(json.dumps(rows, indent=2))
+        # Names are the user's own text: shown as written, not as \u escapes.
+        click.echo(json.dumps(rows, indent=2, ensure_ascii=False))
         return
     table: list[list[str]] = [["ID", "SLUG", "NAME", "DOMAIN", "ACTIVE"]]
     table += [
         [
-            _cell(r["id"]),
-            _cell(r["slug"]),
+            _cell(r["id"], limit=None),
+            _cell(r["slug"], limit=None),
             _cell(r["name"]),
-            _cell(r["domain"] or "-"),
+            _cell(r["domain"] or "-", limit=None),
             "yes" if r["active"] else "no",
         ]
         for r in rows
@@ -558,14 +559,16 @@ def tenants_list(database: str | None, as_json: bool) -> None:
         click.echo("  ".join([*cells, row[4]]))
 
 
-def _cell(value: object, limit: int = 60) -> str:
+def _cell(value: object, limit: int | None = 60) -> str:
     """One table cell on one line: control characters escaped, long text cut.
 
-    Rows written by other code than ``tenants create`` may hold anything."""
+    Rows written by other code than ``tenants create`` may hold anything.
+    Identifiers (``limit=None``: id, slug, domain) are never cut: a user
+    copies them into the next command."""
     text = str(value)
     if not text.isprintable():
         text = text.encode("unicode_escape").decode("ascii")
-    return text if len(text) <= limit else text[: limit - 3] + "..."
+    return text if limit is None or len(text) <= limit else text[: limit - 3] + "..."
 
 
 @cli.command()

@@ -644,6 +644,22 @@ def test_tenants_create_and_list(url: str) -> None:
         create_tenant(url, slug, "X")
 
 
+def test_tenants_list_shows_whole_slugs_and_unescaped_names(url: str) -> None:
+    migrate(url)
+    slug, name, long_name = "a" * 64, "Café Zürich 東京", "N" * 70
+    create_tenant(url, slug, name)
+    create_tenant(url, "long-name", long_name)
+    table = out_lines(run(["tenants", "list"], url))
+    assert table[2].split()[1:3] == [slug, "Café"]
+    # Only the display name is cut to fit a terminal; identifiers never are.
+    assert table[3].split()[2] == "N" * 57 + "..."
+    listing = run(["tenants", "list", "--json"], url)
+    assert_ok(listing)
+    assert f'"name": "{name}"' in listing.stdout
+    assert f'"slug": "{slug}"' in listing.stdout
+    assert [t["name"] for t in json.loads(listing.stdout)][1:] == [name, long_name]
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
