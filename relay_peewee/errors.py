@@ -10,6 +10,7 @@ __all__ = [
     "AdminConnectionRequired",
     "ConfigurationError",
     "CrossTenantWrite",
+    "InvalidTenantId",
     "MigrationError",
     "RawQueryRefused",
     "RelayError",
@@ -36,6 +37,14 @@ class UnrecognisedSchema(MigrationError):
 
 class TenantRequired(RelayError):
     """A TenantModel was queried outside of any tenant context."""
+
+
+class InvalidTenantId(RelayError, ValueError):
+    """A tenant id that can name no tenant: empty, or holding a NUL.
+
+    Also a ``ValueError``, which these were before, so existing handlers
+    still catch it; as a ``RelayError`` the CLI and an app's error handler
+    show it as the caller's mistake rather than a bug."""
 
 
 class CrossTenantWrite(RelayError):

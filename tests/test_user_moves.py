@@ -148,6 +148,25 @@ def test_move_errors(
     assert _moves(owner) == []
 
 
+@pytest.mark.parametrize(
+    ("email", "slug", "error"),
+    [
+        ("a\x00b@x", "tenant-b", "invalid email 'a\\x00b@x': it contains NUL"),
+        ("new@example.com", "ten\x00ant", "invalid tenant slug 'ten\\x00ant': it contains NUL"),
+    ],
+)
+def test_move_refuses_nul_as_a_relay_error(
+    owner: Database, relay_db: Database, two_tenants: TenantPair, email: str, slug: str, error: str
+) -> None:
+    # PostgreSQL's drivers raised a plain ValueError for a NUL: not a
+    # RelayError, so the CLI and an app's handler took it for a bug.
+    _newcomer(two_tenants.a.id)
+    with pytest.raises(RelayError) as refused:
+        move_user(relay_db, email, slug)
+    assert str(refused.value) == error
+    assert _moves(owner) == []
+
+
 # --- the CLI --------------------------------------------------------------------------
 
 

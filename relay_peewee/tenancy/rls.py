@@ -45,7 +45,7 @@ from peewee import Database
 
 from ..database import admin_database, database_proxy, is_postgres
 from ..database.deferred_begin import DeferredBeginMixin, DeferredTransaction
-from ..errors import AdminConnectionRequired, RelayError
+from ..errors import AdminConnectionRequired, InvalidTenantId, RelayError
 
 __all__ = [
     "ADMIN_ROLE",
@@ -95,7 +95,7 @@ def tenant_setting_literal_sql(tenant_id: str) -> str:
     ``standard_conforming_strings``.
     """
     if "\x00" in tenant_id:
-        raise ValueError("a tenant id cannot contain NUL")
+        raise InvalidTenantId("a tenant id cannot contain NUL")
     literal = "E'" + tenant_id.replace("\\", "\\\\").replace("'", "\\'") + "'"
     return f"SELECT set_config('{TENANT_SETTING}', {literal}, true)"
 
