@@ -37,6 +37,7 @@ from .database import (
 )
 from .errors import AdminConnectionRequired, RelayError
 from .migrator.online import MAX_LOCK_TIMEOUT, MIN_LOCK_TIMEOUT
+from .migrator.runner import BASELINE
 from .operations import commands
 from .operations.roles import create_roles, role_statements
 
@@ -289,6 +290,7 @@ def migrate(
     with _no_file_left_behind(database), _database(database, must_exist=False) as db:
         progress = None if quiet else (lambda label: click.echo(f"  {label}", err=True))
         before = commands.applied_migrations(db, packages)
+        legacy = commands.is_legacy(db)
         try:
             result = commands.migrate(
                 db,
@@ -301,9 +303,9 @@ def migrate(
             )
         except KeyboardInterrupt:
             db.close()
-            _interrupted(database, before, packages)
+            _interrupted(database, before, packages, legacy=legacy)
     if result.adopted_legacy:
-        click.echo("recognised a legacy Relay database: recorded 0001_baseline as applied")
+        click.echo(ADOPTED_LEGACY)
     for name in result.applied:
         click.echo(f"applied: {name}")
     if not result.applied:
@@ -341,7 +343,12 @@ def _remove_if_schemaless(path: str) -> None:
             os.remove(leftover)
 
 
-def _interrupted(database: str | None, before: list[str], packages: Sequence[str] = ()) -> None:
+ADOPTED_LEGACY = f"recognised a legacy Relay database: recorded {BASELINE} as applied"
+
+
+def _interrupted(
+    database: str | None, before: list[str], packages: Sequence[str] = (), *, legacy: bool = False
+) -> None:
     """Ctrl-C during migrate: say what is applied now and what is not; exit 130.
 
     Each migration commits on its own on PostgreSQL (SQLite runs them all as
@@ -355,7 +362,10 @@ def _interrupted(database: str | None, before: list[str], packages: Sequence[str
         sys.exit(EXIT_INTERRUPTED)
     for row in rows:
         if row.applied is not None and row.name not in before:
-            click.echo(f"applied: {row.name}")
+            # A legacy database's baseline was recorded, not run: say so,
+            # as an uninterrupted migrate does.
+            adopted = legacy and row.name == BASELINE
+            click.echo(ADOPTED_LEGACY if adopted else f"applied: {row.name}")
     pending = [r.name for r in rows if r.applied is None]
     rest = f"not applied: {', '.join(pending)}" if pending else "every migration is applied"
     click.echo(f"interrupted: {rest}; run `relay-peewee migrate` to continue", err=True)

@@ -135,10 +135,11 @@ class OnlinePostgresqlMigrator(RelayPostgresqlMigrator):
 
     # -- tenancy operations ----------------------------------------------
     def add_tenant_column(self, table: str, tenant_id: str) -> None:
+        # The caller announces "add tenant_id" (the transactional backends
+        # say nothing here): saying it again printed every line twice.
         if TENANT_COLUMN in catalog.table_columns(self.database, table):
-            self.step(f"{table}: tenant_id already there")
+            self.step(f"{table}: tenant_id already there, skipped")
             return
-        self.step(f"{table}: add tenant_id (default tenant)")
         self.locked(
             f"{table}: add tenant_id",
             f"ALTER TABLE {quote(table)} ADD COLUMN IF NOT EXISTS {TENANT_COLUMN} text "

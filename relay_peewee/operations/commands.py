@@ -26,6 +26,7 @@ __all__ = [
     "UserMove",
     "applied_migrations",
     "create_tenant",
+    "is_legacy",
     "list_tenants",
     "migrate",
     "migration_sql",
@@ -202,6 +203,15 @@ def _require_migrated(db: Database) -> None:
             f"this database is not fully migrated ({len(pending)} pending, from {pending[0]}): "
             "run `relay-peewee migrate` first"
         )
+
+
+def is_legacy(db: Database) -> bool:
+    """True for a pre-tenancy Relay database, whose baseline ``migrate`` records
+    rather than runs; False for any other, an unrecognisable one included."""
+    try:
+        return classify_schema(db) == "legacy"
+    except UnrecognisedSchema:
+        return False
 
 
 def applied_migrations(db: Database, migrations: Sequence[str] = ()) -> list[str]:
