@@ -17,7 +17,7 @@ import importlib.util
 import os
 import weakref
 from typing import Any
-from urllib.parse import urlparse
+from urllib.parse import parse_qs, urlparse
 
 from peewee import Database, DatabaseProxy, PostgresqlDatabase, SqliteDatabase
 from playhouse import db_url
@@ -47,7 +47,12 @@ ADMIN_URL_ENV = "RELAY_ADMIN_DATABASE_URL"
 
 # SQLite enforces foreign keys only when asked to, per connection. Without
 # this pragma a row pointing at a missing tenant would be accepted silently.
-SQLITE_PRAGMAS = {"foreign_keys": 1, "busy_timeout": 10_000}
+SQLITE_PRAGMAS = {"foreign_keys": 1}
+# How long a connection waits for another writer's lock. Given to peewee as
+# its own `timeout`, not as a busy_timeout pragma: db.timeout then says what
+# is in force, and a value set through it survives a reconnect (the pragma
+# would put its own back on every new connection).
+SQLITE_TIMEOUT = 10.0
 
 database_proxy = DatabaseProxy()
 
@@ -108,6 +113,8 @@ def open_database(url: str | None = None, *, must_exist: bool = False) -> Databa
     kwargs: dict[str, Any] = {}
     if issubclass(db_class, SqliteDatabase):
         kwargs["pragmas"] = dict(SQLITE_PRAGMAS)
+        if "timeout" not in parse_qs(urlparse(url).query):  # the URL's own wins
+            kwargs["timeout"] = SQLITE_TIMEOUT
     elif issubclass(db_class, PostgresqlDatabase):
         _require_driver(scheme)
     try:
@@ -138,7 +145,7 @@ def sqlite_memory_copy(db: SqliteDatabase) -> SqliteDatabase:
     For "what would happen" runs: they change the copy, never the file, so
     they need no write access and take no write lock (SQLite's backup API
     only reads the source)."""
-    copy = SqliteDatabase(":memory:", pragmas=dict(SQLITE_PRAGMAS))
+    copy = SqliteDatabase(":memory:", pragmas=dict(SQLITE_PRAGMAS), timeout=SQLITE_TIMEOUT)
     copy.connect()
     db.connection().backup(copy.connection())
     return copy
