@@ -36,6 +36,7 @@ from .database import (
     sqlite_path,
 )
 from .errors import AdminConnectionRequired, RelayError
+from .migrator import MigrationStatus
 from .migrator.online import MAX_LOCK_TIMEOUT, MIN_LOCK_TIMEOUT
 from .migrator.runner import BASELINE
 from .operations import commands
@@ -227,13 +228,28 @@ def _exit_code_epilog() -> str:
     return "\b\nExit codes:\n" + "\n".join(rows)
 
 
-@click.group(cls=RelayCli, epilog=_exit_code_epilog())
+def _examples(*lines: str) -> str:
+    """An epilog of example command lines, kept as written (\\b: no re-wrapping)."""
+    return "\b\nExamples:\n" + "\n".join(f"  {line}" for line in lines)
+
+
+# -h too, as most tools take it; inherited by every command below.
+CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"]}
+
+
+@click.group(cls=RelayCli, epilog=_exit_code_epilog(), context_settings=CONTEXT_SETTINGS)
 @click.version_option(version=__version__, prog_name="relay-peewee")
 def cli() -> None:
     """Multi-tenancy for Relay's Peewee database: migrate, inspect, manage tenants."""
 
 
-@cli.command()
+@cli.command(
+    epilog=_examples(
+        "relay-peewee migrate --database sqlite:///relay.db",
+        "relay-peewee migrate --sql --to 3   # print what the first three would run",
+        "relay-peewee migrate --online --lock-timeout 2 --database postgresql://...",
+    )
+)
 @database_option
 @click.option("--to", "target", metavar="NAME", help="Stop after this migration (name or number).")
 @click.option(
@@ -372,15 +388,28 @@ def _interrupted(
     sys.exit(EXIT_INTERRUPTED)
 
 
-@cli.command()
+@cli.command(
+    epilog=_examples(
+        "relay-peewee status && ./deploy.sh   # status exits 1 while anything is pending",
+        "relay-peewee status --json",
+    )
+)
 @database_option
+@click.option(
+    "--json", "as_json", is_flag=True, help="Print every migration and the counts as JSON."
+)
 @app_options
 @_user_errors
-def status(database: str | None, migrations: tuple[str, ...], models: tuple[str, ...]) -> None:
+def status(
+    database: str | None, as_json: bool, migrations: tuple[str, ...], models: tuple[str, ...]
+) -> None:
     """List applied and pending migrations; exit 1 while any is pending or unknown."""
     packages = _app(migrations, models).migrations
     with _database(database) as db:
         rows = commands.status(db, packages)
+    if as_json:
+        _status_json(rows)
+        return
     for row in rows:
         if row.applied is None:
             click.echo(f"[ ] {row.name}")
@@ -396,6 +425,27 @@ def status(database: str | None, migrations: tuple[str, ...], models: tuple[str,
         click.echo(f"{len(unknown)} unknown: upgrade relay_peewee", err=True)
     if pending:
         click.echo(f"{len(pending)} pending: run `relay-peewee migrate`", err=True)
+    if pending or unknown:
+        sys.exit(EXIT_ERROR)
+
+
+def _status_json(rows: Sequence[MigrationStatus]) -> None:
+    """``status --json``: the rows and the counts; the exit code as without it."""
+    pending = sum(r.applied is None for r in rows)
+    unknown = sum(not r.known for r in rows)
+    out = {
+        "migrations": [
+            {
+                "name": r.name,
+                "applied": None if r.applied is None else r.applied.isoformat(sep=" "),
+                "known": r.known,
+            }
+            for r in rows
+        ],
+        "pending": pending,
+        "unknown": unknown,
+    }
+    click.echo(json.dumps(out, indent=2, ensure_ascii=False))
     if pending or unknown:
         sys.exit(EXIT_ERROR)
 
@@ -482,7 +532,12 @@ def tenants() -> None:
     """Create and list tenants."""
 
 
-@tenants.command("create")
+@tenants.command(
+    "create",
+    epilog=_examples(
+        "relay-peewee tenants create --slug acme --name 'Acme Inc.' --domain acme.example"
+    ),
+)
 @database_option
 @click.option(
     "--slug", required=True, help="Unique short name: lower-case letters, digits, dashes."
@@ -502,7 +557,15 @@ def users() -> None:
     """Move users between tenants."""
 
 
-@users.command("move")
+@users.command(
+    "move",
+    epilog=_examples(
+        "relay-peewee users move --email ada@acme.example --to acme",
+        "RELAY_ADMIN_DATABASE_URL=postgresql://relay_admin@db/relay \\",
+        "  relay-peewee users move --database postgresql://relay_app@db/relay "
+        "--email ada@x --to acme",
+    ),
+)
 @database_option
 @click.option("--email", required=True, help="The user's email (unique across tenants).")
 @click.option("--to", "to_slug", required=True, metavar="SLUG", help="The target tenant's slug.")

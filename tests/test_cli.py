@@ -438,6 +438,37 @@ def test_status(url: str) -> None:
     assert done.stderr == ""
 
 
+def status_json(url: str, exit_code: int) -> dict[str, Any]:
+    result = run(["status", "--json"], url)
+    assert result.exit_code == exit_code, result.output
+    assert result.stderr == ""  # the exit code says it; stdout stays one JSON document
+    data: dict[str, Any] = json.loads(result.stdout)
+    return data
+
+
+def test_status_json(url: str) -> None:
+    empty = status_json(url, 1)
+    assert [m["name"] for m in empty["migrations"]] == NAMES
+    assert (empty["pending"], empty["unknown"]) == (len(NAMES), 0)
+    assert all(m["applied"] is None and m["known"] for m in empty["migrations"])
+
+    migrate(url)
+    done = status_json(url, 0)
+    assert (done["pending"], done["unknown"]) == (0, 0)
+    assert all(
+        re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d.*", m["applied"]) for m in done["migrations"]
+    )
+
+    insert_future_row(url)
+    future = status_json(url, 1)
+    assert future["migrations"][-1] == {
+        "name": FUTURE,
+        "applied": "2030-01-02 03:04:05",
+        "known": False,
+    }
+    assert (future["pending"], future["unknown"]) == (0, 1)
+
+
 def test_unknown_history_row_is_shown_and_blocks_migrate(url: str) -> None:
     migrate(url, "--to", "4")
     insert_future_row(url)
@@ -1048,6 +1079,23 @@ def test_every_command_has_help(path: tuple[str, ...]) -> None:
     assert " ".join(first_line.split()) in " ".join(result.stdout.split())
     if not isinstance(command, click.Group) and path:
         assert "--database URL" in result.stdout
+
+
+@pytest.mark.parametrize("path", ALL_PATHS, ids=lambda p: "-".join(p) or "root")
+def test_dash_h_is_help_everywhere(path: tuple[str, ...]) -> None:
+    short, long = (CliRunner().invoke(cli, [*path, flag]) for flag in ("-h", "--help"))
+    assert_ok(short)
+    assert short.stdout == long.stdout
+
+
+@pytest.mark.parametrize(
+    "path", [("migrate",), ("status",), ("tenants", "create"), ("users", "move")]
+)
+def test_help_shows_examples(path: tuple[str, ...]) -> None:
+    result = CliRunner().invoke(cli, [*path, "--help"])
+    assert_ok(result)
+    examples = result.stdout[result.stdout.index("Examples:") :].splitlines()[1:]
+    assert examples and examples[0].strip().startswith(f"relay-peewee {' '.join(path)}")
 
 
 def test_version() -> None:
