@@ -271,6 +271,12 @@ def cli() -> None:
 @click.option(
     "--no-wait", is_flag=True, help="Fail at once if another migrate holds the migration lock."
 )
+@click.option(
+    "--fake",
+    is_flag=True,
+    help="With --to: record the migrations through NAME as applied without running them "
+    "(their change was made by hand). `audit` still checks the schema.",
+)
 @click.option("-q", "--quiet", is_flag=True, help="Do not print progress.")
 @app_options
 @_user_errors
@@ -281,12 +287,15 @@ def migrate(
     online: bool,
     lock_timeout: float,
     no_wait: bool,
+    fake: bool,
     quiet: bool,
     migrations: tuple[str, ...],
     models: tuple[str, ...],
 ) -> None:
     """Apply pending migrations (all of them, or up to --to): Relay's, then the application's."""
     packages = _app(migrations, models).migrations
+    if fake and show_sql:
+        raise click.UsageError("--fake and --sql do not go together: --fake runs no SQL")
     if show_sql:
         path = sqlite_path(database)
         if path is not None and not os.path.exists(path):
@@ -316,6 +325,7 @@ def migrate(
                 lock_timeout=lock_timeout,
                 wait=not no_wait,
                 migrations=packages,
+                fake=fake,
             )
         except KeyboardInterrupt:
             db.close()
@@ -323,7 +333,7 @@ def migrate(
     if result.adopted_legacy:
         click.echo(ADOPTED_LEGACY)
     for name in result.applied:
-        click.echo(f"applied: {name}")
+        click.echo(f"recorded as applied, not run: {name}" if fake else f"applied: {name}")
     if not result.applied:
         click.echo("nothing to do.")
 

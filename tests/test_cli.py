@@ -326,6 +326,32 @@ def test_migrate_to_stops_after_target(url: str) -> None:
     assert rest.stderr == ""  # -q: no progress
 
 
+def test_migrate_fake_records_without_running(url: str) -> None:
+    before = state(url)
+    assert_error(
+        run(["migrate", "--fake"], url),
+        exact="--fake needs --to NAME: the last migration to record as applied",
+    )
+    sql = run(["migrate", "--fake", "--sql", "--to", "1"], url)
+    assert sql.exit_code == EXIT_USAGE, sql.output
+    assert state(url) == before
+
+    # A migration whose change was made by hand: --fake records it, runs nothing.
+    migrate(url)
+    last = NAMES[-1]
+    execute(url, f"DELETE FROM {HISTORY} WHERE name = '{last}'")
+    schema = {k: v for k, v in state(url).items() if k != f"rows:{HISTORY}"}
+    faked = run(["migrate", "--fake", "--to", last], url)
+    assert_ok(faked)
+    assert out_lines(faked) == [f"recorded as applied, not run: {last}"]
+    assert history(url) == NAMES
+    assert {k: v for k, v in state(url).items() if k != f"rows:{HISTORY}"} == schema
+    assert_ok(run(["status"], url))
+    again = run(["migrate", "--fake", "--to", last], url)
+    assert_ok(again)
+    assert again.stdout == "nothing to do.\n"
+
+
 def test_empty_and_baseline_only_database(url: str) -> None:
     before = state(url)
     plan = assert_sql_dry_run(run(["migrate", "--sql"], url), "0001_baseline")

@@ -283,13 +283,16 @@ class MigrationRunner(Runner):
             )
 
     # -- writing ---------------------------------------------------------
-    def upgrade(self, target: str | None = None) -> tuple[bool, list[str]]:
+    def upgrade(self, target: str | None = None, *, fake: bool = False) -> tuple[bool, list[str]]:
+        """Apply pending migrations through ``target``; ``fake``: record them
+        as applied without running them (Django's ``--fake``, alembic's
+        ``stamp``), for changes that were made by hand."""
         with migration_lock(self.database, self.wait, self.progress):
             # Everything is decided after the lock is held: another migrator
             # may have applied (or adopted) while this one waited.
-            return self._upgrade(target)
+            return self._upgrade(target, fake=fake)
 
-    def _upgrade(self, target: str | None) -> tuple[bool, list[str]]:
+    def _upgrade(self, target: str | None, *, fake: bool = False) -> tuple[bool, list[str]]:
         kind = classify_schema(self.database)
         if kind == "managed":
             self._refuse_unknown_history()
@@ -304,7 +307,7 @@ class MigrationRunner(Runner):
             if adopted:
                 # Adoption: the legacy tables are the baseline; record, don't run.
                 self.fake(BASELINE)
-            return adopted, self._wrap(self.up, target)
+            return adopted, self._wrap(self.fake if fake else self.up, target)
 
     def downgrade(self, target: str | None = None) -> list[str]:
         with migration_lock(self.database, self.wait, self.progress):

@@ -51,19 +51,28 @@ def migrate(
     lock_timeout: float = 1.0,
     wait: bool = True,
     migrations: Sequence[str] = (),
+    fake: bool = False,
 ) -> MigrateResult:
     """Apply pending migrations (through ``to``, if given).
+
+    ``fake``: record them in the history without running them (the schema
+    change was made some other way); ``to`` is then required, so that a
+    fake never reaches further than the caller named.
 
     ``online`` (PostgreSQL): short lock-bounded steps, concurrent index builds,
     foreign keys validated separately; resumable after a crash. ``wait``:
     wait for another migrator holding the migration lock, else refuse.
     ``migrations``: the application's migration packages, run after Relay's.
     """
+    if fake and to is None:
+        raise MigrationError("--fake needs --to NAME: the last migration to record as applied")
+    if fake and online:
+        raise MigrationError("--fake runs nothing, so --online has nothing to do")
     runner = MigrationRunner(
         db, progress, online=online, lock_timeout=lock_timeout, wait=wait, migrations=migrations
     )
     try:
-        adopted, applied = runner.upgrade(to)
+        adopted, applied = runner.upgrade(to, fake=fake)
     finally:
         forget_database_checks(db)  # the keys writes rely on may have changed
     return MigrateResult(adopted, applied)
