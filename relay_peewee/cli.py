@@ -628,10 +628,10 @@ def tenants_list(database: str | None, as_json: bool) -> None:
     table: list[list[str]] = [["ID", "SLUG", "NAME", "DOMAIN", "ACTIVE"]]
     table += [
         [
-            _cell(r["id"], limit=None),
-            _cell(r["slug"], limit=None),
+            _cell(r["id"], limit=SLUG_MAX),
+            _cell(r["slug"], limit=SLUG_MAX),
             _cell(r["name"]),
-            _cell(r["domain"] or "-", limit=None),
+            _cell(r["domain"] or "-"),
             "yes" if r["active"] else "no",
         ]
         for r in rows
@@ -642,16 +642,20 @@ def tenants_list(database: str | None, as_json: bool) -> None:
         click.echo("  ".join([*cells, row[4]]))
 
 
-def _cell(value: object, limit: int | None = 60) -> str:
+# The longest slug tenants create accepts: a valid slug (or a uuid id) is
+# never cut, since a user copies it into the next command (users move --to).
+SLUG_MAX = 64
+
+
+def _cell(value: object, limit: int = 60) -> str:
     """One table cell on one line: control characters escaped, long text cut.
 
-    Rows written by other code than ``tenants create`` may hold anything.
-    Identifiers (``limit=None``: id, slug, domain) are never cut: a user
-    copies them into the next command."""
+    Rows written by other code than ``tenants create`` may hold anything;
+    the cut keeps a row of such text readable (``--json`` has it all)."""
     text = str(value)
     if not text.isprintable():
         text = text.encode("unicode_escape").decode("ascii")
-    return text if limit is None or len(text) <= limit else text[: limit - 3] + "..."
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 @cli.command()
