@@ -2,18 +2,24 @@
 
 User errors (``RelayError``, a database that refuses a statement) become a
 one-line ``click.ClickException`` and exit code 1; ``status`` exits 1 while
-migrations are pending so it can gate a deploy.
+migrations are pending so it can gate a deploy. Usage errors (an unknown
+option or command, a missing or invalid value) are one line too, with their
+own exit code: ``EXIT_CODES`` is the table, printed in ``--help``.
 """
 
 from __future__ import annotations
 
 import functools
 import json
+import math
 import os
+import sqlite3
 import sys
+import textwrap
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import closing, contextmanager, suppress
 from typing import Any, TypeVar
+from urllib.parse import quote
 
 import click
 from peewee import Database, DatabaseError, InterfaceError
@@ -21,14 +27,59 @@ from peewee import Database, DatabaseError, InterfaceError
 from . import __version__
 from .audit import audit_schema, report
 from .config import AppConfig, load_models, read_config
-from .database import DEFAULT_URL, is_postgres, open_database, sqlite_path
-from .errors import RelayError
+from .database import (
+    ADMIN_URL_ENV,
+    DEFAULT_URL,
+    is_postgres,
+    open_database,
+    set_admin_database,
+    sqlite_path,
+)
+from .errors import AdminConnectionRequired, RelayError
+from .migrator import MigrationStatus
+from .migrator.online import MAX_LOCK_TIMEOUT, MIN_LOCK_TIMEOUT
+from .migrator.runner import BASELINE
 from .operations import commands
 from .operations.roles import create_roles, role_statements
 
 __all__ = ["cli", "main"]
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+# One code per answer a script may act on. Usage errors do not take click's
+# 2: that is audit's "could not look", which a deploy gate must tell apart
+# from a mistyped option. 64 is EX_USAGE from sysexits.h.
+EXIT_OK = 0
+EXIT_ERROR = 1
+EXIT_UNREADABLE = 2
+EXIT_USAGE = 64
+EXIT_INTERRUPTED = 130
+EXIT_CODES = [
+    (EXIT_OK, "done; status, audit and makemigration --check found nothing"),
+    (
+        EXIT_ERROR,
+        "refused, nothing changed (one Error: line); status: migrations pending or "
+        "unknown; audit: errors found; makemigration --check: models and database differ",
+    ),
+    (EXIT_UNREADABLE, "audit only: the database could not be read"),
+    (EXIT_USAGE, "usage error: unknown command or option, missing or invalid value"),
+    (EXIT_INTERRUPTED, "interrupted (Ctrl-C)"),
+]
+
+
+class LockTimeout(click.FloatRange):
+    """Seconds for --lock-timeout: a finite number PostgreSQL's setting can hold.
+
+    FloatRange alone lets NaN through (every comparison with it is false)."""
+
+    def __init__(self) -> None:
+        super().__init__(min=MIN_LOCK_TIMEOUT, max=MAX_LOCK_TIMEOUT)
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        seconds = super().convert(value, param, ctx)
+        if math.isnan(seconds):
+            self.fail(f"{value!r} is not a number of seconds", param, ctx)
+        return seconds
 
 
 def _one_line(exc: BaseException) -> str:
@@ -43,6 +94,22 @@ def _database(url: str | None, *, must_exist: bool = True) -> Iterator[Database]
         yield db
     finally:
         db.close()
+
+
+@contextmanager
+def _admin_database(db: Database, url: str | None) -> Iterator[None]:
+    """Give ``db`` the admin database ``unscoped()`` switches to, as connect() does."""
+    if not url:
+        yield
+        return
+    admin = open_database(url)  # checked now: a bad URL is refused before any work
+    admin.close()
+    set_admin_database(db, admin)
+    try:
+        yield
+    finally:
+        set_admin_database(db, None)
+        admin.close()
 
 
 def _user_errors(fn: F) -> F:
@@ -95,13 +162,94 @@ def _app(migrations: tuple[str, ...], models: tuple[str, ...]) -> AppConfig:
     return AppConfig(migrations or config.migrations, models or config.models, config.source)
 
 
-@click.group()
+class UsageError(click.ClickException):
+    """A usage error as one line, ``Error: ... (see `CMD --help`)``, exit 64."""
+
+    exit_code = EXIT_USAGE
+
+    def __init__(self, error: click.UsageError) -> None:
+        message = " ".join(error.format_message().split())
+        if error.ctx is not None:
+            message = f"{message.rstrip('.')} (see `{error.ctx.command_path} --help`)"
+        super().__init__(message)
+
+
+class _NoCommand(click.ClickException):
+    """A group named without a command: its help, as click shows it, but exit 64."""
+
+    exit_code = EXIT_USAGE
+
+    def __init__(self, error: click.exceptions.NoArgsIsHelpError) -> None:
+        super().__init__(error.format_message())
+        self.error = error
+
+    def show(self, file: Any = None) -> None:
+        self.error.show(file)
+
+
+@contextmanager
+def _usage_errors() -> Iterator[None]:
+    try:
+        yield
+    except click.exceptions.NoArgsIsHelpError as exc:
+        raise _NoCommand(exc) from None
+    except click.UsageError as exc:
+        raise UsageError(exc) from None
+
+
+class RelayCli(click.Group):
+    """The root group: every usage error below it leaves as ``UsageError``.
+
+    Parsing happens in the root's ``make_context`` and, for each command
+    under it, inside the root's ``invoke``; wrapping both catches them all.
+    """
+
+    def make_context(
+        self,
+        info_name: str | None,
+        args: list[str],
+        parent: click.Context | None = None,
+        **extra: Any,
+    ) -> click.Context:
+        with _usage_errors():
+            return super().make_context(info_name, args, parent, **extra)
+
+    def invoke(self, ctx: click.Context) -> Any:
+        with _usage_errors():
+            return super().invoke(ctx)
+
+
+def _exit_code_epilog() -> str:
+    # \b keeps click from re-wrapping the table into one paragraph.
+    rows = [
+        f"  {code:<4} " + "\n       ".join(textwrap.wrap(meaning, 70))
+        for code, meaning in EXIT_CODES
+    ]
+    return "\b\nExit codes:\n" + "\n".join(rows)
+
+
+def _examples(*lines: str) -> str:
+    """An epilog of example command lines, kept as written (\\b: no re-wrapping)."""
+    return "\b\nExamples:\n" + "\n".join(f"  {line}" for line in lines)
+
+
+# -h too, as most tools take it; inherited by every command below.
+CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"]}
+
+
+@click.group(cls=RelayCli, epilog=_exit_code_epilog(), context_settings=CONTEXT_SETTINGS)
 @click.version_option(version=__version__, prog_name="relay-peewee")
 def cli() -> None:
     """Multi-tenancy for Relay's Peewee database: migrate, inspect, manage tenants."""
 
 
-@cli.command()
+@cli.command(
+    epilog=_examples(
+        "relay-peewee migrate --database sqlite:///relay.db",
+        "relay-peewee migrate --sql --to 3   # print what the first three would run",
+        "relay-peewee migrate --online --lock-timeout 2 --database postgresql://...",
+    )
+)
 @database_option
 @click.option("--to", "target", metavar="NAME", help="Stop after this migration (name or number).")
 @click.option(
@@ -114,7 +262,7 @@ def cli() -> None:
 )
 @click.option(
     "--lock-timeout",
-    type=click.FloatRange(min=0.01),
+    type=LockTimeout(),
     default=1.0,
     show_default=True,
     metavar="SECONDS",
@@ -122,6 +270,12 @@ def cli() -> None:
 )
 @click.option(
     "--no-wait", is_flag=True, help="Fail at once if another migrate holds the migration lock."
+)
+@click.option(
+    "--fake",
+    is_flag=True,
+    help="With --to: record the migrations through NAME as applied without running them "
+    "(their change was made by hand). `audit` still checks the schema.",
 )
 @click.option("-q", "--quiet", is_flag=True, help="Do not print progress.")
 @app_options
@@ -133,12 +287,15 @@ def migrate(
     online: bool,
     lock_timeout: float,
     no_wait: bool,
+    fake: bool,
     quiet: bool,
     migrations: tuple[str, ...],
     models: tuple[str, ...],
 ) -> None:
     """Apply pending migrations (all of them, or up to --to): Relay's, then the application's."""
     packages = _app(migrations, models).migrations
+    if fake and show_sql:
+        raise click.UsageError("--fake and --sql do not go together: --fake runs no SQL")
     if show_sql:
         path = sqlite_path(database)
         if path is not None and not os.path.exists(path):
@@ -155,9 +312,10 @@ def migrate(
             for statement in plan or ["-- nothing to do."]:
                 click.echo(statement)
         return
-    with _database(database, must_exist=False) as db:
+    with _no_file_left_behind(database), _database(database, must_exist=False) as db:
         progress = None if quiet else (lambda label: click.echo(f"  {label}", err=True))
         before = commands.applied_migrations(db, packages)
+        legacy = commands.is_legacy(db)
         try:
             result = commands.migrate(
                 db,
@@ -167,19 +325,56 @@ def migrate(
                 lock_timeout=lock_timeout,
                 wait=not no_wait,
                 migrations=packages,
+                fake=fake,
             )
         except KeyboardInterrupt:
             db.close()
-            _interrupted(database, before, packages)
+            _interrupted(database, before, packages, legacy=legacy)
     if result.adopted_legacy:
-        click.echo("recognised a legacy Relay database: recorded 0001_baseline as applied")
+        click.echo(ADOPTED_LEGACY)
     for name in result.applied:
-        click.echo(f"applied: {name}")
+        click.echo(f"recorded as applied, not run: {name}" if fake else f"applied: {name}")
     if not result.applied:
         click.echo("nothing to do.")
 
 
-def _interrupted(database: str | None, before: list[str], packages: Sequence[str] = ()) -> None:
+@contextmanager
+def _no_file_left_behind(url: str | None) -> Iterator[None]:
+    """A migrate that fails on a SQLite file it created removes the file again.
+
+    Opening the database creates it; a refusal that comes later (an unknown
+    --to, --online on SQLite) must not leave an empty relay.db behind. On
+    SQLite a failed migrate rolls back as one transaction, so a file this
+    run created holds no schema then; one that does is left alone.
+    """
+    path = sqlite_path(url)
+    created = path is not None and not os.path.exists(path)
+    try:
+        yield
+    except BaseException:
+        if created and path is not None:
+            _remove_if_schemaless(path)
+        raise
+
+
+def _remove_if_schemaless(path: str) -> None:
+    try:
+        with closing(sqlite3.connect(f"file:{quote(path)}?mode=ro", uri=True)) as conn:
+            if conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]:
+                return
+    except sqlite3.Error:
+        return  # not ours to judge: leave it
+    for leftover in (path, f"{path}-journal", f"{path}-wal", f"{path}-shm"):
+        with suppress(FileNotFoundError):
+            os.remove(leftover)
+
+
+ADOPTED_LEGACY = f"recognised a legacy Relay database: recorded {BASELINE} as applied"
+
+
+def _interrupted(
+    database: str | None, before: list[str], packages: Sequence[str] = (), *, legacy: bool = False
+) -> None:
     """Ctrl-C during migrate: say what is applied now and what is not; exit 130.
 
     Each migration commits on its own on PostgreSQL (SQLite runs them all as
@@ -190,25 +385,41 @@ def _interrupted(database: str | None, before: list[str], packages: Sequence[str
             rows = commands.status(db, packages)
     except (RelayError, DatabaseError, InterfaceError) as exc:
         click.echo(f"interrupted; cannot tell what was applied: {_one_line(exc)}", err=True)
-        sys.exit(130)
+        sys.exit(EXIT_INTERRUPTED)
     for row in rows:
         if row.applied is not None and row.name not in before:
-            click.echo(f"applied: {row.name}")
+            # A legacy database's baseline was recorded, not run: say so,
+            # as an uninterrupted migrate does.
+            adopted = legacy and row.name == BASELINE
+            click.echo(ADOPTED_LEGACY if adopted else f"applied: {row.name}")
     pending = [r.name for r in rows if r.applied is None]
     rest = f"not applied: {', '.join(pending)}" if pending else "every migration is applied"
     click.echo(f"interrupted: {rest}; run `relay-peewee migrate` to continue", err=True)
-    sys.exit(130)
+    sys.exit(EXIT_INTERRUPTED)
 
 
-@cli.command()
+@cli.command(
+    epilog=_examples(
+        "relay-peewee status && ./deploy.sh   # status exits 1 while anything is pending",
+        "relay-peewee status --json",
+    )
+)
 @database_option
+@click.option(
+    "--json", "as_json", is_flag=True, help="Print every migration and the counts as JSON."
+)
 @app_options
 @_user_errors
-def status(database: str | None, migrations: tuple[str, ...], models: tuple[str, ...]) -> None:
+def status(
+    database: str | None, as_json: bool, migrations: tuple[str, ...], models: tuple[str, ...]
+) -> None:
     """List applied and pending migrations; exit 1 while any is pending or unknown."""
     packages = _app(migrations, models).migrations
     with _database(database) as db:
         rows = commands.status(db, packages)
+    if as_json:
+        _status_json(rows)
+        return
     for row in rows:
         if row.applied is None:
             click.echo(f"[ ] {row.name}")
@@ -225,7 +436,28 @@ def status(database: str | None, migrations: tuple[str, ...], models: tuple[str,
     if pending:
         click.echo(f"{len(pending)} pending: run `relay-peewee migrate`", err=True)
     if pending or unknown:
-        sys.exit(1)
+        sys.exit(EXIT_ERROR)
+
+
+def _status_json(rows: Sequence[MigrationStatus]) -> None:
+    """``status --json``: the rows and the counts; the exit code as without it."""
+    pending = sum(r.applied is None for r in rows)
+    unknown = sum(not r.known for r in rows)
+    out = {
+        "migrations": [
+            {
+                "name": r.name,
+                "applied": None if r.applied is None else r.applied.isoformat(sep=" "),
+                "known": r.known,
+            }
+            for r in rows
+        ],
+        "pending": pending,
+        "unknown": unknown,
+    }
+    click.echo(json.dumps(out, indent=2, ensure_ascii=False))
+    if pending or unknown:
+        sys.exit(EXIT_ERROR)
 
 
 @cli.command()
@@ -313,7 +545,7 @@ def makemigration(
         for line in draft.describe():
             click.echo(line)
         if draft:
-            sys.exit(1)
+            sys.exit(EXIT_ERROR)
         click.echo("models and database agree.")
         return
     if not app.migrations:
@@ -332,7 +564,12 @@ def tenants() -> None:
     """Create and list tenants."""
 
 
-@tenants.command("create")
+@tenants.command(
+    "create",
+    epilog=_examples(
+        "relay-peewee tenants create --slug acme --name 'Acme Inc.' --domain acme.example"
+    ),
+)
 @database_option
 @click.option(
     "--slug", required=True, help="Unique short name: lower-case letters, digits, dashes."
@@ -352,15 +589,39 @@ def users() -> None:
     """Move users between tenants."""
 
 
-@users.command("move")
+@users.command(
+    "move",
+    epilog=_examples(
+        "relay-peewee users move --email ada@acme.example --to acme",
+        "RELAY_ADMIN_DATABASE_URL=postgresql://relay_admin@db/relay \\",
+        "  relay-peewee users move --database postgresql://relay_app@db/relay "
+        "--email ada@x --to acme",
+    ),
+)
 @database_option
 @click.option("--email", required=True, help="The user's email (unique across tenants).")
 @click.option("--to", "to_slug", required=True, metavar="SLUG", help="The target tenant's slug.")
+@click.option(
+    "--admin-database",
+    "admin_url",
+    metavar="URL",
+    envvar=ADMIN_URL_ENV,
+    default=None,
+    help="PostgreSQL, when --database is the application role: the database as a BYPASSRLS "
+    f"role (relay_admin), which the move runs on. Default: ${ADMIN_URL_ENV}.",
+)
 @_user_errors
-def users_move(database: str | None, email: str, to_slug: str) -> None:
+def users_move(database: str | None, email: str, to_slug: str, admin_url: str | None) -> None:
     """Move a user, with their api keys, into another tenant (audited: user.move)."""
-    with _database(database) as db:
-        move = commands.move_user(db, email, to_slug)
+    with _database(database) as db, _admin_database(db, admin_url):
+        try:
+            move = commands.move_user(db, email, to_slug)
+        except AdminConnectionRequired as exc:
+            raise click.ClickException(
+                f"users move must see every tenant, and this role cannot: {exc.reason}; pass "
+                f"--admin-database URL (or set ${ADMIN_URL_ENV}) naming a BYPASSRLS role such "
+                "as relay_admin (see `relay-peewee roles`), or connect as one"
+            ) from None
     along = ", ".join(f"{n} {table}" for table, n in move.moved.items())
     click.echo(f"moved {move.email} to {to_slug} ({move.to_tenant}); moved along: {along}")
 
@@ -383,13 +644,14 @@ def tenants_list(database: str | None, as_json: bool) -> None:
             for t in commands.list_tenants(db)
         ]
     if as_json:
-        click.echo(json.dumps(rows, indent=2))
+        # Names are the user's own text: shown as written, not as \u escapes.
+        click.echo(json.dumps(rows, indent=2, ensure_ascii=False))
         return
     table: list[list[str]] = [["ID", "SLUG", "NAME", "DOMAIN", "ACTIVE"]]
     table += [
         [
-            _cell(r["id"]),
-            _cell(r["slug"]),
+            _cell(r["id"], limit=SLUG_MAX),
+            _cell(r["slug"], limit=SLUG_MAX),
             _cell(r["name"]),
             _cell(r["domain"] or "-"),
             "yes" if r["active"] else "no",
@@ -402,10 +664,16 @@ def tenants_list(database: str | None, as_json: bool) -> None:
         click.echo("  ".join([*cells, row[4]]))
 
 
+# The longest slug tenants create accepts: a valid slug (or a uuid id) is
+# never cut, since a user copies it into the next command (users move --to).
+SLUG_MAX = 64
+
+
 def _cell(value: object, limit: int = 60) -> str:
     """One table cell on one line: control characters escaped, long text cut.
 
-    Rows written by other code than ``tenants create`` may hold anything."""
+    Rows written by other code than ``tenants create`` may hold anything;
+    the cut keeps a row of such text readable (``--json`` has it all)."""
     text = str(value)
     if not text.isprintable():
         text = text.encode("unicode_escape").decode("ascii")
@@ -458,10 +726,10 @@ def audit(
     except (RelayError, DatabaseError, InterfaceError) as exc:
         # Exit 2, not the usual 1: a gate must tell "could not look" from "found errors".
         click.echo(f"Error: cannot audit the database: {_one_line(exc)}", err=True)
-        sys.exit(2)
+        sys.exit(EXIT_UNREADABLE)
     click.echo(report(findings, as_json=as_json))
     if any(f.severity == "error" for f in findings):
-        sys.exit(1)
+        sys.exit(EXIT_ERROR)
 
 
 @cli.command()

@@ -7,8 +7,10 @@ anything else is a bug and keeps its traceback.
 from __future__ import annotations
 
 __all__ = [
+    "AdminConnectionRequired",
     "ConfigurationError",
     "CrossTenantWrite",
+    "InvalidTenantId",
     "MigrationError",
     "RawQueryRefused",
     "RelayError",
@@ -37,9 +39,29 @@ class TenantRequired(RelayError):
     """A TenantModel was queried outside of any tenant context."""
 
 
+class InvalidTenantId(RelayError, ValueError):
+    """A tenant id that can name no tenant: empty, or holding a NUL.
+
+    Also a ``ValueError``, which these were before, so existing handlers
+    still catch it; as a ``RelayError`` the CLI and an app's error handler
+    show it as the caller's mistake rather than a bug."""
+
+
 class CrossTenantWrite(RelayError):
     """A write would put or point a row into another tenant."""
 
 
 class RawQueryRefused(RelayError):
     """``Model.raw()`` on a TenantModel outside ``unscoped()``: raw SQL cannot be scoped."""
+
+
+class AdminConnectionRequired(RelayError):
+    """Work that must see every tenant found no way past row-level security.
+
+    ``reason`` is why the fallback (``SET ROLE`` to the admin role) failed;
+    callers word the fix for their own users (an argument, a CLI option).
+    """
+
+    def __init__(self, message: str, reason: str) -> None:
+        super().__init__(message)
+        self.reason = reason

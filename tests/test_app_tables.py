@@ -22,7 +22,9 @@ from click.testing import CliRunner, Result
 from helpers import CLI, Legacy, build_legacy, kill_cli_at
 from peewee import Database, IntegrityError
 
+from relay_peewee.audit import audit_schema
 from relay_peewee.cli import cli
+from relay_peewee.config import load_models
 from relay_peewee.database import catalog
 from relay_peewee.migrator.runner import MigrationRunner
 from relay_peewee.operations.commands import migrate
@@ -180,6 +182,13 @@ def test_cli_migrates_the_application_tables_after_relays(app_legacy: Legacy) ->
 
     again = run("migrate", "--database", url)
     assert again.output.strip() == "nothing to do."
+
+    # The README's Python audit, from the application's folder: its history
+    # rows are known through [tool.relay_peewee], as the CLI reads them.
+    app_models = load_models(["invoicing.models"])
+    assert [f for f in audit_schema(db, models=app_models) if f.severity == "error"] == []
+    unnamed = audit_schema(db, models=app_models, migrations=())  # explicitly none
+    assert [f.check for f in unnamed if f.severity == "error"] == ["migration-unknown"]
 
 
 def test_database_refuses_cross_tenant_rows_in_the_application_tables(

@@ -27,8 +27,11 @@ from helpers import PG_HOST, PG_PORT, PG_USER, Legacy
 from peewee import Database, PostgresqlDatabase
 from playhouse import db_url as playhouse_db_url
 
-from relay_peewee.cli import cli
+from relay_peewee.cli import EXIT_CODES, EXIT_USAGE, cli
+from relay_peewee.database import open_database
+from relay_peewee.errors import MigrationError
 from relay_peewee.migrator.runner import MIGRATIONS_DIR
+from relay_peewee.operations import commands
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 HISTORY = "relay_peewee_migrations"
@@ -323,6 +326,32 @@ def test_migrate_to_stops_after_target(url: str) -> None:
     assert rest.stderr == ""  # -q: no progress
 
 
+def test_migrate_fake_records_without_running(url: str) -> None:
+    before = state(url)
+    assert_error(
+        run(["migrate", "--fake"], url),
+        exact="--fake needs --to NAME: the last migration to record as applied",
+    )
+    sql = run(["migrate", "--fake", "--sql", "--to", "1"], url)
+    assert sql.exit_code == EXIT_USAGE, sql.output
+    assert state(url) == before
+
+    # A migration whose change was made by hand: --fake records it, runs nothing.
+    migrate(url)
+    last = NAMES[-1]
+    execute(url, f"DELETE FROM {HISTORY} WHERE name = '{last}'")
+    schema = {k: v for k, v in state(url).items() if k != f"rows:{HISTORY}"}
+    faked = run(["migrate", "--fake", "--to", last], url)
+    assert_ok(faked)
+    assert out_lines(faked) == [f"recorded as applied, not run: {last}"]
+    assert history(url) == NAMES
+    assert {k: v for k, v in state(url).items() if k != f"rows:{HISTORY}"} == schema
+    assert_ok(run(["status"], url))
+    again = run(["migrate", "--fake", "--to", last], url)
+    assert_ok(again)
+    assert again.stdout == "nothing to do.\n"
+
+
 def test_empty_and_baseline_only_database(url: str) -> None:
     before = state(url)
     plan = assert_sql_dry_run(run(["migrate", "--sql"], url), "0001_baseline")
@@ -435,6 +464,37 @@ def test_status(url: str) -> None:
     assert done.stderr == ""
 
 
+def status_json(url: str, exit_code: int) -> dict[str, Any]:
+    result = run(["status", "--json"], url)
+    assert result.exit_code == exit_code, result.output
+    assert result.stderr == ""  # the exit code says it; stdout stays one JSON document
+    data: dict[str, Any] = json.loads(result.stdout)
+    return data
+
+
+def test_status_json(url: str) -> None:
+    empty = status_json(url, 1)
+    assert [m["name"] for m in empty["migrations"]] == NAMES
+    assert (empty["pending"], empty["unknown"]) == (len(NAMES), 0)
+    assert all(m["applied"] is None and m["known"] for m in empty["migrations"])
+
+    migrate(url)
+    done = status_json(url, 0)
+    assert (done["pending"], done["unknown"]) == (0, 0)
+    assert all(
+        re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d.*", m["applied"]) for m in done["migrations"]
+    )
+
+    insert_future_row(url)
+    future = status_json(url, 1)
+    assert future["migrations"][-1] == {
+        "name": FUTURE,
+        "applied": "2030-01-02 03:04:05",
+        "known": False,
+    }
+    assert (future["pending"], future["unknown"]) == (0, 1)
+
+
 def test_unknown_history_row_is_shown_and_blocks_migrate(url: str) -> None:
     migrate(url, "--to", "4")
     insert_future_row(url)
@@ -467,6 +527,21 @@ def test_unknown_history_row_is_shown_and_blocks_migrate(url: str) -> None:
     assert applied_names(out_lines(done)[:-1]) == NAMES
     assert out_lines(done)[-1].startswith(f"[?] {FUTURE}  ")
     assert done.stderr == "1 unknown: upgrade relay_peewee\n"
+
+    # tenants create writes: refused like migrate, nothing written.
+    before = state(url)
+    assert_error(
+        run(TENANTS_CREATE, url),
+        exact="the history lists migration(s) this version of relay_peewee does not have: "
+        f"{FUTURE}; upgrade relay_peewee before changing tenants",
+    )
+    assert state(url) == before
+    assert_ok(run(["tenants", "list"], url))  # reading is harmless
+
+    # An application's history row (package:name) is not Relay's schema.
+    execute(url, f"DELETE FROM {HISTORY} WHERE name = '{FUTURE}'")
+    execute(url, f"INSERT INTO {HISTORY} (name, applied) VALUES ('app:0001_x', '2030-01-01')")
+    create_tenant(url)
 
 
 # ---------------------------------------------------------------------------
@@ -626,23 +701,97 @@ def test_tenants_create_and_list(url: str) -> None:
         create_tenant(url, slug, "X")
 
 
+def test_tenants_list_shows_whole_slugs_and_unescaped_names(url: str) -> None:
+    migrate(url)
+    slug, name, long_name = "a" * 64, "Café Zürich 東京", "N" * 70
+    create_tenant(url, slug, name)
+    create_tenant(url, "long-name", long_name)
+    table = out_lines(run(["tenants", "list"], url))
+    assert table[2].split()[1:3] == [slug, "Café"]
+    # Only the display name is cut to fit a terminal; identifiers never are.
+    assert table[3].split()[2] == "N" * 57 + "..."
+    listing = run(["tenants", "list", "--json"], url)
+    assert_ok(listing)
+    assert f'"name": "{name}"' in listing.stdout
+    assert f'"slug": "{slug}"' in listing.stdout
+    assert [t["name"] for t in json.loads(listing.stdout)][1:] == [name, long_name]
+
+
 @pytest.mark.parametrize(
-    "args",
+    ("args", "message"),
     [
-        ["tenants", "create", "--name", "Acme"],
-        ["tenants", "create", "--slug", "acme"],
-        ["migrate", "--bogus"],
-        ["rollback", "--to"],
-        ["nonsense"],
+        (["tenants", "create", "--name", "Acme"], "Missing option '--slug'"),
+        (["tenants", "create", "--slug", "acme"], "Missing option '--name'"),
+        (["migrate", "--bogus"], "No such option '--bogus'"),
+        (["audit", "--jsn"], "No such option '--jsn'. Did you mean '--json'?"),
+        (["rollback", "--to"], "Option '--to' requires an argument"),
+        (["migrate", "--lock-timeout", "abc"], "Invalid value for '--lock-timeout'"),
+        (["nonsense"], "No such command 'nonsense'"),
+        (["tenants", "nonsense"], "No such command 'nonsense'"),
     ],
 )
-def test_usage_errors_exit_2(args: list[str], tmp_path: Path) -> None:
+def test_usage_errors_are_one_line_and_exit_64(
+    args: list[str], message: str, tmp_path: Path
+) -> None:
+    # 64 (EX_USAGE), not click's 2: audit exits 2 when it cannot read the
+    # database, and a gate must not read `audit --jsn` as that.
     path = tmp_path / "never-opened.db"
-    result = run(args, f"sqlite:///{path}")
-    assert result.exit_code == 2, result.output
-    assert "Traceback" not in result.output
-    assert "Usage:" in result.stderr
+    result = run(args, runner=CliRunner(env={"DATABASE_URL": f"sqlite:///{path}"}))
+    assert result.exit_code == EXIT_USAGE == 64, result.output
+    assert isinstance(result.exception, SystemExit), repr(result.exception)
+    assert result.stdout == ""
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith(f"Error: {message}"), lines[0]
     assert not path.exists()
+
+
+BAD_LOCK_TIMEOUTS = ["nan", "NaN", "inf", "-inf", "1e400", "0", "3000000"]
+
+
+def test_lock_timeout_must_be_finite_on_both_backends(url: str) -> None:
+    # nan passed FloatRange (every comparison with it is false) and inf
+    # reached round(): a traceback on PostgreSQL --online, silence on SQLite.
+    migrate(url, "--to", "1")
+    before = state(url)
+    for value in BAD_LOCK_TIMEOUTS:
+        for extra in ([], ["--online"], ["--sql"], ["--sql", "--online"]):
+            result = run(["migrate", *extra, "--lock-timeout", value], url)
+            assert result.exit_code == EXIT_USAGE, (value, extra, result.output)
+            assert "Traceback" not in result.output
+            assert result.stdout == ""
+            (line,) = result.stderr.splitlines()
+            assert line.startswith("Error: Invalid value for '--lock-timeout': "), line
+    assert state(url) == before
+
+
+@pytest.mark.parametrize("seconds", [float("nan"), float("inf"), -1.0, 0.0])
+def test_lock_timeout_is_checked_by_the_library_too(url: str, seconds: float) -> None:
+    db = open_database(url)
+    try:
+        online = isinstance(db, PostgresqlDatabase)
+        with pytest.raises(MigrationError, match="--lock-timeout must be a number of seconds"):
+            commands.migrate(db, online=online, lock_timeout=seconds)
+    finally:
+        db.close()
+    assert tables(url) == []
+
+
+def test_a_group_without_a_command_shows_its_help_and_exits_64() -> None:
+    for args in ([], ["tenants"], ["users"]):
+        result = CliRunner().invoke(cli, args)
+        assert result.exit_code == EXIT_USAGE, (args, result.output)
+        assert result.stderr.startswith("Usage: "), result.stderr
+
+
+def test_exit_codes_are_distinct_and_listed_in_help() -> None:
+    codes = [code for code, _ in EXIT_CODES]
+    assert codes == sorted(set(codes)) == [0, 1, 2, 64, 130]
+    result = CliRunner().invoke(cli, ["--help"])
+    assert_ok(result)
+    text = result.stdout[result.stdout.index("Exit codes:") :]
+    for code, meaning in EXIT_CODES:
+        assert re.search(rf"^ +{code} +{re.escape(meaning.split()[0])}", text, re.M), code
 
 
 # ---------------------------------------------------------------------------
@@ -698,6 +847,65 @@ def test_migrate_sql_on_a_missing_sqlite_file_plans_all_and_creates_nothing(
     assert_ok(created)
     assert out_lines(created) == applied_lines(*NAMES)
     assert path.is_file()
+
+
+def test_a_refused_migrate_creates_no_sqlite_file(missing_sqlite: tuple[str, Path]) -> None:
+    url, path = missing_sqlite
+    for args, fragment in (
+        (["migrate", "--to", "99"], "unknown migration '99'"),
+        (["migrate", "--to", "nope"], "unknown migration 'nope'"),
+        (["migrate", "--online"], "--online is for PostgreSQL"),
+    ):
+        assert_error(run(args, url), fragment)
+        assert sorted(p.name for p in path.parent.iterdir()) == [], args
+    # A file that was there before a refusal stays, empty or not.
+    path.touch()
+    assert_error(run(["migrate", "--to", "99"], url), "unknown migration '99'")
+    assert path.is_file()
+    assert_ok(run(["migrate", "-q"], url))
+    before = state(url)
+    assert_error(run(["migrate", "--online"], url), "--online is for PostgreSQL")
+    assert state(url) == before
+
+
+@contextmanager
+def read_only(path: Path) -> Iterator[None]:
+    """``path`` unwritable for this process; root ignores modes, so it gets
+    the immutable flag instead (skipped where the filesystem has none)."""
+    if os.geteuid() != 0:
+        mode = path.stat().st_mode
+        path.chmod(0o444)
+        try:
+            yield
+        finally:
+            path.chmod(mode)
+        return
+    chattr = shutil.which("chattr")
+    if chattr is None or subprocess.run([chattr, "+i", str(path)], capture_output=True).returncode:
+        pytest.skip("cannot make a file read-only for root here (no chattr +i)")
+    try:
+        yield
+    finally:
+        subprocess.run([chattr, "-i", str(path)], check=True)
+
+
+def test_migrate_sql_on_a_read_only_half_migrated_sqlite_file(tmp_path: Path) -> None:
+    path = tmp_path / "half.db"
+    url = f"sqlite:///{path}"
+    migrate(url, "--to", "3")
+    expected = run(["migrate", "--sql"], url)
+    assert_sql_dry_run(expected, "0004_tenant_keys")
+    before = state(url)
+    with read_only(path):
+        with pytest.raises(Exception, match="readonly"):
+            execute(url, "DELETE FROM tenants")  # the file really is read-only
+        result = run(["migrate", "--sql"], url)
+        assert_sql_dry_run(result, "0004_tenant_keys")
+        stamp = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d(\.\d+)?")
+        assert stamp.sub("T", result.stdout) == stamp.sub("T", expected.stdout)
+        assert_ok(run(["tenants", "list"], url))
+    assert state(url) == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["half.db"]
 
 
 def test_sqlite_file_in_missing_folder() -> None:
@@ -897,6 +1105,23 @@ def test_every_command_has_help(path: tuple[str, ...]) -> None:
     assert " ".join(first_line.split()) in " ".join(result.stdout.split())
     if not isinstance(command, click.Group) and path:
         assert "--database URL" in result.stdout
+
+
+@pytest.mark.parametrize("path", ALL_PATHS, ids=lambda p: "-".join(p) or "root")
+def test_dash_h_is_help_everywhere(path: tuple[str, ...]) -> None:
+    short, long = (CliRunner().invoke(cli, [*path, flag]) for flag in ("-h", "--help"))
+    assert_ok(short)
+    assert short.stdout == long.stdout
+
+
+@pytest.mark.parametrize(
+    "path", [("migrate",), ("status",), ("tenants", "create"), ("users", "move")]
+)
+def test_help_shows_examples(path: tuple[str, ...]) -> None:
+    result = CliRunner().invoke(cli, [*path, "--help"])
+    assert_ok(result)
+    examples = result.stdout[result.stdout.index("Examples:") :].splitlines()[1:]
+    assert examples and examples[0].strip().startswith(f"relay-peewee {' '.join(path)}")
 
 
 def test_version() -> None:

@@ -11,11 +11,13 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
+from pathlib import Path
 from urllib.parse import urlparse, urlunparse
 
 import pytest
-from peewee import DatabaseError
+from peewee import Database, DatabaseError
 
+import relay_peewee
 from relay_peewee.database import open_database, postgres_driver, sqlstate
 
 TIMESTAMP = re.compile(r"'\d{4}-\d\d-\d\d[ T][\d:.]+'")
@@ -115,3 +117,29 @@ def test_sqlstate_of_a_sqlite_error_is_none(tmp_path: object) -> None:
     with pytest.raises(DatabaseError) as caught:
         db.execute_sql("SELECT * FROM no_such_table")
     assert sqlstate(caught.value) is None
+
+
+def _busy_timeout(db: Database) -> int:
+    return int(db.execute_sql("PRAGMA busy_timeout").fetchone()[0])
+
+
+def test_sqlite_wait_for_locks_is_peewees_own_timeout(tmp_path: Path) -> None:
+    # connect() used to set busy_timeout 10000 by pragma while db.timeout
+    # said 5, and each reconnect put 10000 back over db.timeout = 2.5.
+    db = relay_peewee.connect(f"sqlite:///{tmp_path / 'a.db'}")
+    try:
+        assert db.timeout == 10.0
+        assert _busy_timeout(db) == 10_000
+        db.timeout = 2.5
+        assert _busy_timeout(db) == 2_500
+        db.close()
+        db.connect()
+        assert _busy_timeout(db) == 2_500
+        assert db.execute_sql("PRAGMA foreign_keys").fetchone()[0] == 1
+    finally:
+        db.close()
+    own = relay_peewee.connect(f"sqlite:///{tmp_path / 'b.db'}?timeout=3")
+    try:
+        assert (own.timeout, _busy_timeout(own)) == (3, 3_000)
+    finally:
+        own.close()

@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner, Result
+from helpers import Legacy
 from peewee import Database
 
 import relay_peewee
@@ -250,6 +251,19 @@ def test_ctrl_c_during_migrate_says_what_was_applied(pg_url: str) -> None:
     finish = run("migrate", "--database", pg_url)
     assert finish.exit_code == 0, finish.output
     assert finish.stdout.splitlines()[0] == "applied: 0004_tenant_keys"
+
+
+@pytest.mark.postgres_only
+def test_ctrl_c_after_adopting_a_legacy_database_says_adopted(pg_legacy: Legacy) -> None:
+    """The baseline of a legacy database is recorded, not run: an interrupt
+    later must say so, as an uninterrupted migrate does."""
+    with interrupted_at("0003_tenant_columns"):
+        result = run("migrate", "--database", pg_legacy.url)
+    assert result.exit_code == 130, result.output
+    assert result.stdout.splitlines() == [
+        "recognised a legacy Relay database: recorded 0001_baseline as applied",
+        "applied: 0002_tenants",
+    ]
 
 
 @pytest.mark.sqlite_only

@@ -24,6 +24,7 @@ from relay_peewee import (
     unscoped,
 )
 from relay_peewee.database import is_postgres, postgres_driver
+from relay_peewee.errors import InvalidTenantId, RelayError
 from relay_peewee.models import (
     ApiKey,
     AuditLog,
@@ -586,10 +587,14 @@ def test_contexts_nest_and_restore_on_exceptions(two_tenants: TenantPair) -> Non
         assert current_tenant() == a.id
         assert_only_tenant(list(Skill.select()), a)
     assert current_tenant() is None
-    with pytest.raises(ValueError):
+    # A RelayError (the caller's mistake, one line in the CLI), and still
+    # the ValueError it used to be, for handlers written against that.
+    with pytest.raises(InvalidTenantId) as empty:
         tenant_context("")
-    with pytest.raises(ValueError, match="NUL"):  # on entry, whatever the driver
+    with pytest.raises(InvalidTenantId, match="NUL") as nul:  # on entry, whatever the driver
         tenant_context("a\x00b")
+    for refused in (empty, nul):
+        assert isinstance(refused.value, RelayError) and isinstance(refused.value, ValueError)
     with pytest.raises(TypeError):
         tenant_context(None)
     with pytest.raises(TypeError):  # a row, but not a tenant's

@@ -10,12 +10,14 @@ import time
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 from helpers import Legacy
 from legacy import snapshot
 from peewee import Database
 from schema import scalar, tenancy_structure
 from test_migrations import ALL, assert_tenancy_structure
 
+from relay_peewee.cli import cli
 from relay_peewee.database import catalog, open_database
 from relay_peewee.errors import MigrationError
 from relay_peewee.operations.commands import migrate, migration_sql
@@ -34,6 +36,16 @@ def test_online_migration_keeps_every_row(pg_legacy: Legacy) -> None:
     assert_tenancy_structure(db)
     assert any("concurrently" in s for s in steps)
     assert any("NOT VALID" in s for s in steps)
+
+
+def test_online_cli_prints_each_step_once(pg_legacy: Legacy) -> None:
+    result = CliRunner().invoke(cli, ["migrate", "--online", "--database", pg_legacy.url])
+    assert result.exit_code == 0, result.output
+    steps = [line.strip() for line in result.stderr.splitlines()]
+    added = [s for s in steps if s.endswith(": add tenant_id (default tenant)")]
+    assert "users: add tenant_id (default tenant)" in added
+    assert len(added) == len(set(added)), added
+    assert [s for s in steps if steps.count(s) > 1] == []
 
 
 def test_online_and_transactional_paths_end_in_the_same_structure(

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import urlparse, urlunparse
 
 import pytest
 from click.testing import CliRunner
@@ -19,12 +20,21 @@ from schema import scalar
 import relay_peewee
 from relay_peewee import tenant_context
 from relay_peewee.cli import cli
-from relay_peewee.database import is_postgres, open_database
+from relay_peewee.database import ADMIN_URL_ENV, is_postgres, open_database
 from relay_peewee.errors import RelayError
 from relay_peewee.models import ApiKey, Rating, Skill, UsageEvent, User
 from relay_peewee.operations.commands import create_tenant, migrate, move_user
 from relay_peewee.operations.lookups import find_api_key, hash_api_key
 from relay_peewee.testing import TenantPair
+from relay_peewee.testing.backends import create_test_roles, drop_test_roles
+
+DEFAULT_TENANT = "default-tenant-000-0000-000000000000"
+
+
+def _as_role(url: str, role: str) -> str:
+    """``url`` logging in as ``role`` (the test server trusts local roles)."""
+    parsed = urlparse(url)
+    return urlunparse(parsed._replace(netloc=f"{role}@{parsed.hostname}:{parsed.port}"))
 
 
 def _newcomer(tenant_id: str, email: str = "new@example.com") -> User:
@@ -138,6 +148,25 @@ def test_move_errors(
     assert _moves(owner) == []
 
 
+@pytest.mark.parametrize(
+    ("email", "slug", "error"),
+    [
+        ("a\x00b@x", "tenant-b", "invalid email 'a\\x00b@x': it contains NUL"),
+        ("new@example.com", "ten\x00ant", "invalid tenant slug 'ten\\x00ant': it contains NUL"),
+    ],
+)
+def test_move_refuses_nul_as_a_relay_error(
+    owner: Database, relay_db: Database, two_tenants: TenantPair, email: str, slug: str, error: str
+) -> None:
+    # PostgreSQL's drivers raised a plain ValueError for a NUL: not a
+    # RelayError, so the CLI and an app's handler took it for a bug.
+    _newcomer(two_tenants.a.id)
+    with pytest.raises(RelayError) as refused:
+        move_user(relay_db, email, slug)
+    assert str(refused.value) == error
+    assert _moves(owner) == []
+
+
 # --- the CLI --------------------------------------------------------------------------
 
 
@@ -179,3 +208,47 @@ def test_cli_users_move_refuses_a_database_without_tenants(tmp_path: Path) -> No
     )
     assert result.exit_code == 1
     assert "run `relay-peewee migrate`" in result.output
+
+
+@pytest.mark.postgres_only
+def test_cli_users_move_as_the_app_role_takes_the_admin_database(pg_url: str) -> None:
+    # As the application role under forced RLS the move needs the admin
+    # connection: from --admin-database or $RELAY_ADMIN_DATABASE_URL, as
+    # connect() reads it; without either, the error names the CLI's options.
+    db = relay_peewee.connect(pg_url)
+    migrate(db)
+    create_tenant(db, "acme", "Acme")
+    _newcomer(DEFAULT_TENANT)
+    roles = create_test_roles(db)
+    db.close()
+    app_url, admin_url = _as_role(pg_url, roles[0]), _as_role(pg_url, roles[1])
+    move = ["users", "move", "--database", app_url, "--email", "new@example.com"]
+    try:
+        refused = CliRunner(env={ADMIN_URL_ENV: None}).invoke(cli, [*move, "--to", "acme"])
+        assert refused.exit_code == 1, refused.output
+        assert refused.stdout == ""
+        (line,) = refused.stderr.splitlines()
+        assert line.startswith("Error: users move must see every tenant, and this role cannot: ")
+        assert f"pass --admin-database URL (or set ${ADMIN_URL_ENV})" in line
+        assert "relay_peewee.connect(" not in line
+
+        by_env = CliRunner(env={ADMIN_URL_ENV: admin_url}).invoke(cli, [*move, "--to", "acme"])
+        assert by_env.exit_code == 0, by_env.output
+        assert by_env.stdout.startswith("moved new@example.com to acme (")
+
+        by_option = CliRunner(env={ADMIN_URL_ENV: None}).invoke(
+            cli, [*move, "--to", "default", "--admin-database", admin_url]
+        )
+        assert by_option.exit_code == 0, by_option.output
+        assert by_option.stdout.startswith("moved new@example.com to default (")
+
+        bad = CliRunner().invoke(cli, [*move, "--to", "acme", "--admin-database", "foo://x"])
+        assert bad.exit_code == 1
+        assert bad.stderr.startswith("Error: unsupported database URL 'foo://x'")
+    finally:
+        drop_test_roles(pg_url, roles)
+    owner = open_database(pg_url)
+    try:
+        assert scalar(owner, "SELECT count(*) FROM audit_logs WHERE action = 'user.move'") == 4
+    finally:
+        owner.close()

@@ -44,6 +44,7 @@ from dataclasses import replace
 
 from peewee import Database, DatabaseProxy, Model
 
+from ..config import read_config
 from ..database import unwrap
 from ..database.catalog import (
     SqliteCatalog,
@@ -75,18 +76,25 @@ def audit_schema(
     strict: bool = False,
     app_role: str | None = None,
     admin_role: str = "relay_admin",
-    migrations: Sequence[str] = (),
+    migrations: Sequence[str] | None = None,
 ) -> list[Finding]:
     """Audit ``db`` against relay_peewee's models plus ``models``; errors first.
 
     ``models``: the application's own; ``migrations``: its migration
-    packages, so their history rows count as known. ``strict`` turns
+    packages, so their history rows count as known - by default those of
+    ``[tool.relay_peewee]`` in the nearest pyproject.toml, as the CLI reads
+    them (``()``: none). ``strict`` turns
     warnings (the Citus rules, undeclared global uniques) into errors, for a
     CI job that must fail on them. ``app_role`` (PostgreSQL) is the role the
     application connects as; by default ``relay_app`` when that role exists,
     else its checks are skipped.
     """
     db = unwrap(db)
+    if migrations is None:
+        # Without it an application's own history rows read as unknown
+        # migrations: the README's audit_schema(db, models=[...]) failed
+        # in every application that has migrations of its own.
+        migrations = read_config().migrations
     audited: list[type[Model]] = [*MODELS, *(m for m in models or () if m not in MODELS)]
     # sqlite_sequence and sqlite_stat* belong to SQLite itself.
     tables = {t for t in db.get_tables() if not t.startswith("sqlite_")}

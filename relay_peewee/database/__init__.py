@@ -29,6 +29,7 @@ from .connect import (
     open_database,
     resolve_url,
     set_admin_database,
+    sqlite_memory_copy,
     sqlite_path,
 )
 from .pool import SessionResettingPool
@@ -48,6 +49,7 @@ __all__ = [
     "postgres_driver",
     "resolve_url",
     "set_admin_database",
+    "sqlite_memory_copy",
     "sqlite_path",
     "sqlstate",
     "unwrap",

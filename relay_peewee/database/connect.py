@@ -17,7 +17,7 @@ import importlib.util
 import os
 import weakref
 from typing import Any
-from urllib.parse import urlparse
+from urllib.parse import parse_qs, urlparse
 
 from peewee import Database, DatabaseProxy, PostgresqlDatabase, SqliteDatabase
 from playhouse import db_url
@@ -37,6 +37,7 @@ __all__ = [
     "open_database",
     "resolve_url",
     "set_admin_database",
+    "sqlite_memory_copy",
     "sqlite_path",
 ]
 
@@ -46,7 +47,12 @@ ADMIN_URL_ENV = "RELAY_ADMIN_DATABASE_URL"
 
 # SQLite enforces foreign keys only when asked to, per connection. Without
 # this pragma a row pointing at a missing tenant would be accepted silently.
-SQLITE_PRAGMAS = {"foreign_keys": 1, "busy_timeout": 10_000}
+SQLITE_PRAGMAS = {"foreign_keys": 1}
+# How long a connection waits for another writer's lock. Given to peewee as
+# its own `timeout`, not as a busy_timeout pragma: db.timeout then says what
+# is in force, and a value set through it survives a reconnect (the pragma
+# would put its own back on every new connection).
+SQLITE_TIMEOUT = 10.0
 
 database_proxy = DatabaseProxy()
 
@@ -107,6 +113,8 @@ def open_database(url: str | None = None, *, must_exist: bool = False) -> Databa
     kwargs: dict[str, Any] = {}
     if issubclass(db_class, SqliteDatabase):
         kwargs["pragmas"] = dict(SQLITE_PRAGMAS)
+        if "timeout" not in parse_qs(urlparse(url).query):  # the URL's own wins
+            kwargs["timeout"] = SQLITE_TIMEOUT
     elif issubclass(db_class, PostgresqlDatabase):
         _require_driver(scheme)
     try:
@@ -129,6 +137,18 @@ def open_database(url: str | None = None, *, must_exist: bool = False) -> Databa
         first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ConfigurationError(f"cannot connect to {_redact(url)}: {first_line}") from None
     return db
+
+
+def sqlite_memory_copy(db: SqliteDatabase) -> SqliteDatabase:
+    """An in-memory copy of a SQLite database, opened with the same pragmas.
+
+    For "what would happen" runs: they change the copy, never the file, so
+    they need no write access and take no write lock (SQLite's backup API
+    only reads the source)."""
+    copy = SqliteDatabase(":memory:", pragmas=dict(SQLITE_PRAGMAS), timeout=SQLITE_TIMEOUT)
+    copy.connect()
+    db.connection().backup(copy.connection())
+    return copy
 
 
 def connect(url: str | Database | None = None, *, admin_url: str | None = None) -> Database:

@@ -22,6 +22,7 @@ the database really is, not where the history table says.
 
 from __future__ import annotations
 
+import math
 import random
 import time
 from collections.abc import Iterator, Sequence
@@ -43,9 +44,26 @@ from .backends import (
 )
 from .sqlite_ddl import quote
 
-__all__ = ["OnlinePostgresqlMigrator"]
+__all__ = ["MAX_LOCK_TIMEOUT", "MIN_LOCK_TIMEOUT", "OnlinePostgresqlMigrator", "check_lock_timeout"]
 
 LOCK_NOT_AVAILABLE = "55P03"
+# PostgreSQL's lock_timeout is an int of milliseconds: INT_MAX ms is its
+# ceiling; below 10 ms a step would rarely get a lock on a busy table.
+MIN_LOCK_TIMEOUT = 0.01
+MAX_LOCK_TIMEOUT = 2_147_483.0
+
+
+def check_lock_timeout(seconds: float) -> float:
+    """``seconds`` if it is a lock timeout PostgreSQL can take, else MigrationError.
+
+    NaN passes every ``<``/``>`` check and infinity has no millisecond
+    count, so both are refused by name rather than left to the SET."""
+    if not (math.isfinite(seconds) and MIN_LOCK_TIMEOUT <= seconds <= MAX_LOCK_TIMEOUT):
+        raise MigrationError(
+            f"--lock-timeout must be a number of seconds from {MIN_LOCK_TIMEOUT} to "
+            f"{MAX_LOCK_TIMEOUT:.0f}, not {seconds!r}"
+        )
+    return seconds
 
 
 def _is_lock_timeout(exc: BaseException) -> bool:
@@ -61,9 +79,7 @@ class OnlinePostgresqlMigrator(RelayPostgresqlMigrator):
         record: list[str] | None = None,
     ) -> None:
         super().__init__(database)
-        if lock_timeout <= 0:
-            raise MigrationError("--lock-timeout must be a positive number of seconds")
-        self.lock_timeout = lock_timeout
+        self.lock_timeout = check_lock_timeout(lock_timeout)
         self.attempts = attempts
         # When set, statements are recorded instead of executed (`--sql`).
         self.record = record
@@ -119,10 +135,11 @@ class OnlinePostgresqlMigrator(RelayPostgresqlMigrator):
 
     # -- tenancy operations ----------------------------------------------
     def add_tenant_column(self, table: str, tenant_id: str) -> None:
+        # The caller announces "add tenant_id" (the transactional backends
+        # say nothing here): saying it again printed every line twice.
         if TENANT_COLUMN in catalog.table_columns(self.database, table):
-            self.step(f"{table}: tenant_id already there")
+            self.step(f"{table}: tenant_id already there, skipped")
             return
-        self.step(f"{table}: add tenant_id (default tenant)")
         self.locked(
             f"{table}: add tenant_id",
             f"ALTER TABLE {quote(table)} ADD COLUMN IF NOT EXISTS {TENANT_COLUMN} text "

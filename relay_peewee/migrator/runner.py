@@ -37,7 +37,7 @@ from ..database import catalog, is_postgres, mogrify
 from ..errors import MigrationError, UnrecognisedSchema
 from .backends import Progress, migrator_for
 from .locking import migration_lock
-from .online import OnlinePostgresqlMigrator
+from .online import OnlinePostgresqlMigrator, check_lock_timeout
 from .sources import SEPARATOR, MigrationSource, migration_sources
 
 __all__ = [
@@ -197,6 +197,9 @@ class MigrationRunner(Runner):
     ) -> None:
         self.sources: list[MigrationSource] = migration_sources(migrations)
         super().__init__(database, directory=self.sources[0].directory, table_name=HISTORY_TABLE)
+        # Checked on every backend, online or not: a value that would fail
+        # on PostgreSQL --online must not pass silently elsewhere.
+        check_lock_timeout(lock_timeout)
         if online and not is_postgres(database):
             raise MigrationError(
                 "--online is for PostgreSQL; on SQLite a whole migrate is one short "
@@ -280,13 +283,16 @@ class MigrationRunner(Runner):
             )
 
     # -- writing ---------------------------------------------------------
-    def upgrade(self, target: str | None = None) -> tuple[bool, list[str]]:
+    def upgrade(self, target: str | None = None, *, fake: bool = False) -> tuple[bool, list[str]]:
+        """Apply pending migrations through ``target``; ``fake``: record them
+        as applied without running them (Django's ``--fake``, alembic's
+        ``stamp``), for changes that were made by hand."""
         with migration_lock(self.database, self.wait, self.progress):
             # Everything is decided after the lock is held: another migrator
             # may have applied (or adopted) while this one waited.
-            return self._upgrade(target)
+            return self._upgrade(target, fake=fake)
 
-    def _upgrade(self, target: str | None) -> tuple[bool, list[str]]:
+    def _upgrade(self, target: str | None, *, fake: bool = False) -> tuple[bool, list[str]]:
         kind = classify_schema(self.database)
         if kind == "managed":
             self._refuse_unknown_history()
@@ -301,7 +307,7 @@ class MigrationRunner(Runner):
             if adopted:
                 # Adoption: the legacy tables are the baseline; record, don't run.
                 self.fake(BASELINE)
-            return adopted, self._wrap(self.up, target)
+            return adopted, self._wrap(self.fake if fake else self.up, target)
 
     def downgrade(self, target: str | None = None) -> list[str]:
         with migration_lock(self.database, self.wait, self.progress):

@@ -10,11 +10,13 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from peewee import Database, IntegrityError
+from peewee import Database, IntegrityError, SqliteDatabase
 
+from ..database import sqlite_memory_copy
 from ..errors import MigrationError, RelayError, UnrecognisedSchema
 from ..migrator import MigrationRunner, MigrationStatus, classify_schema
 from ..migrator.backends import Progress
+from ..migrator.sources import SEPARATOR
 from ..models import Tenant
 from ..tenancy.references import forget_database_checks
 from .user_moves import UserMove, move_user
@@ -24,6 +26,7 @@ __all__ = [
     "UserMove",
     "applied_migrations",
     "create_tenant",
+    "is_legacy",
     "list_tenants",
     "migrate",
     "migration_sql",
@@ -48,19 +51,28 @@ def migrate(
     lock_timeout: float = 1.0,
     wait: bool = True,
     migrations: Sequence[str] = (),
+    fake: bool = False,
 ) -> MigrateResult:
     """Apply pending migrations (through ``to``, if given).
+
+    ``fake``: record them in the history without running them (the schema
+    change was made some other way); ``to`` is then required, so that a
+    fake never reaches further than the caller named.
 
     ``online`` (PostgreSQL): short lock-bounded steps, concurrent index builds,
     foreign keys validated separately; resumable after a crash. ``wait``:
     wait for another migrator holding the migration lock, else refuse.
     ``migrations``: the application's migration packages, run after Relay's.
     """
+    if fake and to is None:
+        raise MigrationError("--fake needs --to NAME: the last migration to record as applied")
+    if fake and online:
+        raise MigrationError("--fake runs nothing, so --online has nothing to do")
     runner = MigrationRunner(
         db, progress, online=online, lock_timeout=lock_timeout, wait=wait, migrations=migrations
     )
     try:
-        adopted, applied = runner.upgrade(to)
+        adopted, applied = runner.upgrade(to, fake=fake)
     finally:
         forget_database_checks(db)  # the keys writes rely on may have changed
     return MigrateResult(adopted, applied)
@@ -78,9 +90,21 @@ def migration_sql(
 
     The transactional plan is found by running it and rolling back; the
     online plan's steps are recorded from the catalog without running them.
+    On SQLite it runs on an in-memory copy, so a read-only file can be
+    planned for (a rolled-back write still needs write access there).
     """
-    runner = MigrationRunner(db, online=online, lock_timeout=lock_timeout, migrations=migrations)
-    return runner.plan_sql(to)
+    # (Not a playhouse.pwasyncio database: its connection lives in its loop.)
+    scratch = db
+    if isinstance(db, SqliteDatabase) and not hasattr(db, "aexecute_sql"):
+        scratch = sqlite_memory_copy(db)
+    try:
+        runner = MigrationRunner(
+            scratch, online=online, lock_timeout=lock_timeout, migrations=migrations
+        )
+        return runner.plan_sql(to)
+    finally:
+        if scratch is not db:
+            scratch.close()
 
 
 def status(db: Database, migrations: Sequence[str] = ()) -> list[MigrationStatus]:
@@ -172,12 +196,31 @@ def list_tenants(db: Database) -> list[Tenant]:
 
 def _require_migrated(db: Database) -> None:
     _require_schema(db)
-    pending = [s.name for s in MigrationRunner(db).statuses() if s.applied is None]
+    statuses = MigrationRunner(db).statuses()
+    # A Relay migration this version lacks means a newer release changed the
+    # schema, as migrate, status and audit refuse to; an application's rows
+    # (package:name) are its own tables' business, not the tenants table's.
+    newer = [s.name for s in statuses if not s.known and SEPARATOR not in s.name]
+    if newer:
+        raise MigrationError(
+            "the history lists migration(s) this version of relay_peewee does not have: "
+            f"{', '.join(newer)}; upgrade relay_peewee before changing tenants"
+        )
+    pending = [s.name for s in statuses if s.applied is None]
     if pending:
         raise MigrationError(
             f"this database is not fully migrated ({len(pending)} pending, from {pending[0]}): "
             "run `relay-peewee migrate` first"
         )
+
+
+def is_legacy(db: Database) -> bool:
+    """True for a pre-tenancy Relay database, whose baseline ``migrate`` records
+    rather than runs; False for any other, an unrecognisable one included."""
+    try:
+        return classify_schema(db) == "legacy"
+    except UnrecognisedSchema:
+        return False
 
 
 def applied_migrations(db: Database, migrations: Sequence[str] = ()) -> list[str]:

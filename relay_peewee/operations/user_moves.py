@@ -67,6 +67,11 @@ def move_user(
 ) -> UserMove:
     """Move the user with ``email`` into the tenant ``to_slug``; see the module docstring."""
     database = unwrap(db)
+    for what, value in (("email", email), ("tenant slug", to_slug)):
+        if "\x00" in value:
+            # Refused on entry, the same on both backends: PostgreSQL's
+            # drivers would raise a plain ValueError when sending it.
+            raise RelayError(f"invalid {what} {value!r}: it contains NUL")
     if "tenants" not in database.get_tables():
         raise MigrationError("this database has no tenants table yet: run `relay-peewee migrate`")
     p = "%s" if is_postgres(database) else "?"

@@ -26,6 +26,7 @@ from contextvars import Token
 from types import TracebackType
 from typing import Any, ParamSpec, TypeVar
 
+from ..errors import InvalidTenantId
 from ..models.tenant import Tenant
 from ..scope import Scope, _scope, active_scope, current_tenant, require_tenant
 from .rls import bypass_scope, tenant_scope
@@ -56,11 +57,11 @@ def tenant_id_of(tenant: Any) -> str:
         raise TypeError(f"expected a Tenant or a tenant id, got {tenant!r}")
     if not tenant_id:
         # An empty id must not silently mean "no tenant" (or "all tenants").
-        raise ValueError("a tenant id cannot be empty")
+        raise InvalidTenantId("a tenant id cannot be empty")
     if "\x00" in tenant_id:
         # Refused on entry, the same on every path, rather than by whichever
         # driver first tries to send it.
-        raise ValueError("a tenant id cannot contain NUL")
+        raise InvalidTenantId("a tenant id cannot contain NUL")
     return tenant_id
 
 

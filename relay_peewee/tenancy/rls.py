@@ -45,7 +45,7 @@ from peewee import Database
 
 from ..database import admin_database, database_proxy, is_postgres
 from ..database.deferred_begin import DeferredBeginMixin, DeferredTransaction
-from ..errors import RelayError
+from ..errors import AdminConnectionRequired, InvalidTenantId, RelayError
 
 __all__ = [
     "ADMIN_ROLE",
@@ -95,7 +95,7 @@ def tenant_setting_literal_sql(tenant_id: str) -> str:
     ``standard_conforming_strings``.
     """
     if "\x00" in tenant_id:
-        raise ValueError("a tenant id cannot contain NUL")
+        raise InvalidTenantId("a tenant id cannot contain NUL")
     literal = "E'" + tenant_id.replace("\\", "\\\\").replace("'", "\\'") + "'"
     return f"SELECT set_config('{TENANT_SETTING}', {literal}, true)"
 
@@ -263,11 +263,12 @@ def _set_admin_role(db: Database) -> None:
         with db.atomic():  # a failed SET ROLE must not poison the transaction
             db.execute_sql(f'SET LOCAL ROLE "{role}"')
     except Exception as exc:
-        raise RelayError(
-            f"unscoped() cannot bypass row-level security: no admin connection and SET ROLE "
-            f"{role} failed ({str(exc).strip().splitlines()[0]}); pass "
-            "relay_peewee.connect(url, admin_url=...) with a BYPASSRLS role (see "
-            "`relay-peewee roles`), or connect as one"
+        reason = f"SET ROLE {role} failed ({str(exc).strip().splitlines()[0]})"
+        raise AdminConnectionRequired(
+            f"unscoped() cannot bypass row-level security: no admin connection and {reason}; "
+            "pass relay_peewee.connect(url, admin_url=...) with a BYPASSRLS role (see "
+            "`relay-peewee roles`), or connect as one",
+            reason,
         ) from None
 
 
