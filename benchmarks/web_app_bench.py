@@ -221,7 +221,7 @@ def app_role(owner_url: str) -> Iterator[str]:
     app, admin = f"relay_app_{suffix}", f"relay_admin_{suffix}"
     owner = open_database(owner_url)
     create_roles(owner, app, admin)
-    host, rest = owner_url.split("@", 1)
+    rest = owner_url.split("@", 1)[1]
     try:
         yield f"postgresql+pool://{app}@{rest}"
     finally:
