@@ -97,7 +97,7 @@ def populate(db: Database, users: int = 50, skills_each: int = 20) -> dict[str, 
     return ids
 
 
-def make_app(db: Database, user: type[Model], skill: type[Model], rating: type[Model]) -> Flask:
+def make_app(db: Database, user: Any, skill: Any, rating: Any) -> Flask:
     """peewee's Flask pattern: connect before the request, close after it."""
     app = Flask(__name__)
 
@@ -164,7 +164,7 @@ def environs(page: str, ids: dict[str, list[str]], part: int, host: str) -> list
         paths = [f"/skills/{ids['skills'][i % len(ids['skills'])]}" for i in range(part)]
     else:
         paths = [f"/users/{ids['users'][i % len(ids['users'])]}" for i in range(part)]
-    return [EnvironBuilder(path=p, headers={"Host": host}).get_environ() for p in paths]
+    return [EnvironBuilder(path=p, headers=[("Host", host)]).get_environ() for p in paths]
 
 
 def compare(
