@@ -18,7 +18,13 @@ from ..scope import active_scope
 from ._columns import new_id, utcnow
 from .audited import AuditedModel
 
-__all__ = ["DEFAULT_TENANT_ID", "DEFAULT_TENANT_SLUG", "Tenant"]
+__all__ = [
+    "DEFAULT_TENANT_ID",
+    "DEFAULT_TENANT_SLUG",
+    "Tenant",
+    "tenants_changed",
+    "tenants_generation",
+]
 
 # The id Relay's own TypeScript migration gave the tenant that inherits all
 # pre-tenancy rows; using it too means both migrations agree on a database.
@@ -26,7 +32,26 @@ DEFAULT_TENANT_ID = "default-tenant-000-0000-000000000000"
 DEFAULT_TENANT_SLUG = "default"
 
 
+# Bumped whenever this process writes to tenants (any query the Tenant model
+# builds, and the operations after they commit), so what was resolved from
+# the table before - the web resolvers' cache of hosts - is dropped at once
+# in this process. Other processes' caches expire on their own clock.
+_generation = 0
+
+
+def tenants_changed() -> None:
+    """Drop what this process has cached about tenants (a tenant was changed)."""
+    global _generation
+    _generation += 1
+
+
+def tenants_generation() -> int:
+    """How many times this process has changed tenants; caches compare it."""
+    return _generation
+
+
 def _admin_only(what: str) -> None:
+    tenants_changed()
     scope = active_scope()
     if scope is not None and not scope.unscoped:
         raise CrossTenantWrite(

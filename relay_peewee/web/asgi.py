@@ -72,6 +72,11 @@ class TenantMiddleware:
             await self.app(scope, receive, send)
 
     async def _resolve(self, request: RequestInfo) -> ResolvedTenant:
+        remembered = getattr(self.resolve, "remembered", None)  # by_host's cache
+        if remembered is not None:
+            hit: ResolvedTenant | None = remembered(request)
+            if hit is not None:
+                return hit
         db: Any = database_proxy.obj
         if hasattr(db, "aexecute_sql"):  # pwasyncio: the lookups run through its bridge
             resolved: ResolvedTenant = await db.run(self.resolve, request)

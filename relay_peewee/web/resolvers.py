@@ -7,9 +7,12 @@ application. The built-in ones look tenants up with ``relay_peewee.operations.lo
 which work before any tenant is in context (on PostgreSQL through narrow
 ``SECURITY DEFINER`` functions, never ``unscoped``):
 
-* ``by_host(root_domain)`` - ``acme.<root_domain>`` (or ``acme.localhost``)
-  names the tenant whose slug is ``acme``; any other host is matched against
-  ``tenants.domain``. Unknown or inactive: 404.
+* ``by_host(root_domain, cache_seconds=2.0)`` - ``acme.<root_domain>`` (or
+  ``acme.localhost``) names the tenant whose slug is ``acme``; any other host
+  is matched against ``tenants.domain``. Unknown or inactive: 404. A host
+  found is remembered for ``cache_seconds`` (``host_cache``), so a page pays
+  no lookup; a tenant deactivated elsewhere stops resolving within that
+  time, and at once after this process changes tenants.
 * ``by_api_key(header)`` - ``Authorization: Bearer <key>`` (or the raw value of
   another header), looked up by its SHA-256. Missing, unknown, revoked or
   expired: 401.
@@ -32,6 +35,7 @@ from ..database import database_proxy
 from ..errors import RelayError
 from ..models import Tenant
 from ..operations.lookups import ApiKeyMatch, find_api_key, find_tenant_by_host
+from .host_cache import HostCache
 
 __all__ = [
     "RequestInfo",
@@ -85,15 +89,34 @@ class TenantNotResolved(RelayError):
 Resolver = Callable[[RequestInfo], ResolvedTenant]
 
 
-def by_host(root_domain: str | None = None) -> Resolver:
-    """The active tenant the Host header names (slug subdomain, or its own domain)."""
+def by_host(root_domain: str | None = None, cache_seconds: float = 2.0) -> Resolver:
+    """The active tenant the Host header names (slug subdomain, or its own domain).
+
+    ``cache_seconds`` bounds how long a resolved host is trusted without a
+    lookup (``0`` looks up every request). Only hosts that resolved are
+    remembered: a new tenant resolves at once, and unknown hosts cannot
+    fill the cache.
+    """
+    cache = HostCache(cache_seconds)
+
+    def remembered(request: RequestInfo) -> ResolvedTenant | None:
+        tenant_id = cache.get(database_proxy.obj, request.host)
+        return None if tenant_id is None else ResolvedTenant(tenant_id)
 
     def resolve(request: RequestInfo) -> ResolvedTenant:
-        match = find_tenant_by_host(database_proxy, request.host, root_domain)
-        if match is None:
-            raise TenantNotResolved(404, f"no tenant at {request.host or 'this host'}")
-        return ResolvedTenant(match.tenant_id)
+        db = database_proxy.obj
+        tenant_id = cache.get(db, request.host)
+        if tenant_id is None:
+            match = find_tenant_by_host(database_proxy, request.host, root_domain)
+            if match is None:
+                raise TenantNotResolved(404, f"no tenant at {request.host or 'this host'}")
+            tenant_id = match.tenant_id
+            cache.put(db, request.host, tenant_id)
+        return ResolvedTenant(tenant_id)
 
+    # The ASGI middleware asks first, so a remembered host costs no trip
+    # through an asyncio database's bridge.
+    resolve.remembered = remembered  # type: ignore[attr-defined]
     return resolve
 
 
