@@ -6,7 +6,7 @@ uniques in place of the global ones; tenant indexes; site_settings keyed by
 (tenant_id, id)), plus the tenants and audit_logs tables, in ONE transaction.
 They deliberately share no code with ``relay_peewee``: a floor that used the
 project's helpers would inherit its costs. The benchmark checks that each
-baseline's end state matches the project's (see ``migrate_bench.fingerprint``),
+baseline's end state matches the project's (see ``checks.fingerprint``),
 so a baseline cannot look fast by doing less.
 
 * ``floor_postgres``: constant-default ``ADD COLUMN ... REFERENCES`` (PG >= 11
@@ -24,6 +24,7 @@ equal names.
 
 from __future__ import annotations
 
+import sqlite3
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -36,6 +37,7 @@ __all__ = [
     "floor_postgres",
     "floor_sqlite",
     "naive_postgres",
+    "run_baseline",
 ]
 
 DEFAULT_TENANT_ID = "default-tenant-000-0000-000000000000"
@@ -87,6 +89,26 @@ class StatementLog:
 
 
 Run = Callable[[str], Any]
+
+
+def run_baseline(approach: str, url: str) -> list[tuple[float, str]]:
+    """Migrate ``url`` by the baseline ``approach`` (floor or naive) on a
+    connection set up as ``open_database`` sets up the project's."""
+    if url.startswith("sqlite:///"):
+        # Autocommit driver, foreign_keys ON, default journal and cache.
+        conn: Any = sqlite3.connect(
+            url.removeprefix("sqlite:///"), isolation_level=None, timeout=10
+        )
+        conn.execute("PRAGMA foreign_keys = ON")
+        conn.execute("PRAGMA busy_timeout = 10000")
+        statements = floor_sqlite(conn)
+    else:
+        import psycopg2
+
+        conn = psycopg2.connect(url)
+        statements = (floor_postgres if approach == "floor" else naive_postgres)(conn)
+    conn.close()
+    return statements
 
 
 # --- PostgreSQL ---------------------------------------------------------------
