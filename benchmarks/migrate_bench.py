@@ -92,16 +92,7 @@ class Result:
 
 def run_once(ws: Workspace, r: Result, url: str, to: str, before: dict[str, int]) -> None:
     """Migrate ``url`` in a child, then verify the copy."""
-    cmd = [
-        sys.executable,
-        str(Path(__file__).resolve()),
-        "--child",
-        r.approach,
-        r.backend,
-        url,
-        "--to",
-        to,
-    ]
+    cmd = [sys.executable, SCRIPT, "--child", r.approach, r.backend, url, "--to", to]
     ws.settle(r.backend)
     load_before = os.getloadavg()[0]
     ws.child = proc = subprocess.Popen(cmd, stdout=-1, stderr=-1, text=True, cwd=ROOT)

@@ -150,50 +150,49 @@ def _pg_keys(run: Run, spec: Spec) -> None:
         )
 
 
-def floor_postgres(conn: Any) -> list[tuple[float, str]]:
-    """Constant-default columns, no row rewritten; one transaction."""
+def _pg_migration(conn: Any, add_tenant: Callable[[Run, str], None]) -> list[tuple[float, str]]:
+    """tenants, ``add_tenant`` + keys per table, audit_logs; one transaction."""
     log = StatementLog(conn.cursor())
     conn.autocommit = False
     for sql in _PG_TENANTS:
         log(sql)
     for spec in SPECS:
-        t = spec.table
+        add_tenant(log, spec.table)
+        _pg_keys(log, spec)
+    for sql in _PG_AUDIT:
+        log(sql)
+    start = time.perf_counter()
+    conn.commit()
+    log.timings.append((time.perf_counter() - start, "COMMIT"))
+    return log.timings
+
+
+def floor_postgres(conn: Any) -> list[tuple[float, str]]:
+    """Constant-default columns, no row rewritten; one transaction."""
+
+    def add_tenant(log: Run, t: str) -> None:
         log(
             f"ALTER TABLE {t} ADD COLUMN {T} text NOT NULL DEFAULT '{DEFAULT_TENANT_ID}' "
             f"CONSTRAINT {t}_{T}_fkey REFERENCES tenants (id)"
         )
         # No default may stay: a row that omits its tenant must be refused.
         log(f"ALTER TABLE {t} ALTER COLUMN {T} DROP DEFAULT")
-        _pg_keys(log, spec)
-    for sql in _PG_AUDIT:
-        log(sql)
-    start = time.perf_counter()
-    conn.commit()
-    log.timings.append((time.perf_counter() - start, "COMMIT"))
-    return log.timings
+
+    return _pg_migration(conn, add_tenant)
 
 
 def naive_postgres(conn: Any) -> list[tuple[float, str]]:
     """Relay's own approach: backfill every row with UPDATE; one transaction."""
-    log = StatementLog(conn.cursor())
-    conn.autocommit = False
-    for sql in _PG_TENANTS:
-        log(sql)
-    for spec in SPECS:
-        t = spec.table
+
+    def add_tenant(log: Run, t: str) -> None:
         log(f"ALTER TABLE {t} ADD COLUMN {T} text")
         log(f"UPDATE {t} SET {T} = '{DEFAULT_TENANT_ID}'")
         log(f"ALTER TABLE {t} ALTER COLUMN {T} SET NOT NULL")
         log(
             f"ALTER TABLE {t} ADD CONSTRAINT {t}_{T}_fkey FOREIGN KEY ({T}) REFERENCES tenants (id)"
         )
-        _pg_keys(log, spec)
-    for sql in _PG_AUDIT:
-        log(sql)
-    start = time.perf_counter()
-    conn.commit()
-    log.timings.append((time.perf_counter() - start, "COMMIT"))
-    return log.timings
+
+    return _pg_migration(conn, add_tenant)
 
 
 # --- SQLite -------------------------------------------------------------------
