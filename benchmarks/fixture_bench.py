@@ -1,6 +1,6 @@
 """What the plugin's fixtures cost an application's test suite.
 
-    python benchmarks/fixture_bench.py [--backend sqlite|postgres|both] [--tests N]
+    python benchmarks/fixture_bench.py [--backend sqlite|postgres|both] [--tests N] [--rounds R]
 
 Writes an application-style suite to a temporary folder - two TenantModels
 of its own (``Project``, ``Task``), N tests each doing one insert and one
@@ -18,7 +18,6 @@ Targets: SQLite, plugin suite <= 2x the plain suite's wall time; PostgreSQL,
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import statistics
@@ -27,6 +26,8 @@ import sys
 import tempfile
 from pathlib import Path
 from typing import Any
+
+from support.timing import add_backend, parser
 
 SQLITE_TARGET = 2.0
 POSTGRES_TARGET_MS = 20.0
@@ -169,11 +170,11 @@ def per_test_ms(data: dict[str, Any]) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--backend", choices=["sqlite", "postgres", "both"], default="both")
-    parser.add_argument("--tests", type=int, default=200)
-    parser.add_argument("--rounds", type=int, default=3, help="runs of each suite (median)")
-    args = parser.parse_args()
+    p = parser(__doc__)
+    add_backend(p)
+    p.add_argument("--tests", type=int, default=200)
+    p.add_argument("--rounds", type=int, default=3, help="runs of each suite (median)")
+    args = p.parse_args()
     missed = []
     with tempfile.TemporaryDirectory(prefix="fixture_bench_") as tmp:
         folder = Path(tmp)

@@ -3,123 +3,40 @@
     python benchmarks/isolation_bench.py [--backend sqlite|postgres|both]
                                          [--skills N] [--rounds R] [--quick]
 
-For each backend, in one run: migrate a fresh database, fill two tenants with
-the same data (N skills each, same slugs, 5 ratings per skill), then time
-each case twice - once through relay_peewee inside ``tenant_context`` (the
-``scoped`` column) and once through plain peewee models mapped onto the same
-tables, with the tenant written by hand: ``.where(Model.tenant == t)`` on
-every table of the query, ``tenant=t`` on every row written (``by hand``).
-Each case is cut into parts (10 gets, 10 creates, 1,000 inserted rows, one
-category, ...) and the two sides take turns part by part, R rounds of every
-part. The table shows the median round of each side, the median ratio
-scoped / by hand over all pairs of parts run back to back (target <= 1.10)
-and the quartiles of those ratios, which say how noisy the machine was.
-
-Reads: get by id, a filtered list, a join of skills with ratings, a backref.
-Writes: create (a skill; a rating given its skill and user rows), and a bulk
-insert of 10,000 ratings (``insert_many`` with raw ids, so the scoped side
-also proves every referenced skill and user belongs to the tenant). Writes
-run in a transaction that is rolled back, so every round starts equal; that
-measures the ORM's work, not the disk's fsync, which would hide any overhead.
-"create rating, raw ids" creates from ids as a form posts them (target <= 1.2:
-the database's tenant-consistent keys check them, no lookup is spent).
-
-PostgreSQL is reached through libpq's variables (PGHOST, PGPORT, PGUSER,
-PGDATABASE for the admin database), default root@127.0.0.1:5432/test; when
-it cannot be reached only SQLite runs. Throw-away databases are removed.
+For each backend: migrate a fresh database, fill two tenants with the same
+data (N skills each, same slugs, 5 ratings per skill), then time each case
+through relay_peewee inside ``tenant_context`` (``scoped``) and through plain
+peewee models on the same tables with the tenant written by hand (``by
+hand``), the sides taking turns part by part, R rounds. Prints the median
+ratio scoped / by hand over all pairs of parts (target <= 1.10; 1.2 for
+"create rating, raw ids") and its quartiles; exits 1 on a miss. Without a
+reachable PostgreSQL only SQLite runs. How and why, and the latest numbers:
+benchmarks/README.md.
 """
 
 from __future__ import annotations
 
-import argparse
 import gc
-import os
 import statistics
 import sys
-import tempfile
-import time
-from collections.abc import Callable, Iterator
-from contextlib import ExitStack, contextmanager, nullcontext
-from copy import deepcopy
+from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
-import peewee
-from peewee import Database, ForeignKeyField
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from peewee import Database
+from support.databases import sqlite_url, throwaway
+from support.plain_models import plain_model
+from support.timing import add_backend, parser, print_header, quartiles, take_turns, timed
 
 import relay_peewee
 from relay_peewee import tenant_context
 from relay_peewee.models import Rating, Skill, Tenant, User
-from relay_peewee.operations.commands import migrate
-from relay_peewee.testing import throwaway_postgres_database
+from relay_peewee.operations import migrate
 
-PG_HOST = os.environ.get("PGHOST", "127.0.0.1")
-PG_PORT = int(os.environ.get("PGPORT", "5432"))
-PG_USER = os.environ.get("PGUSER", "root")
-PG_ADMIN_DB = os.environ.get("PGDATABASE", "test")
 TARGET = 1.10
 RATINGS_PER_SKILL = 5
 BULK_ROWS = 10_000
-
-
-# --- databases ---------------------------------------------------------------
-
-
-@contextmanager
-def sqlite_url() -> Iterator[str]:
-    with tempfile.TemporaryDirectory(prefix="isolation_bench_") as tmp:
-        yield f"sqlite:///{tmp}/bench.db"
-
-
-class _Unreachable(Exception):
-    pass
-
-
-def _unreachable(reason: str) -> NoReturn:
-    raise _Unreachable(reason)
-
-
-@contextmanager
-def postgres_url() -> Iterator[str | None]:
-    """A throw-away PostgreSQL database, or None (and why) when none can be had."""
-    server = f"postgresql://{PG_USER}@{PG_HOST}:{PG_PORT}/{PG_ADMIN_DB}"
-    with ExitStack() as stack:
-        try:
-            url: str | None = stack.enter_context(
-                throwaway_postgres_database(
-                    server, prefix="isolation_bench", unavailable=_unreachable
-                )
-            )
-        except _Unreachable as exc:  # no driver or no server: SQLite still runs
-            print(f"postgres: skipped ({exc})")
-            url = None
-        yield url
-
-
-# --- the hand-written side: plain peewee models on the same tables -----------
-
-
-def plain_model(model: Any, db: Database, related: dict[Any, Any]) -> Any:
-    """A plain ``peewee.Model`` for ``model``'s table: no scoping, no checks, no events."""
-    attrs: dict[str, Any] = {}
-    for field in model._meta.sorted_fields:
-        if isinstance(field, ForeignKeyField):
-            target: Any = related.get(field.rel_model, field.rel_model)
-            attrs[field.name] = ForeignKeyField(
-                target,
-                field=target._meta.fields[field.rel_field.name],
-                column_name=field.column_name,
-                null=field.null,
-                backref="+",
-            )
-        else:
-            attrs[field.name] = deepcopy(field)
-    meta = type("Meta", (), {"database": db, "table_name": model._meta.table_name})
-    attrs["Meta"] = meta
-    return type(f"Plain{model.__name__}", (peewee.Model,), attrs)
 
 
 # --- data --------------------------------------------------------------------
@@ -174,7 +91,7 @@ class Case:
     by_hand: Callable[[int], Any]
     parts: int
     writes: bool = False
-    target: float | None = TARGET  # None: informational
+    target: float = TARGET
 
 
 def cases(db: Database, data: Data, plain: dict[str, Any], quick: bool) -> list[Case]:
@@ -182,7 +99,7 @@ def cases(db: Database, data: Data, plain: dict[str, Any], quick: bool) -> list[
     t = data.tenant.id
     ids = data.skill_ids[:: max(1, len(data.skill_ids) // 200)][:200]
     cats = data.categories
-    n_creates = 100 if quick else 300
+    n = 100 if quick else 300
     per_part = 10  # gets, backrefs and creates per part
     counter = iter(range(10**9))
 
@@ -230,14 +147,8 @@ def cases(db: Database, data: Data, plain: dict[str, Any], quick: bool) -> list[
             list(prating.select().where(prating.skill == skill.id, prating.tenant == t))
 
     def skill_row() -> dict[str, Any]:
-        n = next(counter)
-        return {
-            "name": "n",
-            "slug": f"new-{n}",
-            "description": "d",
-            "category": "c",
-            "content": "x",
-        }
+        slug = f"new-{next(counter)}"
+        return {"name": "n", "slug": slug, "description": "d", "category": "c", "content": "x"}
 
     def create_skill_scoped(i: int) -> None:
         for _ in range(per_part):
@@ -260,7 +171,7 @@ def cases(db: Database, data: Data, plain: dict[str, Any], quick: bool) -> list[
         for _ in range(per_part):
             prating.create(tenant=t, skill=pskill_row, user=puser, rating=3)
 
-    def create_rating_ids_scoped(i: int) -> None:
+    def create_ids_scoped(i: int) -> None:
         for _ in range(per_part):
             Rating.create(skill=skill.id, user=user.id, rating=3)
 
@@ -281,31 +192,23 @@ def cases(db: Database, data: Data, plain: dict[str, Any], quick: bool) -> list[
         rows = bulk[i * batch : (i + 1) * batch]
         prating.insert_many([dict(r, tenant=t) for r in rows]).execute()
 
-    gets, creates = len(ids) // per_part, n_creates // per_part
+    gets, creates = len(ids) // per_part, n // per_part
     return [
         Case(f"get by id ({len(ids)})", get_by_id_scoped, get_by_id_hand, gets),
         Case("filtered list (50 x 50 rows)", list_scoped, list_hand, len(cats)),
         Case("join skills+ratings (10 x 200)", join_scoped, join_hand, len(cats)),
         Case(f"backref skill.ratings ({len(ids)})", backref_scoped, backref_hand, gets),
-        Case(f"create skill ({n_creates})", create_skill_scoped, create_skill_hand, creates, True),
+        Case(f"create skill ({n})", create_skill_scoped, create_skill_hand, creates, True),
+        Case(f"create rating, rows ({n})", create_rating_scoped, create_rating_hand, creates, True),
+        Case(f"bulk insert {BULK_ROWS:,} ratings", bulk_scoped, bulk_hand, BULK_ROWS // 1000, True),
+        # The database's composite keys check the ids (no lookup): issue 12.
         Case(
-            f"create rating, rows ({n_creates})",
-            create_rating_scoped,
+            f"create rating, raw ids ({n})",
+            create_ids_scoped,
             create_rating_hand,
             creates,
             True,
-        ),
-        Case(
-            f"bulk insert {BULK_ROWS:,} ratings", bulk_scoped, bulk_hand, BULK_ROWS // batch, True
-        ),
-        Case(
-            f"create rating, raw ids ({n_creates})",
-            create_rating_ids_scoped,
-            create_rating_hand,
-            creates,
-            True,
-            # The database's composite keys check the ids (no lookup): issue 12.
-            target=1.2,
+            1.2,
         ),
     ]
 
@@ -316,25 +219,14 @@ def cases(db: Database, data: Data, plain: dict[str, Any], quick: bool) -> list[
 def one_round(db: Database, case: Case, flip: bool) -> list[tuple[float, float]]:
     """Seconds (scoped, by hand) of each part, the sides taking turns part by part.
 
-    Taking turns part by part, not side after side, puts both sides of a
-    pair under the same machine state: on a shared 2-core VM a slowdown
-    lasting a second otherwise lands on one side and swings a ratio by
-    10-15%. Writes run in one transaction, rolled back afterwards, so every
-    round starts equal and the measure is the ORM's work, not the disk's fsync.
+    Writes run in one transaction, rolled back afterwards, so every round
+    starts equal and the measure is the ORM's work, not the disk's fsync.
     """
     # The same collector state at every start: a full collection set off by
     # one round's garbage must not land in the next.
     gc.collect()
-    pairs = []
     with db.atomic() if case.writes else nullcontext() as transaction:
-        for i in range(case.parts):
-            spent = {}
-            sides = (case.scoped, case.by_hand)
-            for fn in reversed(sides) if (i % 2) ^ flip else sides:
-                start = time.perf_counter()
-                fn(i)
-                spent[fn] = time.perf_counter() - start
-            pairs.append((spent[case.scoped], spent[case.by_hand]))
+        pairs = take_turns(timed(case.scoped), timed(case.by_hand), case.parts, flip)
         if transaction is not None:
             transaction.rollback()
     return pairs
@@ -360,9 +252,7 @@ def run_backend(
                 # The ratio: the median over every pair of parts, each pair
                 # run back to back - a burst of load skews a pair, not the
                 # result. The quartiles say how much the pairs scattered.
-                ratios = sorted(s / h for pairs in rounds_ for s, h in pairs)
-                q1, _, q3 = statistics.quantiles(ratios, n=4)
-                median = statistics.median(ratios)
+                q1, median, q3 = quartiles([s / h for pairs in rounds_ for s, h in pairs])
                 scoped = statistics.median(sum(s for s, _ in pairs) for pairs in rounds_)
                 by_hand = statistics.median(sum(h for _, h in pairs) for pairs in rounds_)
                 rows.append((name, case.name, by_hand, scoped, median, (q1, q3), case.target))
@@ -372,20 +262,20 @@ def run_backend(
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--backend", choices=["sqlite", "postgres", "both"], default="both")
-    parser.add_argument("--skills", type=int, default=2000, help="skills per tenant")
-    parser.add_argument("--rounds", type=int, default=11)
-    parser.add_argument("--quick", action="store_true", help="fewer rows and rounds")
-    args = parser.parse_args(argv)
+    p = parser(__doc__)
+    add_backend(p)
+    p.add_argument("--skills", type=int, default=2000, help="skills per tenant")
+    p.add_argument("--rounds", type=int, default=11)
+    p.add_argument("--quick", action="store_true", help="fewer rows and rounds")
+    args = p.parse_args(argv)
     skills, rounds = (500, 5) if args.quick else (args.skills, args.rounds)
 
     results: list[tuple[Any, ...]] = []
     if args.backend in ("sqlite", "both"):
-        with sqlite_url() as url:
+        with sqlite_url("isolation_bench_") as url:
             results += run_backend("sqlite", url, skills, rounds, args.quick)
     if args.backend in ("postgres", "both"):
-        with postgres_url() as url:
+        with throwaway("isolation_bench", optional=True) as url:
             if url is not None:
                 results += run_backend("postgres", url, skills, rounds, args.quick)
 
@@ -396,18 +286,15 @@ def main(argv: list[str] | None = None) -> int:
     header = (
         f"{'backend':<9} {'case':<34} {'by hand':>10} {'scoped':>10} {'ratio':>7} {'quartiles':>11}"
     )
-    print(header)
-    print("-" * len(header))
+    print_header(header)
     missed = 0
     for backend, case, hand, scoped, ratio, (q1, q3), target in results:
-        met = target is None or ratio <= target
-        mark = "" if target is None else ("  ok" if met else "  MISSED")
+        met = ratio <= target
         missed += not met
-        note = "  (informational)" if target is None else ""
-        note += f"  (target <= {target:.2f})" if target not in (None, TARGET) else ""
+        note = f"  (target <= {target:.2f})" if target != TARGET else ""
         print(
             f"{backend:<9} {case:<34} {hand * 1000:>8.1f}ms {scoped * 1000:>8.1f}ms "
-            f"{ratio:>6.2f}x {q1:>5.2f}-{q3:<5.2f}{mark}{note}"
+            f"{ratio:>6.2f}x {q1:>5.2f}-{q3:<5.2f}{'  ok' if met else '  MISSED'}{note}"
         )
     print(f"\ntarget: scoped <= {TARGET:.2f}x by hand; {missed} case(s) missed it")
     return 1 if missed else 0

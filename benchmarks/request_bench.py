@@ -32,55 +32,24 @@ PGDATABASE for the admin database), default root@127.0.0.1:5432/test.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import gc
-import os
-import secrets
 import statistics
-import sys
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from pathlib import Path
 from typing import Any
-from urllib.parse import urlparse, urlunparse
+from urllib.parse import urlparse
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from playhouse.reflection import generate_models
+from support.databases import app_role, throwaway
+from support.plain_models import reflected_model
+from support.timing import parser, quartiles, take_turns, take_turns_async
 
 import relay_peewee
 from relay_peewee import tenant_context
 from relay_peewee.database import open_database
 from relay_peewee.models import Skill, Tenant
-from relay_peewee.operations.commands import migrate
-from relay_peewee.operations.roles import create_roles
-from relay_peewee.testing import throwaway_postgres_database
+from relay_peewee.operations import migrate
 
-PG_HOST = os.environ.get("PGHOST", "127.0.0.1")
-PG_PORT = int(os.environ.get("PGPORT", "5432"))
-PG_USER = os.environ.get("PGUSER", "root")
-PG_ADMIN_DB = os.environ.get("PGDATABASE", "test")
 TARGETS = {"one get": 1.2, "three gets": 1.1}
-
-
-@contextmanager
-def app_role(owner_url: str) -> Iterator[str]:
-    """A fresh application role on the database; its URL. Dropped afterwards."""
-    suffix = secrets.token_hex(4)
-    app, admin = f"relay_app_{suffix}", f"relay_admin_{suffix}"
-    owner = open_database(owner_url)
-    create_roles(owner, app, admin)
-    parsed = urlparse(owner_url)
-    try:
-        yield urlunparse(parsed._replace(netloc=f"{app}@{parsed.hostname}:{parsed.port}"))
-    finally:
-        owner.connect(reuse_if_open=True)
-        owner.execute_sql(f"DROP OWNED BY {app}, {admin}")
-        owner.execute_sql(f"DROP ROLE IF EXISTS {app}")
-        owner.execute_sql(f"DROP ROLE IF EXISTS {admin}")
-        owner.close()
 
 
 def populate(url: str, skills: int) -> tuple[str, list[str]]:
@@ -110,21 +79,6 @@ def populate(url: str, skills: int) -> tuple[str, list[str]]:
 Times = list[float]  # one duration per request
 
 
-def _pairs(
-    relay: Callable[[int], Times], plain: Callable[[int], Times], requests: int, part: int
-) -> tuple[list[Times], list[Times]]:
-    relay_t: list[Times] = []
-    plain_t: list[Times] = []
-    for n in range(max(1, requests // part)):
-        if n % 2 == 0:
-            relay_t.append(relay(n))
-            plain_t.append(plain(n))
-        else:
-            plain_t.append(plain(n))
-            relay_t.append(relay(n))
-    return relay_t, plain_t
-
-
 def report(mode: str, case: str, relay_t: list[Times], plain_t: list[Times]) -> bool:
     """Median request of each side; their ratio; the spread of part-by-part ratios.
 
@@ -134,8 +88,7 @@ def report(mode: str, case: str, relay_t: list[Times], plain_t: list[Times]) -> 
     relay_med = statistics.median(t for part in relay_t for t in part)
     plain_med = statistics.median(t for part in plain_t for t in part)
     ratio = relay_med / plain_med
-    parts = sorted(sum(r) / sum(p) for r, p in zip(relay_t, plain_t, strict=True))
-    q = statistics.quantiles(parts, n=4) if len(parts) > 1 else [parts[0]] * 3
+    q = quartiles([sum(r) / sum(p) for r, p in zip(relay_t, plain_t, strict=True)])
     target = TARGETS[case]
     met = ratio <= target
     print(
@@ -148,7 +101,7 @@ def report(mode: str, case: str, relay_t: list[Times], plain_t: list[Times]) -> 
 def run_sync(app_url: str, owner_url: str, tenant_id: str, ids: list[str], args: Any) -> bool:
     app = relay_peewee.connect(app_url)
     owner = open_database(owner_url)
-    plain_skill = generate_models(owner, table_names=["skills"])["skills"]
+    plain_skill = reflected_model(owner, "skills")
     clock = time.perf_counter
     ok = True
     for case, per in (("one get", 1), ("three gets", 3)):
@@ -176,7 +129,8 @@ def run_sync(app_url: str, owner_url: str, tenant_id: str, ids: list[str], args:
 
         relay(0), plain(0)  # warm both connections and peewee's caches
         gc.collect()
-        ok &= report("sync", case, *_pairs(relay, plain, args.requests, args.part))
+        pairs = take_turns(relay, plain, max(1, args.requests // args.part))
+        ok &= report("sync", case, [r for r, _ in pairs], [p for _, p in pairs])
     app.close()
     owner.close()
     return ok
@@ -194,7 +148,7 @@ def run_async(app_url: str, owner_url: str, tenant_id: str, ids: list[str], args
     app, owner = opened(app_url), opened(owner_url)
     relay_peewee.connect(app)
     sync_owner = open_database(owner_url)
-    plain_skill = generate_models(sync_owner, table_names=["skills"])["skills"]
+    plain_skill = reflected_model(sync_owner, "skills")
     sync_owner.close()
     plain_skill.bind(owner)
     clock = time.perf_counter
@@ -226,16 +180,8 @@ def run_async(app_url: str, owner_url: str, tenant_id: str, ids: list[str], args
 
             await relay(0), await plain(0)
             gc.collect()
-            relay_t: list[Times] = []
-            plain_t: list[Times] = []
-            for n in range(max(1, args.requests // args.part)):
-                if n % 2 == 0:
-                    relay_t.append(await relay(n))
-                    plain_t.append(await plain(n))
-                else:
-                    plain_t.append(await plain(n))
-                    relay_t.append(await relay(n))
-            ok &= report("async", case, relay_t, plain_t)
+            pairs = await take_turns_async(relay, plain, max(1, args.requests // args.part))
+            ok &= report("async", case, [r for r, _ in pairs], [p for _, p in pairs])
         await app.close_pool()
         await owner.close_pool()
         return ok
@@ -244,16 +190,15 @@ def run_async(app_url: str, owner_url: str, tenant_id: str, ids: list[str], args
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--requests", type=int, default=4000, help="requests per side and case")
-    parser.add_argument("--part", type=int, default=100, help="requests per timed part")
-    parser.add_argument("--skills", type=int, default=2000)
-    parser.add_argument("--mode", choices=["sync", "async", "both"], default="both")
-    parser.add_argument("--driver", choices=["psycopg2", "psycopg3"], default="psycopg2")
-    args = parser.parse_args(argv)
+    p = parser(__doc__)
+    p.add_argument("--requests", type=int, default=4000, help="requests per side and case")
+    p.add_argument("--part", type=int, default=100, help="requests per timed part")
+    p.add_argument("--skills", type=int, default=2000)
+    p.add_argument("--mode", choices=["sync", "async", "both"], default="both")
+    p.add_argument("--driver", choices=["psycopg2", "psycopg3"], default="psycopg2")
+    args = p.parse_args(argv)
     scheme = "psycopg3" if args.driver == "psycopg3" else "postgresql"
-    server = f"{scheme}://{PG_USER}@{PG_HOST}:{PG_PORT}/{PG_ADMIN_DB}"
-    with throwaway_postgres_database(server, prefix="request_bench") as owner_url:
+    with throwaway("request_bench", scheme) as owner_url:
         tenant_id, ids = populate(owner_url, args.skills)
         with app_role(owner_url) as app_url:
             print(f"{args.requests} requests per side and case, parts of {args.part}")

@@ -23,21 +23,13 @@ migrated tables.
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 
+# tests/legacy.py is not a package module: the support package puts tests/
+# on the path, as the tests do.
+from legacy import FOREIGN_TABLES, LEGACY_TABLES, create_legacy_schema
 from peewee import Database, PostgresqlDatabase
-
-# tests/legacy.py is not a package module; it is imported the way the tests
-# import it, by putting tests/ on the path.
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-from legacy import (
-    FOREIGN_TABLES,
-    LEGACY_TABLES,
-    create_legacy_schema,
-)
 
 __all__ = [
     "FOREIGN_TABLES",

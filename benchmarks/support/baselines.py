@@ -6,7 +6,7 @@ uniques in place of the global ones; tenant indexes; site_settings keyed by
 (tenant_id, id)), plus the tenants and audit_logs tables, in ONE transaction.
 They deliberately share no code with ``relay_peewee``: a floor that used the
 project's helpers would inherit its costs. The benchmark checks that each
-baseline's end state matches the project's (see ``migrate_bench.fingerprint``),
+baseline's end state matches the project's (see ``checks.fingerprint``),
 so a baseline cannot look fast by doing less.
 
 * ``floor_postgres``: constant-default ``ADD COLUMN ... REFERENCES`` (PG >= 11
@@ -24,6 +24,7 @@ equal names.
 
 from __future__ import annotations
 
+import sqlite3
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -36,6 +37,7 @@ __all__ = [
     "floor_postgres",
     "floor_sqlite",
     "naive_postgres",
+    "run_baseline",
 ]
 
 DEFAULT_TENANT_ID = "default-tenant-000-0000-000000000000"
@@ -89,6 +91,26 @@ class StatementLog:
 Run = Callable[[str], Any]
 
 
+def run_baseline(approach: str, url: str) -> list[tuple[float, str]]:
+    """Migrate ``url`` by the baseline ``approach`` (floor or naive) on a
+    connection set up as ``open_database`` sets up the project's."""
+    if url.startswith("sqlite:///"):
+        # Autocommit driver, foreign_keys ON, default journal and cache.
+        conn: Any = sqlite3.connect(
+            url.removeprefix("sqlite:///"), isolation_level=None, timeout=10
+        )
+        conn.execute("PRAGMA foreign_keys = ON")
+        conn.execute("PRAGMA busy_timeout = 10000")
+        statements = floor_sqlite(conn)
+    else:
+        import psycopg2
+
+        conn = psycopg2.connect(url)
+        statements = (floor_postgres if approach == "floor" else naive_postgres)(conn)
+    conn.close()
+    return statements
+
+
 # --- PostgreSQL ---------------------------------------------------------------
 
 _PG_TENANTS = [
@@ -128,50 +150,49 @@ def _pg_keys(run: Run, spec: Spec) -> None:
         )
 
 
-def floor_postgres(conn: Any) -> list[tuple[float, str]]:
-    """Constant-default columns, no row rewritten; one transaction."""
+def _pg_migration(conn: Any, add_tenant: Callable[[Run, str], None]) -> list[tuple[float, str]]:
+    """tenants, ``add_tenant`` + keys per table, audit_logs; one transaction."""
     log = StatementLog(conn.cursor())
     conn.autocommit = False
     for sql in _PG_TENANTS:
         log(sql)
     for spec in SPECS:
-        t = spec.table
+        add_tenant(log, spec.table)
+        _pg_keys(log, spec)
+    for sql in _PG_AUDIT:
+        log(sql)
+    start = time.perf_counter()
+    conn.commit()
+    log.timings.append((time.perf_counter() - start, "COMMIT"))
+    return log.timings
+
+
+def floor_postgres(conn: Any) -> list[tuple[float, str]]:
+    """Constant-default columns, no row rewritten; one transaction."""
+
+    def add_tenant(log: Run, t: str) -> None:
         log(
             f"ALTER TABLE {t} ADD COLUMN {T} text NOT NULL DEFAULT '{DEFAULT_TENANT_ID}' "
             f"CONSTRAINT {t}_{T}_fkey REFERENCES tenants (id)"
         )
         # No default may stay: a row that omits its tenant must be refused.
         log(f"ALTER TABLE {t} ALTER COLUMN {T} DROP DEFAULT")
-        _pg_keys(log, spec)
-    for sql in _PG_AUDIT:
-        log(sql)
-    start = time.perf_counter()
-    conn.commit()
-    log.timings.append((time.perf_counter() - start, "COMMIT"))
-    return log.timings
+
+    return _pg_migration(conn, add_tenant)
 
 
 def naive_postgres(conn: Any) -> list[tuple[float, str]]:
     """Relay's own approach: backfill every row with UPDATE; one transaction."""
-    log = StatementLog(conn.cursor())
-    conn.autocommit = False
-    for sql in _PG_TENANTS:
-        log(sql)
-    for spec in SPECS:
-        t = spec.table
+
+    def add_tenant(log: Run, t: str) -> None:
         log(f"ALTER TABLE {t} ADD COLUMN {T} text")
         log(f"UPDATE {t} SET {T} = '{DEFAULT_TENANT_ID}'")
         log(f"ALTER TABLE {t} ALTER COLUMN {T} SET NOT NULL")
         log(
             f"ALTER TABLE {t} ADD CONSTRAINT {t}_{T}_fkey FOREIGN KEY ({T}) REFERENCES tenants (id)"
         )
-        _pg_keys(log, spec)
-    for sql in _PG_AUDIT:
-        log(sql)
-    start = time.perf_counter()
-    conn.commit()
-    log.timings.append((time.perf_counter() - start, "COMMIT"))
-    return log.timings
+
+    return _pg_migration(conn, add_tenant)
 
 
 # --- SQLite -------------------------------------------------------------------
