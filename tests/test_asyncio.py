@@ -30,7 +30,7 @@ from relay_peewee import (
 )
 from relay_peewee.database import is_postgres
 from relay_peewee.database.statement_cache import CachedReadsMixin
-from relay_peewee.models import Rating, Skill
+from relay_peewee.models import Rating, Skill, User
 from relay_peewee.tenancy import aio
 from relay_peewee.tenancy.rls import tenant_setting_literal_sql
 from relay_peewee.testing import (
@@ -343,6 +343,38 @@ def test_a_timeout_during_the_contexts_begin_leaves_no_tenant_behind(
     assert all(setting in (None, "") for setting, _ in left), left
     if async_db.under_rls:
         assert all(visible == 0 for _, visible in left), left
+
+
+def test_a_temp_table_made_in_one_async_context_shadows_nothing_for_the_next(
+    async_db: Any, two_tenants: TenantPair, owner: Database
+) -> None:
+    """Issue 19, hole 1 on pwasyncio: asyncpg's pool reset keeps temporary
+    tables, so one made by A's raw SQL would take B's next ``User.acreate``
+    on that pooled connection. The application role may not make one."""
+    if not async_db.under_rls:
+        pytest.skip("the attack is the application role's (postgres_rls)")
+    a, b = two_tenants.a, two_tenants.b
+    refused: list[str] = []
+
+    async def main() -> None:
+        try:
+            async with tenant_context(a):
+                await async_db.aexecute_sql(
+                    "CREATE TEMP TABLE users (LIKE public.users INCLUDING DEFAULTS)"
+                )
+        except Exception as exc:  # asyncpg's own error class, through peewee
+            refused.append(str(exc))
+        for n in range(20):  # every connection of the pool, most likely
+            async with tenant_context(b):
+                await User.acreate(email=f"b-async-{n}@example.com")
+
+    run(async_db, main)
+    assert refused and "permission denied" in refused[0]
+    kept = owner.execute_sql(
+        "SELECT count(*) FROM public.users WHERE tenant_id = %s AND email LIKE 'b-async-%%'",
+        (b.id,),
+    ).fetchone()[0]
+    assert kept == 20
 
 
 @pytest.mark.parametrize("tenant_id", ["plain-id", "it's", "back\\slash", "\\'; DROP TABLE x; --"])
