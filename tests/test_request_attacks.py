@@ -15,7 +15,9 @@ from peewee import Database, ProgrammingError
 import relay_peewee
 from relay_peewee import tenant_context
 from relay_peewee.audit import audit_schema
-from relay_peewee.models import User
+from relay_peewee.database import is_postgres
+from relay_peewee.errors import CrossTenantWrite
+from relay_peewee.models import Rating, User
 from relay_peewee.operations.roles import create_roles
 from relay_peewee.testing import TenantPair, bound_by_row_level_security
 
@@ -107,3 +109,24 @@ def test_hole_1_the_audit_reports_an_app_role_that_may_create_temp_tables(
     assert "REVOKE TEMPORARY ON DATABASE" in message
     create_roles(owner, app, admin)  # the fix the message names
     assert temp_findings() == []
+
+
+def test_hole_5_sqlite_raw_pragma_off_does_not_switch_the_reference_check_off(
+    relay_db: Database, two_tenants: TenantPair
+) -> None:
+    """A connection opened with ``foreign_keys=1`` that raw SQL turned off:
+    the ORM's reference check must not leave the reference to keys that no
+    longer fire. Tenant A's rating of B's skill is refused."""
+    if is_postgres(relay_db):
+        pytest.skip("SQLite's pragma; PostgreSQL's keys cannot be switched off by the app")
+    a, b = two_tenants.a, two_tenants.b
+    b_skill = two_tenants.rows_of(b).skills[0]
+    a_user = two_tenants.rows_of(a).users[0]
+    relay_db.execute_sql("PRAGMA foreign_keys = OFF")
+    try:
+        with pytest.raises(CrossTenantWrite), tenant_context(a):
+            Rating.create(skill=b_skill.id, user=a_user.id, rating=1)
+        with tenant_context(a):
+            assert Rating.select().where(Rating.skill == b_skill.id).count() == 0
+    finally:
+        relay_db.execute_sql("PRAGMA foreign_keys = ON")
