@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import random
 import sys
+from collections import Counter
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
@@ -26,11 +27,12 @@ from relay_peewee import (
     RelayError,
     TenantRequired,
     current_tenant,
+    record_event,
     tenant_context,
 )
 from relay_peewee.database import is_postgres
 from relay_peewee.database.statement_cache import CachedReadsMixin
-from relay_peewee.models import Rating, Skill
+from relay_peewee.models import Rating, Skill, User
 from relay_peewee.tenancy import aio
 from relay_peewee.tenancy.rls import tenant_setting_literal_sql
 from relay_peewee.testing import (
@@ -345,6 +347,38 @@ def test_a_timeout_during_the_contexts_begin_leaves_no_tenant_behind(
         assert all(visible == 0 for _, visible in left), left
 
 
+def test_a_temp_table_made_in_one_async_context_shadows_nothing_for_the_next(
+    async_db: Any, two_tenants: TenantPair, owner: Database
+) -> None:
+    """Issue 19, hole 1 on pwasyncio: asyncpg's pool reset keeps temporary
+    tables, so one made by A's raw SQL would take B's next ``User.acreate``
+    on that pooled connection. The application role may not make one."""
+    if not async_db.under_rls:
+        pytest.skip("the attack is the application role's (postgres_rls)")
+    a, b = two_tenants.a, two_tenants.b
+    refused: list[str] = []
+
+    async def main() -> None:
+        try:
+            async with tenant_context(a):
+                await async_db.aexecute_sql(
+                    "CREATE TEMP TABLE users (LIKE public.users INCLUDING DEFAULTS)"
+                )
+        except Exception as exc:  # asyncpg's own error class, through peewee
+            refused.append(str(exc))
+        for n in range(20):  # every connection of the pool, most likely
+            async with tenant_context(b):
+                await User.acreate(email=f"b-async-{n}@example.com")
+
+    run(async_db, main)
+    assert refused and "permission denied" in refused[0]
+    kept = owner.execute_sql(
+        "SELECT count(*) FROM public.users WHERE tenant_id = %s AND email LIKE 'b-async-%%'",
+        (b.id,),
+    ).fetchone()[0]
+    assert kept == 20
+
+
 @pytest.mark.parametrize("tenant_id", ["plain-id", "it's", "back\\slash", "\\'; DROP TABLE x; --"])
 def test_the_literal_form_of_the_setting_round_trips_any_id(
     relay_db: Database, tenant_id: str
@@ -364,3 +398,66 @@ def test_the_async_model_methods_on_a_sync_database_say_so(two_tenants: TenantPa
                 await Skill.aget(Skill.slug == SAMPLE_SLUGS[0])
 
     asyncio.run(main())
+
+
+@pytest.mark.skipif(sys.version_info < (3, 11), reason="asyncio.timeout() is Python 3.11+")
+def test_a_timeout_leaving_a_nested_context_never_leaves_the_inner_tenant_in_force(
+    async_db: Any, two_tenants: TenantPair
+) -> None:
+    """Issue 19, hole 3: ``async with tenant_context(a)`` around ``async with
+    tenant_context(b)``, a timeout landing anywhere in b's block, its exit
+    included. Back in a's block, whatever b's exit got through, a's setting
+    is in force again: raw SQL reads only a's rows, a raw UPDATE cannot reach
+    b's, and a's ``record_event`` is written. Or, where the cancellation broke
+    a's transaction, every statement of it fails: nothing reads b's rows."""
+    if not is_postgres(async_db):
+        pytest.skip("SQLite contexts send nothing")
+    a, b = two_tenants.a, two_tenants.b
+    b_skill = two_tenants.rows_of(b).skills[0]
+    leaks: list[tuple[int, Any]] = []
+    outcomes: Counter[str] = Counter()
+
+    async def attempt(n: int, delay: float) -> None:
+        async with tenant_context(a):
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(delay), tenant_context(b):
+                    await async_db.aexecute_sql("SELECT 1")
+            assert current_tenant() == a.id
+            try:
+                setting = (await async_db.aexecute_sql(SETTING)).fetchall()[0][0]
+                tenants = await async_db.aexecute_sql("SELECT DISTINCT tenant_id FROM skills")
+                seen = {row[0] for row in tenants.fetchall()}
+                await async_db.aexecute_sql(
+                    "UPDATE skills SET name = 'hijacked' WHERE id = %s", (b_skill.id,)
+                )
+                event = await async_db.run(record_event, "probe.nested")
+            except Exception as exc:  # a's transaction broken: loud, not leaking
+                outcomes[type(exc).__name__] += 1
+                raise _Broken from exc
+            outcomes["restored"] += 1
+            if setting != a.id or (async_db.under_rls and seen != {a.id}) or event is None:
+                leaks.append((n, (setting, seen, event)))
+
+    async def main() -> None:
+        rng = random.Random(19)
+        for n in range(300):
+            # 0 to ~3 round trips: the timeout lands in b's entry, body or exit
+            with contextlib.suppress(_Broken):
+                await asyncio.create_task(attempt(n, rng.uniform(0, 0.002)))
+        async with tenant_context(b):
+            untouched = await async_db.aexecute_sql(
+                "SELECT name FROM skills WHERE id = %s", (b_skill.id,)
+            )
+            names.append(untouched.fetchall()[0][0])
+
+    names: list[str] = []
+    run(async_db, main)
+    assert leaks == [], (len(leaks), leaks[:5], outcomes)
+    if async_db.under_rls:  # the owner's UPDATE reaches every row anyway
+        assert names and names[0] != "hijacked"
+    assert outcomes["restored"] > 0, outcomes
+    print(f"nested exits cut short by a timeout: {dict(outcomes)}")
+
+
+class _Broken(Exception):
+    """a's transaction refused the probe: the attempt is over, nothing leaked."""

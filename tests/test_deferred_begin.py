@@ -12,7 +12,7 @@ from typing import Any
 
 import psycopg2.extensions
 import pytest
-from peewee import Database, PostgresqlDatabase
+from peewee import Database, PostgresqlDatabase, ProgrammingError
 
 import relay_peewee
 from relay_peewee import tenant_context
@@ -218,7 +218,12 @@ def test_select_into_does_not_run_alone(sql: str) -> None:
 def test_select_into_rolls_back_with_the_context(
     two_tenants: TenantPair, relay_db: Database, sent: list[str]
 ) -> None:
-    with pytest.raises(ZeroDivisionError), tenant_context(two_tenants.a):
+    # The application role may not create temporary tables (issue 19): the
+    # statement is refused there, inside the transaction it opened.
+    refused = bound_by_row_level_security(relay_db)
+    expected = ProgrammingError if refused else ZeroDivisionError
+    sent.clear()
+    with pytest.raises(expected), tenant_context(two_tenants.a):
         relay_db.execute_sql("SELECT id INTO TEMP TABLE copied FROM skills")
         1 / 0  # noqa: B018
     assert sent[0].startswith("BEGIN; ")

@@ -200,9 +200,40 @@ def test_audit_checks_the_lookup_functions(pg_url: str) -> None:
         assert len(found) == 2
         assert "relay_find_api_key(text) has settings" in found[0]
         assert "relay_find_tenant(text, text) has a body other than" in found[1]
-        assert all("relay-peewee rollback --to 10" in m for m in found)
+        # relay_find_api_key is 0012's since; relay_find_tenant still 0010's.
+        assert "relay-peewee rollback --to 12" in found[0]
+        assert "relay-peewee rollback --to 10" in found[1]
         db.execute_sql("DROP FUNCTION relay_find_api_key(text)")
         assert "relay_find_api_key(text) is missing" in findings()[0]
+    finally:
+        db.close()
+
+
+@pytest.mark.postgres_only
+def test_the_audit_reports_0010s_api_key_lookup_once_0012_is_applied(pg_url: str) -> None:
+    """Hole 4 brought back by hand (0010's body, which ignores is_active) is
+    an audit error; rolling 0012 back makes 0010's body the expected one."""
+    import importlib
+
+    from relay_peewee.audit import audit_schema
+    from relay_peewee.operations.commands import migrate, rollback
+
+    old = importlib.import_module("relay_peewee.migrations.0010_relay_app_compat")
+    db = open_database(pg_url)
+    try:
+        migrate(db)
+
+        def findings() -> list[str]:
+            return [f.message for f in audit_schema(db) if f.check == "lookup-function"]
+
+        assert rollback(db, "12") == ["0012_api_keys_of_active_tenants"]
+        assert findings() == []  # 0010's body, expected as long as 0012 is not applied
+        assert migrate(db).applied == ["0012_api_keys_of_active_tenants"]
+        assert findings() == []
+        for statement in old.function_sql("public"):
+            db.execute_sql(statement)
+        [message] = findings()
+        assert "relay_find_api_key(text) has a body other than the one migration 0012" in message
     finally:
         db.close()
 
@@ -231,3 +262,27 @@ def test_sqlite_expiry_reads_any_iso_spelling(tmp_path: object) -> None:
         assert find_api_key(db, "rlk_garbage") is None  # unreadable: refused, not accepted
     finally:
         db.close()
+
+
+def test_a_deactivated_tenants_api_key_stops_working_as_its_host_does(
+    relay_db: Database, two_tenants: TenantPair, owner: Database
+) -> None:
+    """Issue 19, hole 4: the host of a deactivated tenant resolves to nothing,
+    and so must its keys - through ``find_api_key`` and, on PostgreSQL, the
+    SECURITY DEFINER function called by raw SQL (as the application role on
+    postgres_rls). Reactivated, the key works again."""
+    b = two_tenants.b
+    _key(b.id, "rlk_of_deactivated")
+    assert find_api_key(relay_db, "rlk_of_deactivated") is not None
+    param = "%s" if is_postgres(owner) else "?"
+    owner.execute_sql(f"UPDATE tenants SET is_active = {param} WHERE id = {param}", (False, b.id))
+    assert find_tenant_by_host(relay_db, f"{b.slug}.localhost") is None
+    assert find_api_key(relay_db, "rlk_of_deactivated") is None
+    if is_postgres(relay_db):
+        raw = relay_db.execute_sql(
+            "SELECT tenant_id FROM relay_find_api_key(%s)", (hash_api_key("rlk_of_deactivated"),)
+        ).fetchall()
+        assert raw == []
+    owner.execute_sql(f"UPDATE tenants SET is_active = {param} WHERE id = {param}", (True, b.id))
+    match = find_api_key(relay_db, "rlk_of_deactivated")
+    assert match is not None and match.tenant_id == b.id

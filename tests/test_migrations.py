@@ -40,6 +40,7 @@ ALL = [
     "0009_isolation_hardening",
     "0010_relay_app_compat",
     "0011_tenant_consistent_ids",
+    "0012_api_keys_of_active_tenants",
 ]
 
 # The end state section 3 of the foundation issue asks for.

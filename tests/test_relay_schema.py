@@ -109,6 +109,7 @@ def test_nulls_in_a_column_that_becomes_not_null_are_refused(
     assert [s.name for s in status(db) if not s.applied] == [
         "0010_relay_app_compat",
         "0011_tenant_consistent_ids",
+        "0012_api_keys_of_active_tenants",
     ]
 
 
@@ -295,7 +296,11 @@ def test_rollback_of_0010_drops_defaults_and_functions_keeps_relays_schema(
     from relay_peewee.operations.commands import rollback
 
     db = migrated_db
-    assert rollback(db, "10") == ["0011_tenant_consistent_ids", "0010_relay_app_compat"]
+    assert rollback(db, "10") == [
+        "0012_api_keys_of_active_tenants",
+        "0011_tenant_consistent_ids",
+        "0010_relay_app_compat",
+    ]
     with pytest.raises(IntegrityError), db.atomic():  # id and is_active have no default
         db.execute_sql("INSERT INTO tenants (name, slug) VALUES ('n', 'no-defaults')")
     catalog = _catalog(db)
@@ -303,7 +308,11 @@ def test_rollback_of_0010_drops_defaults_and_functions_keeps_relays_schema(
     assert catalog["skill_versions"]["column description"][1] is True
     if is_postgres(db):
         assert scalar(db, "SELECT to_regprocedure('relay_find_api_key(text)')") is None
-    assert migrate(db).applied == ["0010_relay_app_compat", "0011_tenant_consistent_ids"]
+    assert migrate(db).applied == [
+        "0010_relay_app_compat",
+        "0011_tenant_consistent_ids",
+        "0012_api_keys_of_active_tenants",
+    ]
     db.execute_sql("INSERT INTO tenants (name, slug) VALUES ('n', 'defaults-again')")
 
 

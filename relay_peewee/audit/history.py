@@ -30,13 +30,35 @@ def check_history(db: Database, tables: set[str], migrations: Sequence[str]) -> 
     return out
 
 
-# The migration that creates the lookup functions of relay_peewee.operations.lookups;
-# its text is what the live definitions must match.
-LOOKUPS_MIGRATION = "0010_relay_app_compat"
+# The migrations that create or replace the lookup functions of
+# relay_peewee.operations.lookups, oldest first: the latest applied one that
+# defines a function holds the text its live definition must match.
+LOOKUPS_MIGRATIONS = ("0010_relay_app_compat", "0012_api_keys_of_active_tenants")
+LOOKUPS_MIGRATION = LOOKUPS_MIGRATIONS[0]  # the one that creates them all
+
+
+def expected_lookups(db: Database) -> dict[str, tuple[str, str]]:
+    """Signature -> (body, migration) of each lookup, as the applied migrations left it."""
+    placeholders = ", ".join(["%s"] * len(LOOKUPS_MIGRATIONS))
+    applied = {
+        row[0]
+        for row in db.execute_sql(
+            f"SELECT name FROM {HISTORY_TABLE} WHERE name IN ({placeholders})",
+            LOOKUPS_MIGRATIONS,
+        ).fetchall()
+    }
+    expected: dict[str, tuple[str, str]] = {}
+    for name in LOOKUPS_MIGRATIONS:
+        if name in applied:
+            migration = importlib.import_module(f"relay_peewee.migrations.{name}")
+            for sig, (_head, body) in migration.FUNCTIONS.items():
+                expected[sig] = (body, name)
+    return expected
 
 
 def check_lookup_functions(db: Database, tables: set[str]) -> list[Finding]:
-    """PostgreSQL: the SECURITY DEFINER lookups are exactly what 0010 created.
+    """PostgreSQL: the SECURITY DEFINER lookups are exactly what 0010 (and
+    the migrations replacing them since) created.
 
     Each runs with its owner's rights across every tenant, so a changed body,
     a lost pinned search_path, EXECUTE for PUBLIC or an owner that row-level
@@ -44,17 +66,18 @@ def check_lookup_functions(db: Database, tables: set[str]) -> list[Finding]:
     """
     if not is_postgres(db) or HISTORY_TABLE not in tables:
         return []
-    applied = db.execute_sql(
-        f"SELECT 1 FROM {HISTORY_TABLE} WHERE name = %s", (LOOKUPS_MIGRATION,)
-    ).fetchone()
-    if applied is None:
-        return []  # reported as a pending migration
-    migration = importlib.import_module(f"relay_peewee.migrations.{LOOKUPS_MIGRATION}")
+    expected = expected_lookups(db)
+    if not expected:
+        return []  # 0010 not applied: reported as a pending migration
     schema = db.execute_sql("SELECT quote_ident(current_schema())").fetchone()[0]
     config = [f"search_path=pg_catalog, {schema}, pg_temp", "TimeZone=UTC"]
-    recreate = "`relay-peewee rollback --to 10`, then `relay-peewee migrate` (recreates it)"
     out = []
-    for sig, (_head, body) in migration.FUNCTIONS.items():
+    for sig, (body, made_by) in expected.items():
+        number = made_by.split("_")[0]
+        recreate = (
+            f"`relay-peewee rollback --to {int(number)}`, then `relay-peewee migrate` "
+            "(recreates it)"
+        )
         row = db.execute_sql(
             "SELECT p.prosecdef, p.proconfig, p.prosrc, r.rolsuper OR r.rolbypassrls,"
             " has_function_privilege('public', p.oid, 'EXECUTE')"
@@ -73,7 +96,7 @@ def check_lookup_functions(db: Database, tables: set[str]) -> list[Finding]:
             if list(proconfig or []) != config:
                 problems.append(f"has settings {proconfig}, not {config}")
             if " ".join(str(source).split()) != " ".join(body.split()):
-                problems.append("has a body other than the one migration 0010 created")
+                problems.append(f"has a body other than the one migration {number} created")
             if not owner_bypasses:
                 problems.append("is owned by a role row-level security binds (it finds nothing)")
             if public:

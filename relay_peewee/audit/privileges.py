@@ -148,4 +148,14 @@ def check_app_role_rights(
             f"create tenants; fix: REVOKE {', '.join(writes)} ON {tenants} FROM {role}"
         )
         out.append(Finding("error", tenants, "app-role-tenants", msg))
+    if "TEMPORARY" in catalog.database_privileges(role):
+        # pg_temp is searched before public and the ORM names tables
+        # unqualified: a temporary table takes the next tenant's rows.
+        msg = (
+            f"{role} may create temporary tables, which shadow the ORM's tables for the next "
+            f"tenant on the same connection; fix: `relay-peewee roles --app-role {role} --apply`, "
+            "or "
+            f'REVOKE TEMPORARY ON DATABASE "{catalog.db.database}" FROM PUBLIC, {role}'
+        )
+        out.append(Finding("error", where, "app-role-temp", msg))
     return out

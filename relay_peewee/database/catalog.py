@@ -487,6 +487,16 @@ class PostgresCatalog(Catalog):
         ).fetchone()
         return {p for p, ok in zip(wanted, row, strict=True) if ok}
 
+    def database_privileges(self, role: str) -> set[str]:
+        """What ``role`` may do to the current database (through PUBLIC too)."""
+        wanted = ("CREATE", "CONNECT", "TEMPORARY")
+        row = self.db.execute_sql(
+            "SELECT "
+            + ", ".join(f"has_database_privilege(%s, current_database(), '{p}')" for p in wanted),
+            tuple(role for _ in wanted),
+        ).fetchone()
+        return {p for p, ok in zip(wanted, row, strict=True) if ok}
+
 
 def catalog_for(db: Database) -> SqliteCatalog | PostgresCatalog:
     return PostgresCatalog(db) if is_postgres(db) else SqliteCatalog(db)

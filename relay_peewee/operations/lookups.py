@@ -65,10 +65,13 @@ def hash_api_key(raw_key: str) -> str:
 
 # Relay's validateApiKey refuses a revoked key and (through its callers) an
 # expired one, and stamps last_used_at on every key it accepts; one UPDATE
-# ... RETURNING does the lookup and the stamp together.
+# ... RETURNING does the lookup and the stamp together. A key of a
+# deactivated tenant is refused too, as that tenant's host is (PostgreSQL:
+# migration 0012).
 _SQLITE_API_KEY = (
     'UPDATE "api_keys" SET "last_used_at" = ? WHERE "key_hash" = ? AND "revoked_at" IS NULL'
     ' AND ("expires_at" IS NULL OR julianday("expires_at") > julianday(?))'
+    ' AND "tenant_id" IN (SELECT "id" FROM "tenants" WHERE "is_active" = 1)'
     ' RETURNING "tenant_id", "user_id", "id"'
 )
 _POSTGRES_API_KEY = "SELECT tenant_id, user_id, key_id FROM relay_find_api_key(%s)"
@@ -96,7 +99,8 @@ def api_key_lookup_statement(db: Database | DatabaseProxy, raw_key: str) -> tupl
 
 def find_api_key(db: Database | DatabaseProxy, raw_key: str) -> ApiKeyMatch | None:
     """The tenant, user and key a raw API key belongs to; None when unknown,
-    revoked or expired. An accepted key's ``last_used_at`` is set to now."""
+    revoked, expired, or its tenant is deactivated. An accepted key's
+    ``last_used_at`` is set to now."""
     database = unwrap(db)
     sql, params = api_key_lookup_statement(database, raw_key)
     with database.atomic():

@@ -15,6 +15,13 @@ ROLE`` - which any SQL the application sends could do too.
 The application role may read ``tenants`` but not write it: creating,
 renaming, deactivating or deleting a tenant is an admin operation (the CLI,
 or ``unscoped``). It may only append to ``audit_logs``.
+
+No role but the database's owner may create temporary tables: ``pg_temp``
+is searched before ``public``, and the ORM names its tables unqualified, so
+a temporary ``users`` made by one tenant's raw SQL would receive the next
+tenant's rows on that connection (asyncpg's pool reset keeps temporary
+tables). PostgreSQL grants TEMPORARY on every database to PUBLIC by default;
+the roles take it back.
 """
 
 from __future__ import annotations
@@ -84,6 +91,10 @@ def role_statements(
         # says the same thing one layer earlier.
         f"GRANT SELECT, INSERT ON {AuditLog._meta.table_name} TO {both}",
         f"GRANT SELECT ON {HISTORY_TABLE} TO {both}",
+        # The database's name is only known on the server; REVOKE takes no
+        # expression, hence the DO block (and no % a driver would read).
+        "DO $$ BEGIN EXECUTE 'REVOKE TEMPORARY ON DATABASE ' "
+        f"|| quote_ident(current_database()) || ' FROM PUBLIC, {both}'; END $$",
         # The lookups that run before the tenant is known (migration 0010);
         # skipped on a database not yet migrated that far.
         *(

@@ -69,12 +69,62 @@ async def _async_scope(db: Any, tenant_id: str, outer_tenant: str | None) -> Asy
         async with _TenantTransaction(db, tenant_id):
             yield
         return
-    async with db.atomic():
+    # A savepoint. Leaving it must put the enclosing context's tenant back
+    # whatever interrupts the exit: a timeout landing there would otherwise
+    # leave this tenant's setting in force under the outer block, whose
+    # current_tenant() already says the outer tenant again.
+    conn = (await db.aconnect()).conn
+    restore = rls.tenant_setting_literal_sql(outer_tenant or "")
+    savepoint = db.atomic()
+    await savepoint.__aenter__()
+    try:
         await _set_tenant(db, tenant_id)
         yield
-    if db.in_transaction():
-        # As in the sync block: the enclosing context's tenant comes back.
-        await _set_tenant(db, outer_tenant or "")
+    except BaseException as exc:
+        try:
+            # ROLLBACK TO SAVEPOINT: the outer tenant's setting comes back
+            # with it, unless this is interrupted too - hence the restore.
+            await savepoint.__aexit__(type(exc), exc, exc.__traceback__)
+        finally:
+            await _restore_setting(conn, restore)
+        raise
+    # Before the release, so that a release cut short leaves the outer
+    # tenant's setting in force, not this one's (a released savepoint keeps
+    # what was set inside it).
+    await _restore_setting(conn, restore)
+    await savepoint.__aexit__(None, None, None)
+
+
+async def _restore_setting(conn: Any, sql: str) -> None:
+    """Run ``sql`` (the enclosing tenant's setting) to its end, even when the
+    task is cancelled meanwhile; the cancellation is raised afterwards.
+
+    ``conn`` is asyncpg's: the shielded statement runs in a task of its own,
+    which pwasyncio would give another connection. Where the setting cannot
+    be put back on a transaction still usable, the connection is closed:
+    better a failing request than statements in the wrong tenant.
+    """
+    running = asyncio.ensure_future(conn.execute(sql))
+    cancelled: BaseException | None = None
+    while not running.done():
+        try:
+            await asyncio.shield(running)
+        except asyncio.CancelledError as exc:
+            cancelled = exc  # shield() gave up waiting; the statement goes on
+    failure = None if running.cancelled() else running.exception()
+    if running.cancelled() or (
+        failure is not None and getattr(failure, "sqlstate", None) != _IN_FAILED_TRANSACTION
+    ):
+        # In a failed transaction nothing runs until the rollback: no
+        # statement can read with the wrong tenant. Anything else, close it.
+        conn.terminate()
+    if cancelled is not None:
+        raise cancelled
+
+
+# SQLSTATE of "current transaction is aborted, commands ignored until end of
+# transaction block"
+_IN_FAILED_TRANSACTION = "25P02"
 
 
 class _TenantTransaction(AsyncPgAtomic):

@@ -87,6 +87,16 @@ def create_database(admin: Any, name: str, template: str | None = None) -> None:
     # FILE_COPY would checkpoint the whole cluster first.
     suffix = f' TEMPLATE "{template}"' if template else ""
     _run(admin, f'CREATE DATABASE "{name}"{suffix}')
+    if (
+        template
+        and not _rows(
+            admin, f"SELECT has_database_privilege('public', '{_literal(template)}', 'TEMPORARY')"
+        )[0][0]
+    ):
+        # A copy gets the template's contents, not its privileges: without
+        # this the application role of postgres_rls could create temporary
+        # tables on the copy, as `relay-peewee roles` forbids.
+        _run(admin, f'REVOKE TEMPORARY ON DATABASE "{name}" FROM PUBLIC')
 
 
 def drop_database(admin: Any, name: str) -> None:
