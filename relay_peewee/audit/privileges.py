@@ -14,6 +14,7 @@ from peewee import Database
 from ..database.catalog import (
     PostgresCatalog,
 )
+from ..database.quoting import quote
 from ..migrator.known_objects import KNOWN_FUNCTIONS, matches
 from ..models import Tenant
 from ..operations.roles import APP_ROLE
@@ -51,17 +52,18 @@ def check_privileged_objects(
     out = []
     for view in catalog.views_reading(tables, role):
         name = f"{view.schema}.{view.name}"
+        sql_name = quote(view.schema, view.name)
         if view.kind == "view" and not view.hardened:
             msg = (
                 f"view {name} reads tenant tables as its owner, who bypasses row-level "
                 f"security, and {who} may select from it: every tenant's rows; fix: "
-                f"ALTER VIEW {name} SET (security_invoker = true)"
+                f"ALTER VIEW {sql_name} SET (security_invoker = true)"
             )
             out.append(Finding("error", name, "privileged-view", msg))
         elif view.kind == "materialized view":
             msg = (
                 f"materialized view {name} stores rows of every tenant, read as its owner, and "
-                f"{who} may select from it; fix: REVOKE ALL ON {name} FROM {revoke_from} "
+                f"{who} may select from it; fix: REVOKE ALL ON {sql_name} FROM {revoke_from} "
                 "(or drop it and query a security_invoker view)"
             )
             out.append(Finding("error", name, "privileged-matview", msg))
@@ -95,7 +97,8 @@ def check_privileged_objects(
         name, _on, table = rule.name.partition(" ON ")
         msg = (
             f"rule {name} on {rule.schema}.{table} runs its action with the table owner's "
-            f"rights, past row-level security; fix: DROP RULE {name} ON {rule.schema}.{table} "
+            f"rights, past row-level security; fix: DROP RULE {quote(name)} ON "
+            f"{quote(rule.schema, table)} "
             "(a trigger does the same work under the caller's rights)"
         )
         out.append(Finding("error", f"{rule.schema}.{table}", "privileged-rule", msg))
@@ -145,7 +148,8 @@ def check_app_role_rights(
     if writes:
         msg = (
             f"{role} may {', '.join(writes)} tenants: any tenant could rename, deactivate or "
-            f"create tenants; fix: REVOKE {', '.join(writes)} ON {tenants} FROM {role}"
+            f"create tenants; fix: REVOKE {', '.join(writes)} ON {quote(tenants)} "
+            f"FROM {quote(role)}"
         )
         out.append(Finding("error", tenants, "app-role-tenants", msg))
     return out

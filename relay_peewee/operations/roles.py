@@ -24,6 +24,7 @@ from collections.abc import Iterable
 
 from peewee import Database, Model
 
+from ..database.quoting import quote, quote_list
 from ..errors import RelayError
 from ..migrator import HISTORY_TABLE
 from ..models import MODELS, AuditLog, Tenant
@@ -39,7 +40,7 @@ _NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 def _create_if_missing(role: str, options: str) -> str:
     return (
         f"DO $$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '{role}') "
-        f"THEN CREATE ROLE {role} {options}; END IF; END $$"
+        f"THEN CREATE ROLE {quote(role)} {options}; END IF; END $$"
     )
 
 
@@ -63,39 +64,42 @@ def role_statements(
             raise RelayError(f"invalid role name {role!r}: use lower-case letters, digits, _")
     if app_role == admin_role:
         raise RelayError("the application role and the admin role must differ")
-    both = f"{app_role}, {admin_role}"
-    tenants = Tenant._meta.table_name
+    # Role names are checked above, and quoted all the same: `user` passes
+    # the check and is a reserved word.
+    admin, app = quote(admin_role), quote(app_role)
+    both = f"{app}, {admin}"
+    tenants = quote(Tenant._meta.table_name)
     tables = [m._meta.table_name for m in MODELS if m not in (AuditLog, Tenant)]
     tables += [m._meta.table_name for m in models if m._meta.table_name not in tables]
-    data = ", ".join(tables)
+    data = quote_list(tables)
     app_options = "NOSUPERUSER NOBYPASSRLS NOCREATEDB NOCREATEROLE"
     statements = [
         _create_if_missing(admin_role, "LOGIN BYPASSRLS"),
         _create_if_missing(app_role, f"LOGIN {app_options}"),
         # A role that existed already keeps its options otherwise.
-        f"ALTER ROLE {admin_role} LOGIN BYPASSRLS",
-        f"ALTER ROLE {app_role} {app_options}",
+        f"ALTER ROLE {admin} LOGIN BYPASSRLS",
+        f"ALTER ROLE {app} {app_options}",
         f"GRANT USAGE ON SCHEMA public TO {both}",
         f"GRANT SELECT, INSERT, UPDATE, DELETE ON {data} TO {both}",
-        f"GRANT SELECT ON {tenants} TO {app_role}",
-        f"REVOKE INSERT, UPDATE, DELETE, TRUNCATE ON {tenants} FROM {app_role}",
-        f"GRANT SELECT, INSERT, UPDATE, DELETE ON {tenants} TO {admin_role}",
+        f"GRANT SELECT ON {tenants} TO {app}",
+        f"REVOKE INSERT, UPDATE, DELETE, TRUNCATE ON {tenants} FROM {app}",
+        f"GRANT SELECT, INSERT, UPDATE, DELETE ON {tenants} TO {admin}",
         # The append-only trigger refuses UPDATE/DELETE anyway; the grant
         # says the same thing one layer earlier.
-        f"GRANT SELECT, INSERT ON {AuditLog._meta.table_name} TO {both}",
-        f"GRANT SELECT ON {HISTORY_TABLE} TO {both}",
+        f"GRANT SELECT, INSERT ON {quote(AuditLog._meta.table_name)} TO {both}",
+        f"GRANT SELECT ON {quote(HISTORY_TABLE)} TO {both}",
         # The lookups that run before the tenant is known (migration 0010);
         # skipped on a database not yet migrated that far.
         *(
             f"DO $$ BEGIN IF to_regprocedure('{fn}') IS NOT NULL "
-            f"THEN GRANT EXECUTE ON FUNCTION {fn} TO {app_role}; END IF; END $$"
+            f"THEN GRANT EXECUTE ON FUNCTION {fn} TO {app}; END IF; END $$"
             for fn in LOOKUP_FUNCTIONS
         ),
     ]
     if allow_set_role:
-        statements.append(f"GRANT {admin_role} TO {app_role}")
+        statements.append(f"GRANT {admin} TO {app}")
     else:
-        statements.append(f"REVOKE {admin_role} FROM {app_role}")
+        statements.append(f"REVOKE {admin} FROM {app}")
     return statements
 
 
