@@ -16,7 +16,7 @@ from ..database.catalog import (
 )
 from ..database.quoting import quote
 from ..migrator.known_objects import KNOWN_FUNCTIONS, matches
-from ..models import Tenant
+from ..models import AuditLog, Tenant
 from ..operations.roles import APP_ROLE
 from .findings import Finding
 from .history import LOOKUPS_MIGRATION
@@ -143,6 +143,7 @@ def check_app_role_rights(
                 f"fix: REVOKE {member_of} FROM {role}"
             )
             out.append(Finding("error", where, "app-role-member", msg))
+    out += _missing_write_rights(catalog, role, tables)
     tenants = Tenant._meta.table_name
     writes = sorted(catalog.table_privileges(role, tenants) - {"SELECT"})
     if writes:
@@ -153,3 +154,37 @@ def check_app_role_rights(
         )
         out.append(Finding("error", tenants, "app-role-tenants", msg))
     return out
+
+
+def _missing_write_rights(
+    catalog: PostgresCatalog, role: str, tables: tuple[str, ...]
+) -> list[Finding]:
+    """What ``roles`` grants on each tenant table, and the sequences its inserts call.
+
+    Without them the application fails at its first write (``permission
+    denied for sequence user_id_seq``), which no isolation check would see.
+    ``audit_logs`` is append-only: SELECT and INSERT are all it gets.
+    """
+    out = []
+    fix = f"`relay-peewee roles --app-role {role} --apply`"
+    for table in tables:
+        meant = {"SELECT", "INSERT"} if table == AuditLog._meta.table_name else _WRITES
+        missing = sorted(meant - catalog.table_privileges(role, table))
+        if missing:
+            msg = (
+                f"{role} may not {', '.join(missing)} {table}, which the application writes; "
+                f"fix: {fix}, or GRANT {', '.join(missing)} ON {quote(table)} TO {quote(role)}"
+            )
+            out.append(Finding("error", table, "app-role-table-rights", msg))
+        for sequence in catalog.column_sequences(table):
+            if not catalog.sequence_usage(role, sequence):
+                msg = (
+                    f"{role} may not use sequence {sequence}, so every insert into {table} "
+                    f"that takes its default key fails; fix: {fix}, or GRANT USAGE ON "
+                    f"SEQUENCE {sequence} TO {quote(role)}"
+                )
+                out.append(Finding("error", table, "app-role-sequence", msg))
+    return out
+
+
+_WRITES = frozenset({"SELECT", "INSERT", "UPDATE", "DELETE"})

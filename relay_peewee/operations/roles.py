@@ -44,16 +44,34 @@ def _create_if_missing(role: str, options: str) -> str:
     )
 
 
+def _grant_sequences(tables: list[str], grantees: str) -> str:
+    """USAGE on the sequences owned by ``tables``' columns (serial: 'a', identity: 'i')."""
+    # to_regclass: NULL for a table not created yet, where a cast would fail.
+    names = ", ".join("to_regclass('" + quote(t).replace("'", "''") + "')" for t in tables)
+    return (
+        "DO $$ DECLARE seq regclass; BEGIN FOR seq IN SELECT DISTINCT d.objid::regclass "
+        "FROM pg_depend d JOIN pg_class s ON s.oid = d.objid AND s.relkind = 'S' "
+        "WHERE d.classid = 'pg_class'::regclass AND d.refclassid = 'pg_class'::regclass "
+        f"AND d.deptype IN ('a', 'i') AND d.refobjid = ANY (ARRAY[{names}]) "
+        # No format('%s'): a driver would read it as a parameter.
+        f"LOOP EXECUTE 'GRANT USAGE ON SEQUENCE ' || seq::text || ' TO {grantees}'; "
+        "END LOOP; END $$"
+    )
+
+
 def role_statements(
     app_role: str = APP_ROLE,
     admin_role: str = ADMIN_ROLE,
     *,
     allow_set_role: bool = False,
     models: Iterable[type[Model]] = (),
+    tables: Iterable[str] = (),
 ) -> list[str]:
     """The SQL that creates both roles and grants them what the ORM needs.
 
-    ``models``: the application's own, whose tables get the same grants.
+    ``models``: the application's own, whose tables get the same grants;
+    ``tables``: more of its tables, by name (the pytest plugin's, built by a
+    hook that names no models).
 
     Re-running it on roles made by an earlier release also takes back what
     that release granted and this one does not (writes on ``tenants``, the
@@ -69,9 +87,10 @@ def role_statements(
     admin, app = quote(admin_role), quote(app_role)
     both = f"{app}, {admin}"
     tenants = quote(Tenant._meta.table_name)
-    tables = [m._meta.table_name for m in MODELS if m not in (AuditLog, Tenant)]
-    tables += [m._meta.table_name for m in models if m._meta.table_name not in tables]
-    data = quote_list(tables)
+    extra = [*(m._meta.table_name for m in models), *tables]
+    granted = [m._meta.table_name for m in MODELS if m not in (AuditLog, Tenant)]
+    granted += [t for t in dict.fromkeys(extra) if t not in granted]
+    data = quote_list(granted)
     app_options = "NOSUPERUSER NOBYPASSRLS NOCREATEDB NOCREATEROLE"
     statements = [
         _create_if_missing(admin_role, "LOGIN BYPASSRLS"),
@@ -96,6 +115,10 @@ def role_statements(
             for fn in LOOKUP_FUNCTIONS
         ),
     ]
+    # An INSERT that takes a serial or identity default calls nextval(),
+    # which needs USAGE on the column's sequence besides INSERT on the table.
+    statements.append(_grant_sequences([*granted, AuditLog._meta.table_name], both))
+    statements.append(_grant_sequences([Tenant._meta.table_name], admin))
     if allow_set_role:
         statements.append(f"GRANT {admin} TO {app}")
     else:
@@ -110,9 +133,12 @@ def create_roles(
     *,
     allow_set_role: bool = False,
     models: Iterable[type[Model]] = (),
+    tables: Iterable[str] = (),
 ) -> list[str]:
     """Run ``role_statements`` in one transaction; needs a superuser."""
-    statements = role_statements(app_role, admin_role, allow_set_role=allow_set_role, models=models)
+    statements = role_statements(
+        app_role, admin_role, allow_set_role=allow_set_role, models=models, tables=tables
+    )
     if HISTORY_TABLE not in db.get_tables():
         raise RelayError("this database has no relay_peewee schema yet: run `relay-peewee migrate`")
     with db.atomic():
