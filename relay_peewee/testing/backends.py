@@ -44,12 +44,19 @@ def _default_driver() -> str:
 
 
 def chosen_backends(config: pytest.Config) -> list[str]:
-    """The backends ``--relay-backends`` asks for."""
-    return [b.strip() for b in str(config.getoption("relay_backends")).split(",") if b.strip()]
+    """The backends ``--relay-backends`` (else ``$RELAY_TEST_BACKENDS``) asks for."""
+    value = (
+        config.getoption("relay_backends")
+        or os.environ.get("RELAY_TEST_BACKENDS")
+        or ",".join(BACKENDS)
+    )
+    return [b.strip() for b in str(value).split(",") if b.strip()]
 
 
 def chosen_driver(config: pytest.Config) -> str:
-    return str(config.getoption("relay_driver") or _default_driver())
+    """``--relay-driver``, else ``$RELAY_TEST_DRIVER``, else the installed one."""
+    value = config.getoption("relay_driver") or os.environ.get("RELAY_TEST_DRIVER")
+    return str(value or _default_driver())
 
 
 def backend_params(backends: Iterable[str] = BACKENDS) -> list[Any]:
