@@ -11,6 +11,7 @@ from .errors import (
     UnrecognisedSchema,
 )
 from .events import record_event
+from .fields import TenantForeignKeyField
 from .models import MODELS, TENANT_MODELS
 from .tenancy import (
     TenantModel,
@@ -34,6 +35,7 @@ __all__ = [
     "MigrationError",
     "RawQueryRefused",
     "RelayError",
+    "TenantForeignKeyField",
     "TenantModel",
     "TenantRequired",
     "UnrecognisedSchema",

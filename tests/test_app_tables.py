@@ -380,9 +380,10 @@ def test_roles_grant_the_application_tables(monkeypatch: pytest.MonkeyPatch) -> 
         if s.startswith("GRANT SELECT, INSERT, UPDATE, DELETE") and "invoices" in s
     ]
     assert len(grants) == 1
-    assert grants[0].split(" ON ")[1].split(" TO ")[0].endswith("customers, invoices, payments")
+    on = grants[0].split(" ON ")[1].split(" TO ")[0]
+    assert on.endswith('"customers", "invoices", "payments"')
     result = run("roles")  # from the example's folder: its pyproject.toml names the models
-    assert "customers, invoices, payments TO relay_app, relay_admin;" in result.output
+    assert '"customers", "invoices", "payments" TO "relay_app", "relay_admin";' in result.output
 
 
 def test_audit_flags_a_plain_foreign_key_between_tenant_models(migrated_db: Database) -> None:

@@ -214,7 +214,7 @@ def test_not_valid_tenant_fk_is_an_error(pg_db: Database, pg_url: str) -> None:
     )
     findings = audit_schema(pg_db)
     assert problems(findings) == {("tenant-fk-not-valid", "ratings")}
-    assert "VALIDATE CONSTRAINT ratings_tenant_id_fkey" in findings[0].message
+    assert 'VALIDATE CONSTRAINT "ratings_tenant_id_fkey"' in findings[0].message
     assert run_audit(pg_url).exit_code == 1
 
 

@@ -1032,6 +1032,17 @@ USERS_ONLY = "CREATE TABLE users (id TEXT PRIMARY KEY, email TEXT NOT NULL)"
             ["tenants already exists", "missing tables api_keys, ratings,"],
             id="tenants-only",
         ),
+        # Some other application's database: its tables, none of Relay's.
+        pytest.param(
+            ["CREATE TABLE foo (id INTEGER PRIMARY KEY)"],
+            ["not a Relay database: it holds foo, notes and none of Relay's tables"],
+            id="foo-only",
+        ),
+        pytest.param(
+            ['CREATE TABLE orders (id INTEGER PRIMARY KEY, "user" TEXT)'],
+            ["not a Relay database: it holds notes, orders and none of Relay's tables"],
+            id="orders-only",
+        ),
     ],
 )
 def test_unrecognised_database_is_refused_unchanged(

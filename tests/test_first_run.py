@@ -23,6 +23,7 @@ import relay_peewee
 from relay_peewee.cli import cli
 from relay_peewee.database import postgres_driver
 from relay_peewee.models import Tenant
+from relay_peewee.testing.backends import chosen_driver
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -285,7 +286,5 @@ def test_relay_db_uses_the_chosen_driver(
 ) -> None:
     if relay_peewee.database.is_sqlite(relay_db):
         pytest.skip("SQLite has one driver")
-    chosen = request.config.getoption("relay_driver") or (
-        "psycopg2" if __import__("importlib").util.find_spec("psycopg2") else "psycopg3"
-    )
+    chosen = chosen_driver(request.config)
     assert postgres_driver(relay_db) == chosen

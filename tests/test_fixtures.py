@@ -9,6 +9,7 @@ from urllib.parse import urlparse, urlunparse
 import pytest
 
 import relay_peewee.testing as plugin
+from relay_peewee.testing.backends import chosen_driver
 from relay_peewee.testing.template_copies import admin_connection
 
 APP_TESTS = """
@@ -95,8 +96,64 @@ def test_tests_are_independent_and_templates_built_once(
 def test_the_options_name_their_real_defaults(pytester: pytest.Pytester) -> None:
     result = pytester.runpytest_inprocess("--help")
     text = " ".join(result.stdout.str().split())
-    assert "(default: sqlite,postgres,postgres_rls)" in text
-    assert "(default: psycopg2 if installed, else psycopg3)" in text
+    assert "(default: $RELAY_TEST_BACKENDS, else sqlite,postgres,postgres_rls)" in text
+    assert "(default: $RELAY_TEST_DRIVER, else psycopg2 if installed, else psycopg3)" in text
+
+
+# A plain peewee project's suite, in an environment where relay_peewee (and so
+# its auto-loaded plugin) is installed: nothing of the plugin may show.
+PLAIN_TESTS = """
+from peewee import Model, SqliteDatabase, TextField
+
+db = SqliteDatabase(":memory:")
+
+
+class Note(Model):
+    body = TextField()
+
+    class Meta:
+        database = db
+
+
+def test_one():
+    db.create_tables([Note])
+    Note.create(body="x")
+    assert Note.select().count() == 1
+
+
+def test_two():
+    assert True
+"""
+
+
+def test_the_plugin_leaves_a_plain_peewee_suite_alone(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pytester.makepyfile(test_plain=PLAIN_TESTS)
+    # Deselecting "not sqlite_only" must not drop tests the plugin never saw.
+    result = pytester.runpytest_inprocess("-p", "no:cacheprovider", "-m", "not sqlite_only")
+    result.assert_outcomes(passed=2)
+    # A stray variable meant for another project aborts nothing.
+    monkeypatch.setenv("RELAY_TEST_BACKENDS", "mysql")
+    monkeypatch.setenv("RELAY_TEST_DRIVER", "pg8000")
+    result = pytester.runpytest_inprocess("-p", "no:cacheprovider")
+    result.assert_outcomes(passed=2)
+    assert result.ret == 0
+
+
+def test_a_suite_that_uses_the_fixtures_still_has_its_choices_checked(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pytester.makepyfile(test_app="def test_db(relay_db):\n    pass\n")
+    monkeypatch.setenv("RELAY_TEST_BACKENDS", "mysql")
+    result = pytester.runpytest_inprocess("-p", "no:cacheprovider")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    assert "--relay-backends: unknown backend(s) mysql" in result.stderr.str()
+    # Given on the command line, an option is checked even by a plain suite.
+    monkeypatch.delenv("RELAY_TEST_BACKENDS")
+    pytester.makepyfile(test_app="def test_plain():\n    pass\n")
+    result = pytester.runpytest_inprocess("-p", "no:cacheprovider", "--relay-backends", "mysql")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
 
 
 # A PostgreSQL copy is reset for a later test rather than dropped (template_copies).
@@ -283,7 +340,7 @@ def test_a_reused_copy_is_exactly_the_template(
     pytester.makeconftest(RESET_CONFTEST)
     pytester.makepyfile(test_reset=RESET_TESTS)
     pytester.makeini("[pytest]\nmarkers = replaced\n")
-    driver = request.config.getoption("relay_driver")
+    driver = chosen_driver(request.config)
     result = pytester.runpytest_inprocess(
         "-p", "no:cacheprovider", "-v", "--relay-backends", backend,
         *(["--relay-driver", driver] if driver else []),

@@ -121,3 +121,11 @@ def test_an_applications_own_tenant_model(migrated_db: Database) -> None:
             Invoice.create(number="1", customer="z")
         assert [i.customer for i in Invoice.select()] == ["y"]
     assert hasattr(Tenant, "invoices")
+
+
+def test_tenant_foreign_key_field_is_public_api_like_tenant_model() -> None:
+    import relay_peewee
+    from relay_peewee.fields import TenantForeignKeyField
+
+    assert relay_peewee.TenantForeignKeyField is TenantForeignKeyField
+    assert {"TenantModel", "TenantForeignKeyField"} <= set(relay_peewee.__all__)

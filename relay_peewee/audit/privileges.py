@@ -14,8 +14,9 @@ from peewee import Database
 from ..database.catalog import (
     PostgresCatalog,
 )
+from ..database.quoting import quote
 from ..migrator.known_objects import KNOWN_FUNCTIONS, matches
-from ..models import Tenant
+from ..models import AuditLog, Tenant
 from ..operations.roles import APP_ROLE
 from .findings import Finding
 from .history import LOOKUPS_MIGRATION
@@ -51,17 +52,18 @@ def check_privileged_objects(
     out = []
     for view in catalog.views_reading(tables, role):
         name = f"{view.schema}.{view.name}"
+        sql_name = quote(view.schema, view.name)
         if view.kind == "view" and not view.hardened:
             msg = (
                 f"view {name} reads tenant tables as its owner, who bypasses row-level "
                 f"security, and {who} may select from it: every tenant's rows; fix: "
-                f"ALTER VIEW {name} SET (security_invoker = true)"
+                f"ALTER VIEW {sql_name} SET (security_invoker = true)"
             )
             out.append(Finding("error", name, "privileged-view", msg))
         elif view.kind == "materialized view":
             msg = (
                 f"materialized view {name} stores rows of every tenant, read as its owner, and "
-                f"{who} may select from it; fix: REVOKE ALL ON {name} FROM {revoke_from} "
+                f"{who} may select from it; fix: REVOKE ALL ON {sql_name} FROM {revoke_from} "
                 "(or drop it and query a security_invoker view)"
             )
             out.append(Finding("error", name, "privileged-matview", msg))
@@ -95,7 +97,8 @@ def check_privileged_objects(
         name, _on, table = rule.name.partition(" ON ")
         msg = (
             f"rule {name} on {rule.schema}.{table} runs its action with the table owner's "
-            f"rights, past row-level security; fix: DROP RULE {name} ON {rule.schema}.{table} "
+            f"rights, past row-level security; fix: DROP RULE {quote(name)} ON "
+            f"{quote(rule.schema, table)} "
             "(a trigger does the same work under the caller's rights)"
         )
         out.append(Finding("error", f"{rule.schema}.{table}", "privileged-rule", msg))
@@ -140,12 +143,14 @@ def check_app_role_rights(
                 f"fix: REVOKE {member_of} FROM {role}"
             )
             out.append(Finding("error", where, "app-role-member", msg))
+    out += _missing_write_rights(catalog, role, tables)
     tenants = Tenant._meta.table_name
     writes = sorted(catalog.table_privileges(role, tenants) - {"SELECT"})
     if writes:
         msg = (
             f"{role} may {', '.join(writes)} tenants: any tenant could rename, deactivate or "
-            f"create tenants; fix: REVOKE {', '.join(writes)} ON {tenants} FROM {role}"
+            f"create tenants; fix: REVOKE {', '.join(writes)} ON {quote(tenants)} "
+            f"FROM {quote(role)}"
         )
         out.append(Finding("error", tenants, "app-role-tenants", msg))
     if "TEMPORARY" in catalog.database_privileges(role):
@@ -159,3 +164,37 @@ def check_app_role_rights(
         )
         out.append(Finding("error", where, "app-role-temp", msg))
     return out
+
+
+def _missing_write_rights(
+    catalog: PostgresCatalog, role: str, tables: tuple[str, ...]
+) -> list[Finding]:
+    """What ``roles`` grants on each tenant table, and the sequences its inserts call.
+
+    Without them the application fails at its first write (``permission
+    denied for sequence user_id_seq``), which no isolation check would see.
+    ``audit_logs`` is append-only: SELECT and INSERT are all it gets.
+    """
+    out = []
+    fix = f"`relay-peewee roles --app-role {role} --apply`"
+    for table in tables:
+        meant = {"SELECT", "INSERT"} if table == AuditLog._meta.table_name else _WRITES
+        missing = sorted(meant - catalog.table_privileges(role, table))
+        if missing:
+            msg = (
+                f"{role} may not {', '.join(missing)} {table}, which the application writes; "
+                f"fix: {fix}, or GRANT {', '.join(missing)} ON {quote(table)} TO {quote(role)}"
+            )
+            out.append(Finding("error", table, "app-role-table-rights", msg))
+        for sequence in catalog.column_sequences(table):
+            if not catalog.sequence_usage(role, sequence):
+                msg = (
+                    f"{role} may not use sequence {sequence}, so every insert into {table} "
+                    f"that takes its default key fails; fix: {fix}, or GRANT USAGE ON "
+                    f"SEQUENCE {sequence} TO {quote(role)}"
+                )
+                out.append(Finding("error", table, "app-role-sequence", msg))
+    return out
+
+
+_WRITES = frozenset({"SELECT", "INSERT", "UPDATE", "DELETE"})

@@ -21,6 +21,7 @@ from ..database.catalog import (
     indexes,
     primary_key,
 )
+from ..database.quoting import quote, quote_list
 from ..fields import TenantForeignKeyField
 from ..migrator.backends import POLICY, POLICY_PREDICATE
 from ..models import MODELS, Tenant
@@ -70,7 +71,8 @@ def _tenant_references(db: Database, model: type[Model], table: str, fix: str) -
         if not fk.validated and TENANT_COLUMN in fk.columns and fk.columns != (TENANT_COLUMN,):
             msg = (
                 f"foreign key {fk.name} is NOT VALID: rows older than it may point into "
-                f"another tenant; fix: ALTER TABLE {table} VALIDATE CONSTRAINT {fk.name}"
+                f"another tenant; fix: ALTER TABLE {quote(table)} VALIDATE CONSTRAINT "
+                f"{quote(str(fk.name))}"
             )
             out.append(Finding("error", table, "tenant-reference-not-valid", msg))
     for field in model._meta.sorted_fields:
@@ -123,7 +125,9 @@ def check_row_level_security(db: Database, table: str, fix: str) -> list[Finding
     if not (enabled and forced):
         state = "forced" if enabled else "enabled"
         msg = f"row-level security is not {state}, so the policy binds nobody (or not the owner)"
-        msg += f"; fix: ALTER TABLE {table} ENABLE ROW LEVEL SECURITY, FORCE ROW LEVEL SECURITY"
+        msg += (
+            f"; fix: ALTER TABLE {quote(table)} ENABLE ROW LEVEL SECURITY, FORCE ROW LEVEL SECURITY"
+        )
         out.append(Finding("error", table, "rls-forced", msg))
     expected = _expression(POLICY_PREDICATE)
     for policy in policies:
@@ -138,8 +142,9 @@ def check_row_level_security(db: Database, table: str, fix: str) -> list[Finding
                 msg = (
                     f"policy {POLICY} is not the one the migration wrote (FOR {policy.command} "
                     f"TO {', '.join(policy.roles)} USING {policy.using} WITH CHECK "
-                    f"{policy.with_check}); fix: DROP POLICY {POLICY} ON {table}; CREATE POLICY "
-                    f"{POLICY} ON {table} USING ({POLICY_PREDICATE}) WITH CHECK "
+                    f"{policy.with_check}); fix: DROP POLICY {POLICY} ON {quote(table)}; "
+                    "CREATE POLICY "
+                    f"{POLICY} ON {quote(table)} USING ({POLICY_PREDICATE}) WITH CHECK "
                     f"({POLICY_PREDICATE})"
                 )
                 out.append(Finding("error", table, "rls-policy-changed", msg))
@@ -148,7 +153,7 @@ def check_row_level_security(db: Database, table: str, fix: str) -> list[Finding
             msg = (
                 f"permissive policy {policy.name} (USING {policy.using}) is OR-ed with "
                 f"{POLICY} and widens what a tenant sees or writes; fix: DROP POLICY "
-                f"{policy.name} ON {table}, or recreate it AS RESTRICTIVE"
+                f"{quote(policy.name)} ON {quote(table)}, or recreate it AS RESTRICTIVE"
             )
             out.append(Finding("error", table, "rls-extra-policy", msg))
     return out
@@ -180,7 +185,7 @@ def _tenant_column(db: Database, table: str, keys: list[Index], add_fix: str) ->
     column = next((c for c in columns(db, table) if c.name == TENANT_COLUMN), None)
     if column is None:
         return [Finding("error", table, "tenant-column", f"no {TENANT_COLUMN}; fix: {add_fix}")]
-    pg, alter = is_postgres(db), f"ALTER TABLE {table} ALTER COLUMN {TENANT_COLUMN}"
+    pg, alter = is_postgres(db), f"ALTER TABLE {quote(table)} ALTER COLUMN {TENANT_COLUMN}"
     out = []
     if not column.not_null:
         fix = f"{alter} SET NOT NULL" if pg else _rebuild(table, f"with {TENANT_COLUMN} NOT NULL")
@@ -198,7 +203,8 @@ def _tenant_column(db: Database, table: str, keys: list[Index], add_fix: str) ->
         create = _create_index(db, table, (TENANT_COLUMN,))
         if leading:  # only INVALID ones: what a failed CREATE INDEX CONCURRENTLY leaves
             names = ", ".join(ix.name for ix in leading)
-            msg = f"index {names} is INVALID; fix: DROP INDEX {names}, then {create}"
+            drops = ", ".join(quote(ix.name) for ix in leading)
+            msg = f"index {names} is INVALID; fix: DROP INDEX {drops}, then {create}"
         else:
             msg = f"no index starts with {TENANT_COLUMN}; fix: {create}"
         out.append(Finding("error", table, "tenant-index", msg))
@@ -212,11 +218,11 @@ def _tenant_foreign_key(db: Database, table: str) -> list[Finding]:
         for fk in foreign_keys(db, table)
         if fk.columns == (TENANT_COLUMN,) and (fk.ref_table, fk.ref_columns) == target
     ]
-    references = f"REFERENCES {target[0]} ({target[1][0]})"
+    references = f"REFERENCES {quote(target[0])} ({quote(target[1][0])})"
     if not fks:
-        name = f"{table}_{TENANT_COLUMN}_fkey"
+        name = quote(f"{table}_{TENANT_COLUMN}_fkey")
         fix = (
-            f"ALTER TABLE {table} ADD CONSTRAINT {name} FOREIGN KEY ({TENANT_COLUMN}) "
+            f"ALTER TABLE {quote(table)} ADD CONSTRAINT {name} FOREIGN KEY ({TENANT_COLUMN}) "
             f"{references} NOT VALID, then VALIDATE CONSTRAINT {name}"
             if is_postgres(db)
             else _rebuild(table, f"with {TENANT_COLUMN} {references}")
@@ -226,7 +232,7 @@ def _tenant_foreign_key(db: Database, table: str) -> list[Finding]:
     if not any(fk.validated for fk in fks):
         name = str(fks[0].name)
         msg = f"foreign key {name} is NOT VALID: rows older than it were never checked; "
-        msg += f"fix: ALTER TABLE {table} VALIDATE CONSTRAINT {name}"
+        msg += f"fix: ALTER TABLE {quote(table)} VALIDATE CONSTRAINT {quote(name)}"
         return [Finding("error", table, "tenant-fk-not-valid", msg)]
     return []
 
@@ -243,8 +249,10 @@ def _tenant_primary_key(
         return []
     cols = ", ".join(expected)
     if is_postgres(db):
-        drop = "".join(f"DROP CONSTRAINT {ix.name}, " for ix in keys if ix.origin == "primary")
-        fix = f"ALTER TABLE {table} {drop}ADD PRIMARY KEY ({cols})"
+        drop = "".join(
+            f"DROP CONSTRAINT {quote(ix.name)}, " for ix in keys if ix.origin == "primary"
+        )
+        fix = f"ALTER TABLE {quote(table)} {drop}ADD PRIMARY KEY ({quote_list(expected)})"
     else:
         fix = _rebuild(table, f"with PRIMARY KEY ({cols})")
     msg = f"primary key is ({', '.join(actual)}), the model declares ({cols}); fix: {fix}"
@@ -324,14 +332,15 @@ def _create_index(db: Database, table: str, cols: tuple[str, ...], unique: bool 
     # INDEX would block every write to the table until it finishes.
     how = " CONCURRENTLY" if is_postgres(db) else ""
     kind = "UNIQUE INDEX" if unique else "INDEX"
-    return f"CREATE {kind}{how} {make_index_name(table, cols)} ON {table} ({', '.join(cols)})"
+    name = quote(make_index_name(table, cols))
+    return f"CREATE {kind}{how} {name} ON {quote(table)} ({quote_list(cols)})"
 
 
 def _drop_key(db: Database, table: str, ix: Index) -> str:
     if ix.origin == "index":
-        return f"DROP INDEX {ix.name}"
+        return f"DROP INDEX {quote(ix.name)}"
     if is_postgres(db):
-        return f"ALTER TABLE {table} DROP CONSTRAINT {ix.name}"
+        return f"ALTER TABLE {quote(table)} DROP CONSTRAINT {quote(ix.name)}"
     return _rebuild(table, f"without UNIQUE ({', '.join(ix.columns)})")
 
 

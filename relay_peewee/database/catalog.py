@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from peewee import Database
 
 from .backend import is_postgres
+from .quoting import quote
 
 __all__ = [
     "Catalog",
@@ -483,7 +484,8 @@ class PostgresCatalog(Catalog):
         wanted = ("SELECT", "INSERT", "UPDATE", "DELETE", "TRUNCATE")
         row = self.db.execute_sql(
             "SELECT " + ", ".join(f"has_table_privilege(%s, %s, '{p}')" for p in wanted),
-            tuple(x for _ in wanted for x in (role, table)),
+            # Quoted: the text is read as an identifier, so "Order" would be order.
+            tuple(x for _ in wanted for x in (role, quote(table))),
         ).fetchone()
         return {p for p, ok in zip(wanted, row, strict=True) if ok}
 
@@ -496,6 +498,28 @@ class PostgresCatalog(Catalog):
             tuple(role for _ in wanted),
         ).fetchone()
         return {p for p, ok in zip(wanted, row, strict=True) if ok}
+
+    def column_sequences(self, table: str) -> list[str]:
+        """The sequences behind ``table``'s serial and identity columns, as SQL names.
+
+        An INSERT that takes a column's default calls nextval() on them, which
+        needs USAGE on the sequence as well as INSERT on the table.
+        """
+        rows = self.db.execute_sql(
+            "SELECT d.objid::regclass::text FROM pg_depend d"
+            " JOIN pg_class s ON s.oid = d.objid AND s.relkind = 'S'"
+            " WHERE d.classid = 'pg_class'::regclass AND d.refclassid = 'pg_class'::regclass"
+            " AND d.refobjid = to_regclass(%s) AND d.deptype IN ('a', 'i')"
+            " ORDER BY 1",
+            (quote(table),),
+        ).fetchall()
+        return [r[0] for r in rows]
+
+    def sequence_usage(self, role: str, sequence: str) -> bool:
+        row = self.db.execute_sql(
+            "SELECT has_sequence_privilege(%s, %s, 'USAGE')", (role, sequence)
+        ).fetchone()
+        return bool(row[0])
 
 
 def catalog_for(db: Database) -> SqliteCatalog | PostgresCatalog:

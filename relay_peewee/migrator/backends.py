@@ -18,6 +18,7 @@ from peewee import SQL, Database, Model, SqliteDatabase, TextField
 from playhouse.migrate import PostgresqlMigrator, SqliteMigrator, make_index_name
 
 from ..database import catalog, is_postgres
+from ..database.quoting import quote_list
 from ..errors import MigrationError
 from ..tenancy.rls import TENANT_SETTING
 from .specs import (
@@ -168,7 +169,7 @@ class _TenancyOperations:
                 continue
             param = self.database.param
             row = self.database.execute_sql(
-                f"SELECT count(*) FROM {quote(table)} WHERE {TENANT_COLUMN} <> {param}",
+                f"SELECT count(*) FROM {quote(table)} WHERE {quote(TENANT_COLUMN)} <> {param}",
                 (tenant_id,),
             ).fetchone()
             if row[0]:
@@ -282,7 +283,7 @@ class RelayPostgresqlMigrator(_TenancyOperations, PostgresqlMigrator):
                     continue
                 ops.append(
                     self.add_constraint(
-                        t, spec.legacy_unique_name(old), SQL(f"UNIQUE ({', '.join(old)})")
+                        t, spec.legacy_unique_name(old), SQL(f"UNIQUE ({quote_list(old)})")
                     )
                 )
             ops += [self.drop_index(t, name) for name in self._drop_tenant_indexes(spec)]
@@ -382,7 +383,7 @@ class RelayPostgresqlMigrator(_TenancyOperations, PostgresqlMigrator):
         current = [ix for ix in catalog.indexes(self.database, table) if ix.origin == "primary"]
         ops = [self.drop_constraint(table, ix.name) for ix in current]
         ops.append(
-            self.add_constraint(table, f"{table}_pkey", SQL(f"PRIMARY KEY ({', '.join(columns)})"))
+            self.add_constraint(table, f"{table}_pkey", SQL(f"PRIMARY KEY ({quote_list(columns)})"))
         )
         return ops
 

@@ -156,6 +156,16 @@ def classify_schema(db: Database) -> str:
         return "managed"
     present = tables & (set(LEGACY_COLUMNS) | set(NEW_TABLES))
     if not present:
+        # Tables, but none of Relay's: some other application's database
+        # (a wrong URL, most likely). Building Relay's schema beside its
+        # tables would be a change nobody asked for.
+        foreign = sorted(t for t in tables if not t.startswith("sqlite_"))
+        if foreign:
+            shown = ", ".join(foreign[:5]) + (", ..." if len(foreign) > 5 else "")
+            raise UnrecognisedSchema(
+                f"not a Relay database: it holds {shown} and none of Relay's tables "
+                f"(no {HISTORY_TABLE}, no users); nothing was changed"
+            )
         return "empty"
     problems = []
     missing = sorted(set(LEGACY_COLUMNS) - tables)

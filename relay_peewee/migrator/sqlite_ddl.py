@@ -15,13 +15,12 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+# Re-exported: released migration scripts (0011) import quote from here.
+from ..database.quoting import quote
+
 __all__ = ["TableDDL", "parse_create_table", "quote", "unquote"]
 
 _TABLE_CONSTRAINT_WORDS = {"CONSTRAINT", "PRIMARY", "UNIQUE", "CHECK", "FOREIGN"}
-
-
-def quote(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
 
 
 def unquote(token: str) -> str:

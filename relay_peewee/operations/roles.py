@@ -31,6 +31,7 @@ from collections.abc import Iterable
 
 from peewee import Database, Model
 
+from ..database.quoting import quote, quote_list
 from ..errors import RelayError
 from ..migrator import HISTORY_TABLE
 from ..models import MODELS, AuditLog, Tenant
@@ -46,7 +47,22 @@ _NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 def _create_if_missing(role: str, options: str) -> str:
     return (
         f"DO $$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '{role}') "
-        f"THEN CREATE ROLE {role} {options}; END IF; END $$"
+        f"THEN CREATE ROLE {quote(role)} {options}; END IF; END $$"
+    )
+
+
+def _grant_sequences(tables: list[str], grantees: str) -> str:
+    """USAGE on the sequences owned by ``tables``' columns (serial: 'a', identity: 'i')."""
+    # to_regclass: NULL for a table not created yet, where a cast would fail.
+    names = ", ".join("to_regclass('" + quote(t).replace("'", "''") + "')" for t in tables)
+    return (
+        "DO $$ DECLARE seq regclass; BEGIN FOR seq IN SELECT DISTINCT d.objid::regclass "
+        "FROM pg_depend d JOIN pg_class s ON s.oid = d.objid AND s.relkind = 'S' "
+        "WHERE d.classid = 'pg_class'::regclass AND d.refclassid = 'pg_class'::regclass "
+        f"AND d.deptype IN ('a', 'i') AND d.refobjid = ANY (ARRAY[{names}]) "
+        # No format('%s'): a driver would read it as a parameter.
+        f"LOOP EXECUTE 'GRANT USAGE ON SEQUENCE ' || seq::text || ' TO {grantees}'; "
+        "END LOOP; END $$"
     )
 
 
@@ -56,10 +72,13 @@ def role_statements(
     *,
     allow_set_role: bool = False,
     models: Iterable[type[Model]] = (),
+    tables: Iterable[str] = (),
 ) -> list[str]:
     """The SQL that creates both roles and grants them what the ORM needs.
 
-    ``models``: the application's own, whose tables get the same grants.
+    ``models``: the application's own, whose tables get the same grants;
+    ``tables``: more of its tables, by name (the pytest plugin's, built by a
+    hook that names no models).
 
     Re-running it on roles made by an earlier release also takes back what
     that release granted and this one does not (writes on ``tenants``, the
@@ -70,27 +89,31 @@ def role_statements(
             raise RelayError(f"invalid role name {role!r}: use lower-case letters, digits, _")
     if app_role == admin_role:
         raise RelayError("the application role and the admin role must differ")
-    both = f"{app_role}, {admin_role}"
-    tenants = Tenant._meta.table_name
-    tables = [m._meta.table_name for m in MODELS if m not in (AuditLog, Tenant)]
-    tables += [m._meta.table_name for m in models if m._meta.table_name not in tables]
-    data = ", ".join(tables)
+    # Role names are checked above, and quoted all the same: `user` passes
+    # the check and is a reserved word.
+    admin, app = quote(admin_role), quote(app_role)
+    both = f"{app}, {admin}"
+    tenants = quote(Tenant._meta.table_name)
+    extra = [*(m._meta.table_name for m in models), *tables]
+    granted = [m._meta.table_name for m in MODELS if m not in (AuditLog, Tenant)]
+    granted += [t for t in dict.fromkeys(extra) if t not in granted]
+    data = quote_list(granted)
     app_options = "NOSUPERUSER NOBYPASSRLS NOCREATEDB NOCREATEROLE"
     statements = [
         _create_if_missing(admin_role, "LOGIN BYPASSRLS"),
         _create_if_missing(app_role, f"LOGIN {app_options}"),
         # A role that existed already keeps its options otherwise.
-        f"ALTER ROLE {admin_role} LOGIN BYPASSRLS",
-        f"ALTER ROLE {app_role} {app_options}",
+        f"ALTER ROLE {admin} LOGIN BYPASSRLS",
+        f"ALTER ROLE {app} {app_options}",
         f"GRANT USAGE ON SCHEMA public TO {both}",
         f"GRANT SELECT, INSERT, UPDATE, DELETE ON {data} TO {both}",
-        f"GRANT SELECT ON {tenants} TO {app_role}",
-        f"REVOKE INSERT, UPDATE, DELETE, TRUNCATE ON {tenants} FROM {app_role}",
-        f"GRANT SELECT, INSERT, UPDATE, DELETE ON {tenants} TO {admin_role}",
+        f"GRANT SELECT ON {tenants} TO {app}",
+        f"REVOKE INSERT, UPDATE, DELETE, TRUNCATE ON {tenants} FROM {app}",
+        f"GRANT SELECT, INSERT, UPDATE, DELETE ON {tenants} TO {admin}",
         # The append-only trigger refuses UPDATE/DELETE anyway; the grant
         # says the same thing one layer earlier.
-        f"GRANT SELECT, INSERT ON {AuditLog._meta.table_name} TO {both}",
-        f"GRANT SELECT ON {HISTORY_TABLE} TO {both}",
+        f"GRANT SELECT, INSERT ON {quote(AuditLog._meta.table_name)} TO {both}",
+        f"GRANT SELECT ON {quote(HISTORY_TABLE)} TO {both}",
         # The database's name is only known on the server; REVOKE takes no
         # expression, hence the DO block (and no % a driver would read).
         "DO $$ BEGIN EXECUTE 'REVOKE TEMPORARY ON DATABASE ' "
@@ -99,14 +122,18 @@ def role_statements(
         # skipped on a database not yet migrated that far.
         *(
             f"DO $$ BEGIN IF to_regprocedure('{fn}') IS NOT NULL "
-            f"THEN GRANT EXECUTE ON FUNCTION {fn} TO {app_role}; END IF; END $$"
+            f"THEN GRANT EXECUTE ON FUNCTION {fn} TO {app}; END IF; END $$"
             for fn in LOOKUP_FUNCTIONS
         ),
     ]
+    # An INSERT that takes a serial or identity default calls nextval(),
+    # which needs USAGE on the column's sequence besides INSERT on the table.
+    statements.append(_grant_sequences([*granted, AuditLog._meta.table_name], both))
+    statements.append(_grant_sequences([Tenant._meta.table_name], admin))
     if allow_set_role:
-        statements.append(f"GRANT {admin_role} TO {app_role}")
+        statements.append(f"GRANT {admin} TO {app}")
     else:
-        statements.append(f"REVOKE {admin_role} FROM {app_role}")
+        statements.append(f"REVOKE {admin} FROM {app}")
     return statements
 
 
@@ -117,9 +144,12 @@ def create_roles(
     *,
     allow_set_role: bool = False,
     models: Iterable[type[Model]] = (),
+    tables: Iterable[str] = (),
 ) -> list[str]:
     """Run ``role_statements`` in one transaction; needs a superuser."""
-    statements = role_statements(app_role, admin_role, allow_set_role=allow_set_role, models=models)
+    statements = role_statements(
+        app_role, admin_role, allow_set_role=allow_set_role, models=models, tables=tables
+    )
     if HISTORY_TABLE not in db.get_tables():
         raise RelayError("this database has no relay_peewee schema yet: run `relay-peewee migrate`")
     with db.atomic():

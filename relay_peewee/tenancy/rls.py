@@ -45,6 +45,7 @@ from peewee import Database
 
 from ..database import admin_database, database_proxy, is_postgres
 from ..database.deferred_begin import DeferredBeginMixin, DeferredTransaction
+from ..database.quoting import quote
 from ..errors import AdminConnectionRequired, InvalidTenantId, RelayError
 
 __all__ = [
@@ -261,7 +262,7 @@ def _set_admin_role(db: Database) -> None:
     role = getattr(db, "relay_admin_role", ADMIN_ROLE)
     try:
         with db.atomic():  # a failed SET ROLE must not poison the transaction
-            db.execute_sql(f'SET LOCAL ROLE "{role}"')
+            db.execute_sql(f"SET LOCAL ROLE {quote(role)}")
     except Exception as exc:
         reason = f"SET ROLE {role} failed ({str(exc).strip().splitlines()[0]})"
         raise AdminConnectionRequired(
@@ -319,7 +320,7 @@ def separate_transaction(db: Database, tenant_id: str | None) -> Iterator[Any]:
                 cursor.execute("SELECT set_config(%s, %s, true)", (TENANT_SETTING, tenant_id))
             elif admin is None and _needs_admin_role(db, cursor):
                 role = getattr(db, "relay_admin_role", ADMIN_ROLE)
-                cursor.execute(f'SET LOCAL ROLE "{role}"')
+                cursor.execute(f"SET LOCAL ROLE {quote(role)}")
         else:
             cursor.execute("PRAGMA busy_timeout = 2000")
             cursor.execute("BEGIN IMMEDIATE")

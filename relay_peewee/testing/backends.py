@@ -44,12 +44,19 @@ def _default_driver() -> str:
 
 
 def chosen_backends(config: pytest.Config) -> list[str]:
-    """The backends ``--relay-backends`` asks for."""
-    return [b.strip() for b in str(config.getoption("relay_backends")).split(",") if b.strip()]
+    """The backends ``--relay-backends`` (else ``$RELAY_TEST_BACKENDS``) asks for."""
+    value = (
+        config.getoption("relay_backends")
+        or os.environ.get("RELAY_TEST_BACKENDS")
+        or ",".join(BACKENDS)
+    )
+    return [b.strip() for b in str(value).split(",") if b.strip()]
 
 
 def chosen_driver(config: pytest.Config) -> str:
-    return str(config.getoption("relay_driver") or _default_driver())
+    """``--relay-driver``, else ``$RELAY_TEST_DRIVER``, else the installed one."""
+    value = config.getoption("relay_driver") or os.environ.get("RELAY_TEST_DRIVER")
+    return str(value or _default_driver())
 
 
 def backend_params(backends: Iterable[str] = BACKENDS) -> list[Any]:
@@ -143,18 +150,15 @@ def create_test_roles(owner: Database) -> tuple[str, str]:
     """Fresh app and admin roles (``relay-peewee roles``) with random names."""
     suffix = secrets.token_hex(4)
     app, admin = f"relay_app_{suffix}", f"relay_admin_{suffix}"
-    try:
-        create_roles(owner, app, admin)
-    except Exception as exc:  # not a superuser, most likely
-        pytest.skip(f"postgres_rls needs a role that may create roles: {exc}")
-    # The application's own tables (a pytest_relay_build_schema hook's):
-    # the app role may use them as it may use Relay's.
+    # The application's own tables (a pytest_relay_build_schema hook's) get
+    # exactly what `relay-peewee roles` grants an application's tables, no
+    # more: a test then fails where production would (a sequence, say).
     granted = {m._meta.table_name for m in MODELS} | {HISTORY_TABLE}
     theirs = [t for t in owner.get_tables() if t not in granted]
-    if theirs:
-        names = ", ".join(f'"{t}"' for t in theirs)
-        owner.execute_sql(f"GRANT SELECT, INSERT, UPDATE, DELETE ON {names} TO {app}, {admin}")
-        owner.execute_sql(f"GRANT USAGE ON ALL SEQUENCES IN SCHEMA public TO {app}, {admin}")
+    try:
+        create_roles(owner, app, admin, tables=theirs)
+    except Exception as exc:  # not a superuser, most likely
+        pytest.skip(f"postgres_rls needs a role that may create roles: {exc}")
     return app, admin
 
 

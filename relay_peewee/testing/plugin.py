@@ -107,7 +107,8 @@ FRESH_MARK = "relay_fresh_db"
 # Every marker this plugin and relay_peewee's own tests use, declared here once.
 MARKERS = {
     "sqlite_only": "needs no PostgreSQL server: the sqlite backend, and every test that "
-    "has no backend marker (the plugin adds this one to those)",
+    "has no backend marker (the plugin adds this one to those, in a suite that uses "
+    "its fixtures or markers)",
     "postgres_only": "runs on a PostgreSQL backend only (postgres or postgres_rls)",
     "postgres_rls_only": "runs on the postgres_rls backend only",
     FRESH_MARK: "relay_db is migrated from empty for this test instead of copied from a template",
@@ -118,15 +119,17 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("relay_peewee", "relay_peewee tenant-isolation fixtures")
     group.addoption(
         "--relay-backends",
-        default=os.environ.get("RELAY_TEST_BACKENDS", ",".join(BACKENDS)),
+        # None, not the environment's value: a stray $RELAY_TEST_BACKENDS is
+        # read (and checked) only by a suite that uses the fixtures.
+        default=None,
         help="comma-separated backends the relay_db fixture runs on "
-        f"(default: {','.join(BACKENDS)})",
+        f"(default: $RELAY_TEST_BACKENDS, else {','.join(BACKENDS)})",
     )
     group.addoption(
         "--relay-driver",
-        default=os.environ.get("RELAY_TEST_DRIVER") or None,
+        default=None,
         help="PostgreSQL driver: psycopg2 or psycopg3 "
-        "(default: psycopg2 if installed, else psycopg3)",
+        "(default: $RELAY_TEST_DRIVER, else psycopg2 if installed, else psycopg3)",
     )
     group.addoption(
         "--relay-postgres-url",
@@ -149,6 +152,16 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    # An option given on the command line is checked at once; what only the
+    # environment says waits until a test uses the fixtures (below).
+    given = config.getoption("relay_backends") or config.getoption("relay_driver")
+    if given:
+        _check_choices(config)
+    for name, text in MARKERS.items():
+        config.addinivalue_line("markers", f"{name}: {text}")
+
+
+def _check_choices(config: pytest.Config) -> None:
     unknown = sorted(set(chosen_backends(config)) - set(BACKENDS))
     if unknown:
         raise pytest.UsageError(
@@ -160,12 +173,26 @@ def pytest_configure(config: pytest.Config) -> None:
             f"--relay-driver: unknown driver {chosen_driver(config)!r}; "
             f"choose from {', '.join(POSTGRES_DRIVERS)}"
         )
-    for name, text in MARKERS.items():
-        config.addinivalue_line("markers", f"{name}: {text}")
+
+
+# What makes a test one of this plugin's: it takes one of these fixtures or
+# carries one of its markers. A suite with none of them is left as it is.
+PLUGIN_FIXTURES = frozenset(
+    {"relay_backend", "relay_db", "relay_db_url", "relay_templates", "two_tenants", "inside_tenant"}
+)
+
+
+def _uses_plugin(item: pytest.Item) -> bool:
+    if PLUGIN_FIXTURES & set(getattr(item, "fixturenames", ())):
+        return True
+    return any(item.get_closest_marker(name) for name in MARKERS)
 
 
 @pytest.hookimpl(tryfirst=True)  # before `-m` deselects anything
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if not any(_uses_plugin(item) for item in items):
+        return  # a plain suite in an environment that happens to have the plugin
+    _check_choices(config)
     # `-m sqlite_only` is "everything that runs without PostgreSQL": it
     # keeps the tests that use no database backend at all.
     for item in items:

@@ -12,8 +12,7 @@ import uuid
 
 from peewee import IntegerField, TextField
 
-from relay_peewee import TenantModel
-from relay_peewee.fields import TenantForeignKeyField
+from relay_peewee import TenantForeignKeyField, TenantModel
 from relay_peewee.models import User
 
 
