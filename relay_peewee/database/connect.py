@@ -27,6 +27,7 @@ from ..errors import ConfigurationError
 from .backend import POSTGRES_DRIVERS
 from .deferred_begin import deferred_class
 from .pool import SessionResettingPool
+from .request_connection import request_class, with_request_class
 
 __all__ = [
     "ADMIN_URL_ENV",
@@ -115,6 +116,8 @@ def open_database(url: str | None = None, *, must_exist: bool = False) -> Databa
         # (deferred_begin). Built with the URL's parameters rather than
         # registered in playhouse's scheme table, which is everyone's.
         target = deferred_class(target)
+        # A request's connection is the middleware's (request_connection).
+        target = request_class(target)
         if target is db_class:
             db: Database = db_url.connect(url, **kwargs)
         else:
@@ -145,7 +148,7 @@ def connect(url: str | Database | None = None, *, admin_url: str | None = None) 
     opens its own connection there, so the application role needs no way
     out of its tenant. Checked now, connected only while ``unscoped`` runs.
     """
-    db = url if isinstance(url, Database) else open_database(url)
+    db = with_request_class(url) if isinstance(url, Database) else open_database(url)
     if hasattr(db, "aexecute_sql") and isinstance(db, PostgresqlDatabase):
         # playhouse.pwasyncio (already imported: the caller built db with it)
         from .statement_cache import with_cached_reads

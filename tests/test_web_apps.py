@@ -1,0 +1,161 @@
+"""Ordinary peewee web apps behind the tenant middleware (issue 19).
+
+peewee's documented Flask pattern (``before_request: db.connect()``,
+``teardown_request: db.close()``), ``playhouse.flask_utils.FlaskDB`` and a
+Starlette app, through their own test clients, on every backend (on
+``postgres_rls`` as the application role): the middleware owns the
+request's connection and the app's own connect/close are harmless.
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+from typing import Any
+
+import flask
+import pytest
+from peewee import Database, OperationalError
+from playhouse.flask_utils import FlaskDB
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+from starlette.testclient import TestClient
+
+from relay_peewee import current_tenant
+from relay_peewee.database import is_postgres
+from relay_peewee.models import Skill
+from relay_peewee.tenancy.context import tenant_context
+from relay_peewee.testing import SAMPLE_SLUGS, TenantPair
+from relay_peewee.web import asgi, by_host, wsgi
+
+ROOT = "relay.example"
+
+
+def _idle(db: Database) -> bool:
+    """No transaction left open, by peewee or on the server, and no connection held."""
+    return not db.in_transaction() and db.is_closed()
+
+
+def _views(app: flask.Flask, db: Database) -> None:
+    @app.get("/skills")
+    def skills() -> Any:
+        return {
+            "tenant": current_tenant(),
+            "owners": sorted({s.tenant_id for s in Skill.select()}),
+            "slugs": sorted(s.slug for s in Skill.select()),
+        }
+
+    @app.post("/skills/<slug>")
+    def create(slug: str) -> Any:
+        with db.atomic():  # the app's own transaction, on the database it was told to use
+            skill = Skill.create(name=slug, slug=slug, description="d", category="c", content="x")
+        return {"id": skill.id, "tenant": skill.tenant_id}
+
+
+def hooks_app(db: Database) -> flask.Flask:
+    """peewee's "Flask" recipe, word for word."""
+    app = flask.Flask(__name__)
+
+    @app.before_request
+    def _db_connect() -> None:
+        db.connect()
+
+    @app.teardown_request
+    def _db_close(exc: BaseException | None) -> None:
+        if not db.is_closed():
+            db.close()
+
+    _views(app, db)
+    return app
+
+
+def flaskdb_app(db: Database) -> flask.Flask:
+    app = flask.Flask(__name__)
+    FlaskDB(app, db)
+    _views(app, db)
+    return app
+
+
+@pytest.mark.parametrize("build", [hooks_app, flaskdb_app], ids=["hooks", "FlaskDB"])
+def test_peewees_flask_patterns_work_behind_the_middleware(
+    build: Any, two_tenants: TenantPair, relay_db: Database
+) -> None:
+    a, b = two_tenants.a, two_tenants.b
+    app = build(relay_db)
+    app.wsgi_app = wsgi.TenantMiddleware(app.wsgi_app, by_host(ROOT))
+    client = app.test_client()
+    for n, tenant in enumerate((a, b, a)):
+        host = {"Host": f"{tenant.slug}.{ROOT}"}
+        response = client.get("/skills", headers=host, buffered=True)
+        assert response.status_code == 200, response.get_data(as_text=True)
+        data = response.get_json()
+        assert data["tenant"] == tenant.id and data["owners"] == [tenant.id]
+        assert set(SAMPLE_SLUGS) <= set(data["slugs"])
+        created = client.post(f"/skills/new-{tenant.slug}-{n}", headers=host, buffered=True)
+        assert created.status_code == 200, created.get_data(as_text=True)
+        assert created.get_json()["tenant"] == tenant.id
+        assert current_tenant() is None and _idle(relay_db)
+    with tenant_context(b):
+        assert Skill.get(Skill.slug == f"new-{b.slug}-1").tenant_id == b.id
+        assert Skill.get_or_none(Skill.slug == f"new-{a.slug}-0") is None
+    # Outside a request the app's own connect/close are peewee's as ever.
+    relay_db.close()
+    assert relay_db.connect() is True
+    with pytest.raises(OperationalError, match="already opened"):
+        relay_db.connect()
+    assert relay_db.close() is True
+
+
+def test_a_starlette_app_that_opens_and_closes_the_database_itself(
+    two_tenants: TenantPair, relay_db: Database
+) -> None:
+    a, b = two_tenants.a, two_tenants.b
+    made = itertools.count()
+
+    async def skills(request: Request) -> JSONResponse:
+        opened = relay_db.connect()  # an app written for plain peewee
+        try:
+            with relay_db.atomic():
+                owners = sorted({s.tenant_id for s in Skill.select()})
+                Skill.create(
+                    name="n",
+                    slug=f"n-{next(made)}",
+                    description="d",
+                    category="c",
+                    content="x",
+                )
+            return JSONResponse({"tenant": current_tenant(), "owners": owners, "opened": opened})
+        finally:
+            relay_db.close()
+
+    app = Starlette(
+        routes=[Route("/skills", skills)],
+        middleware=[Middleware(asgi.TenantMiddleware, resolve=by_host(ROOT))],
+    )
+    with TestClient(app) as client:
+        for tenant in (a, b, a):
+            response = client.get("/skills", headers={"Host": f"{tenant.slug}.{ROOT}"})
+            assert response.status_code == 200, response.text
+            assert response.json() == {"tenant": tenant.id, "owners": [tenant.id], "opened": False}
+    # The app ran on the test client's own thread, which kept no connection.
+    assert current_tenant() is None and _others_connected(relay_db) == []
+
+
+def _others_connected(db: Database) -> list[Any]:
+    """Other sessions on the test's database, after the server has had a moment
+    to see a connection closed at the end of the last response go."""
+    if not is_postgres(db):
+        return []
+    others = (
+        "SELECT usename, state, query FROM pg_stat_activity"
+        " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+    )
+    for _ in range(50):
+        rows = db.execute_sql(others).fetchall()
+        if not rows:
+            break
+        time.sleep(0.02)
+    return rows
