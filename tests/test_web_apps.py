@@ -159,3 +159,28 @@ def _others_connected(db: Database) -> list[Any]:
             break
         time.sleep(0.02)
     return rows
+
+
+def test_the_context_ends_when_the_body_is_exhausted(
+    two_tenants: TenantPair, relay_db: Database
+) -> None:
+    """Flask's test client (unbuffered, its default) closes a response only
+    when the test does: the body was read to its end, which ends the context."""
+    a, b = two_tenants.a, two_tenants.b
+    app = hooks_app(relay_db)
+    app.wsgi_app = wsgi.TenantMiddleware(app.wsgi_app, by_host(ROOT))
+    client = app.test_client()
+    first = client.post(f"/skills/first-{a.slug}", headers={"Host": f"{a.slug}.{ROOT}"})
+    assert first.status_code == 200, first.get_data(as_text=True)
+    assert first.get_json()["tenant"] == a.id  # the body read to its end
+    assert current_tenant() is None and _idle(relay_db)  # first is not closed
+    second = client.get("/skills", headers={"Host": f"{b.slug}.{ROOT}"})
+    assert second.status_code == 200, second.get_data(as_text=True)
+    assert second.get_json()["owners"] == [b.id]
+    assert current_tenant() is None and _idle(relay_db)
+    first.close()
+    second.close()
+    with tenant_context(a):  # the first request's write was committed, not left open
+        assert Skill.get(Skill.slug == f"first-{a.slug}").tenant_id == a.id
+    if is_postgres(relay_db):
+        assert relay_db.connection().info.transaction_status == 0

@@ -15,7 +15,8 @@ resolver's status (404 or 401) and the application never runs. Otherwise
 the application runs - and its response body is iterated - inside
 ``tenant_context``: ``current_tenant()`` is the request's tenant and
 ``environ["relay.tenant"]`` the ``ResolvedTenant``. The context is left on
-every path: the application raising (its
+every path: the body read to its end (a server or test client need not
+call ``close()`` before the next request), the application raising (its
 writes roll back on PostgreSQL), the body raising while it streams, and the
 server closing the body early because the client went away (PEP 3333
 requires ``close()``), which ends it normally.
@@ -84,7 +85,7 @@ class TenantMiddleware:
 
 
 class _InContext:
-    """The app's body, iterated inside the request, which ``close()`` leaves."""
+    """The app's body, iterated inside the request, which its end or ``close()`` leaves."""
 
     def __init__(self, body: Iterable[bytes], request: ExitStack) -> None:
         self._body = body
@@ -98,6 +99,9 @@ class _InContext:
         except BaseException:
             self._leave(*sys.exc_info())
             raise
+        # Exhausted: nothing of the request runs after this but the body's
+        # close(), so the context and the connection are done with now.
+        self._leave(None, None, None)
 
     def close(self) -> None:
         try:
