@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import itertools
 import time
+from pathlib import Path
 from typing import Any
 
 import flask
 import pytest
-from peewee import Database, OperationalError
+from peewee import Database, OperationalError, SqliteDatabase, TextField
 from playhouse.flask_utils import FlaskDB
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
@@ -24,8 +25,10 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 from starlette.testclient import TestClient
 
-from relay_peewee import current_tenant
-from relay_peewee.database import is_postgres
+import relay_peewee
+from relay_peewee import TenantModel, current_tenant
+from relay_peewee.database import database_proxy, is_postgres
+from relay_peewee.errors import RelayError
 from relay_peewee.models import Skill
 from relay_peewee.tenancy.context import tenant_context
 from relay_peewee.testing import SAMPLE_SLUGS, TenantPair
@@ -184,3 +187,37 @@ def test_the_context_ends_when_the_body_is_exhausted(
         assert Skill.get(Skill.slug == f"first-{a.slug}").tenant_id == a.id
     if is_postgres(relay_db):
         assert relay_db.connection().info.transaction_status == 0
+
+
+# --- which database object the app uses --------------------------------------
+
+
+def test_connect_leaves_no_connection_open_in_the_importing_thread(relay_db_url: str) -> None:
+    """The app's own ``db.connect()`` at import (peewee's create_tables recipe) works."""
+    db = relay_peewee.connect(relay_db_url)
+    try:
+        assert db.is_closed()
+        assert db.connect() is True
+        db.execute_sql("SELECT 1")
+    finally:
+        db.close()
+
+
+def test_a_tenant_model_on_a_database_the_app_built_itself_is_refused(tmp_path: Path) -> None:
+    own = SqliteDatabase(str(tmp_path / "own.db"))
+    with pytest.raises(RelayError, match="Post is a TenantModel bound to SqliteDatabase"):
+
+        class Post(TenantModel):
+            title = TextField()
+
+            class Meta:
+                database = own
+
+    with pytest.raises(RelayError, match="Skill is a TenantModel bound to"):
+        Skill.bind(own)
+    with (
+        pytest.raises(RelayError, match=r"use the database relay_peewee\.connect"),
+        Skill.bind_ctx(own),
+    ):
+        pass
+    assert Skill._meta.database is database_proxy  # still where the contexts are

@@ -148,7 +148,14 @@ def connect(url: str | Database | None = None, *, admin_url: str | None = None) 
     opens its own connection there, so the application role needs no way
     out of its tenant. Checked now, connected only while ``unscoped`` runs.
     """
-    db = with_request_class(url) if isinstance(url, Database) else open_database(url)
+    if isinstance(url, Database):
+        db = with_request_class(url)
+    else:
+        db = open_database(url)
+        if db.database != ":memory:":  # an in-memory database lives as long as its connection
+            # Checked; not left open in this (the importing) thread, where
+            # the app's own db.connect() would find it.
+            db.close()
     if hasattr(db, "aexecute_sql") and isinstance(db, PostgresqlDatabase):
         # playhouse.pwasyncio (already imported: the caller built db with it)
         from .statement_cache import with_cached_reads
