@@ -192,10 +192,6 @@ class TenantMetadata(Metadata):
         _require_relay_database(model, database)
         super().__init__(model, database, **kwargs)
 
-    def set_database(self, database: Any) -> None:
-        _require_relay_database(self.model, database)
-        super().set_database(database)
-
     @property
     def table(self) -> TenantTable:
         if self._table is None:
@@ -214,14 +210,17 @@ class TenantMetadata(Metadata):
 
 
 def _require_relay_database(model: Any, database: Any) -> None:
-    """Refuse a TenantModel on any database but ``database_proxy``.
+    """Refuse a TenantModel declared on any database but ``database_proxy``.
 
     Row-level security sees a tenant only on the connection its context
     opened, which is ``database_proxy``'s: a model bound to a database the
     app built itself would run outside it (reading nothing, or writing
     outside the app's ``atomic()``) without a word. ``connect(db)`` binds
-    the app's own database instead. A database that cannot connect
-    (``PostgresqlDatabase(None)``, to render DDL) cannot drift.
+    the app's own database instead. Checked when the class is declared
+    (``Meta.database``); ``bind()``/``bind_ctx()`` stay the caller's explicit
+    choice (the CLI's commands bind the models to the database they
+    opened). A database that cannot connect (``PostgresqlDatabase(None)``)
+    cannot drift.
     """
     if database is None or database is database_proxy or database is database_proxy.obj:
         return
