@@ -29,10 +29,10 @@ import relay_peewee
 from relay_peewee import TenantModel, current_tenant
 from relay_peewee.database import database_proxy, is_postgres
 from relay_peewee.errors import RelayError
-from relay_peewee.models import Skill
+from relay_peewee.models import Skill, User
 from relay_peewee.tenancy.context import tenant_context
 from relay_peewee.testing import SAMPLE_SLUGS, TenantPair
-from relay_peewee.web import asgi, by_host, wsgi
+from relay_peewee.web import asgi, bind_session, by_host, check_session, wsgi
 
 ROOT = "relay.example"
 
@@ -214,3 +214,55 @@ def test_a_tenant_model_on_a_database_the_app_built_itself_is_refused(tmp_path: 
                 database = own
 
     assert Skill._meta.database is database_proxy  # where the contexts are
+
+
+# --- a login session belongs to its tenant ----------------------------------
+
+
+def session_app(check: bool) -> flask.Flask:
+    app = flask.Flask(__name__)
+    app.secret_key = "test"
+
+    if check:
+
+        @app.before_request
+        def _tenant_session() -> None:
+            check_session(flask.session)
+
+    @app.post("/login/<user_id>")
+    def login(user_id: str) -> Any:
+        user = User.get_by_id(user_id)  # this tenant's users only
+        flask.session["user_id"] = user.id
+        bind_session(flask.session)
+        return {"user": user.id}
+
+    @app.get("/me")
+    def me() -> Any:
+        if "user_id" not in flask.session:
+            return {"user": None}, 401
+        return {"user": User.get_by_id(flask.session["user_id"]).id}
+
+    app.wsgi_app = wsgi.TenantMiddleware(app.wsgi_app, by_host(ROOT))  # type: ignore[method-assign]
+    return app
+
+
+@pytest.mark.parametrize("check", [True, False], ids=["bound", "unbound"])
+def test_a_session_cookie_from_another_tenant_is_logged_out(
+    check: bool, two_tenants: TenantPair, relay_db: Database
+) -> None:
+    a, b = two_tenants.a, two_tenants.b
+    user = two_tenants.rows_of(a).users[0]
+    client = session_app(check).test_client(use_cookies=False)  # the cookie sent by hand
+    host_a, host_b = {"Host": f"{a.slug}.{ROOT}"}, {"Host": f"{b.slug}.{ROOT}"}
+    login = client.post(f"/login/{user.id}", headers=host_a, buffered=True)
+    assert login.status_code == 200, login.get_data(as_text=True)
+    cookie = login.headers["Set-Cookie"].split(";")[0]  # "session=..."
+    assert client.get("/me", headers={**host_a, "Cookie": cookie}).get_json() == {"user": user.id}
+    # The same signed cookie, sent to tenant b's host.
+    if not check:  # what an app without the helper gets: a 500
+        response = client.get("/me", headers={**host_b, "Cookie": cookie}, buffered=True)
+        assert response.status_code == 500, response.get_data(as_text=True)
+        return
+    elsewhere = client.get("/me", headers={**host_b, "Cookie": cookie})
+    assert elsewhere.status_code == 401 and elsewhere.get_json() == {"user": None}
+    assert current_tenant() is None and _idle(relay_db)
