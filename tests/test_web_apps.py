@@ -16,7 +16,7 @@ from typing import Any
 
 import flask
 import pytest
-from peewee import Database, OperationalError, SqliteDatabase, TextField
+from peewee import Database, OperationalError, PostgresqlDatabase, SqliteDatabase, TextField
 from playhouse.flask_utils import FlaskDB
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
@@ -27,7 +27,7 @@ from starlette.testclient import TestClient
 
 import relay_peewee
 from relay_peewee import TenantModel, current_tenant
-from relay_peewee.database import database_proxy, is_postgres
+from relay_peewee.database import admin_database, database_proxy, is_postgres, set_admin_database
 from relay_peewee.errors import RelayError
 from relay_peewee.models import Skill, User
 from relay_peewee.tenancy.context import tenant_context
@@ -266,3 +266,29 @@ def test_a_session_cookie_from_another_tenant_is_logged_out(
     elsewhere = client.get("/me", headers={**host_b, "Cookie": cookie})
     assert elsewhere.status_code == 401 and elsewhere.get_json() == {"user": None}
     assert current_tenant() is None and _idle(relay_db)
+
+
+def test_the_apps_own_database_passed_to_connect_runs_peewees_flask_pattern(
+    two_tenants: TenantPair, relay_db: Database
+) -> None:
+    """``connect(db)``: the app's own peewee database, built at import, is the one."""
+    a = two_tenants.a
+    if is_postgres(relay_db):
+        own: Database = PostgresqlDatabase(relay_db.database, **relay_db.connect_params)
+    else:
+        own = SqliteDatabase(relay_db.database, pragmas={"foreign_keys": 1})
+    relay_db.close()
+    set_admin_database(own, admin_database(relay_db))
+    assert relay_peewee.connect(own) is own
+    try:
+        app = hooks_app(own)
+        app.wsgi_app = wsgi.TenantMiddleware(app.wsgi_app, by_host(ROOT))  # type: ignore[method-assign]
+        client = app.test_client()
+        host = {"Host": f"{a.slug}.{ROOT}"}
+        created = client.post("/skills/own", headers=host, buffered=True)
+        assert created.status_code == 200, created.get_data(as_text=True)
+        assert client.get("/skills", headers=host, buffered=True).get_json()["owners"] == [a.id]
+        assert _idle(own)
+    finally:
+        own.close()
+        relay_peewee.connect(relay_db)

@@ -13,7 +13,7 @@ it closes whatever this thread had left open, connects - a new connection,
 or one from the pool, reset when it was checked in - before the tenant is
 resolved, and closes it (back to the pool) once the context has ended.
 In between, ``connect()`` and ``close()`` on the database are no-ops
-(``RequestConnectionMixin``), so an app written for plain peewee runs
+(``request_class``), so an app written for plain peewee runs
 unchanged; outside a request they are peewee's own. Every request therefore
 starts on a connection no other request left state on (a session setting,
 an open server transaction, a temporary table), and a thread-per-request
@@ -21,7 +21,7 @@ server returns each connection to the pool when its request ends.
 
 Which database: the one ``relay_peewee.connect()`` returns (also
 ``database_proxy.obj``). ``connect()`` gives every database it opens or is
-given this mixin; asyncio databases (``playhouse.pwasyncio``) keep a
+given this class; asyncio databases (``playhouse.pwasyncio``) keep a
 connection per task and manage it themselves.
 """
 
@@ -34,7 +34,7 @@ from typing import Any
 
 from peewee import Database
 
-__all__ = ["RequestConnectionMixin", "request_class", "request_connection", "with_request_class"]
+__all__ = ["give_back", "request_class", "request_connection", "with_request_class"]
 
 logger = logging.getLogger(__name__)
 
@@ -43,40 +43,51 @@ logger = logging.getLogger(__name__)
 _OWNED = "relay_request_owned"
 
 
-class RequestConnectionMixin:
-    """``connect()``/``close()`` are no-ops while a request owns the thread's connection."""
-
-    __slots__ = ()  # no state: an opened database can take the mixin on
-    _state: Any
-
-    def connect(self, reuse_if_open: bool = False) -> bool:
-        if not self._state.closed and getattr(self._state, _OWNED, False):
-            return False  # the middleware connected, and will close
-        return super().connect(reuse_if_open)  # type: ignore[misc]
-
-    def close(self) -> bool:
-        if getattr(self._state, _OWNED, False):
-            return False  # closed by the middleware after the response body
-        return super().close()  # type: ignore[misc]
+def _owned(db: Any) -> bool:
+    return bool(getattr(db._state, _OWNED, False))
 
 
 _classes: dict[type[Database], type[Database]] = {}
 
 
 def request_class(db_class: type[Database]) -> type[Database]:
-    """``db_class`` with ``RequestConnectionMixin`` (built once per class)."""
-    if issubclass(db_class, RequestConnectionMixin) or hasattr(db_class, "aexecute_sql"):
+    """``db_class`` whose ``connect()``/``close()`` are no-ops while a request
+    owns the thread's connection (built once per class).
+
+    A direct subclass with the two methods in its own namespace rather than
+    a mixin base: CPython refuses to move an instance (``with_request_class``)
+    to a class with a second base.
+    """
+    if getattr(db_class, "relay_request_connections", False) or hasattr(db_class, "aexecute_sql"):
         return db_class
     cls = _classes.get(db_class)
-    if cls is None:
-        attrs = {"__slots__": ()}
-        bases = (RequestConnectionMixin, db_class)
-        cls = _classes[db_class] = type(db_class.__name__, bases, attrs)
+    if cls is not None:
+        return cls
+    base_connect, base_close = db_class.connect, db_class.close
+
+    def connect(self: Any, reuse_if_open: bool = False) -> bool:
+        if not self._state.closed and _owned(self):
+            return False  # the middleware connected, and will close
+        return bool(base_connect(self, reuse_if_open))
+
+    def close(self: Any) -> bool:
+        if _owned(self):
+            return False  # closed by the middleware after the response body
+        return bool(base_close(self))
+
+    attrs = {
+        "__slots__": (),
+        "__module__": db_class.__module__,
+        "connect": connect,
+        "close": close,
+        "relay_request_connections": True,
+    }
+    cls = _classes[db_class] = type(db_class.__name__, (db_class,), attrs)
     return cls
 
 
 def with_request_class(db: Database) -> Database:
-    """``db`` itself, its class given the mixin: models bound to it stay bound."""
+    """``db`` itself, moved to ``request_class``: models bound to it stay bound."""
     cls = request_class(type(db))
     if cls is not type(db):
         db.__class__ = cls
@@ -85,7 +96,8 @@ def with_request_class(db: Database) -> Database:
 
 def _manageable(db: Any) -> bool:
     # An in-memory SQLite database lives exactly as long as its connection.
-    return isinstance(db, RequestConnectionMixin) and getattr(db, "database", None) != ":memory:"
+    in_memory = getattr(db, "database", None) == ":memory:"
+    return bool(getattr(db, "relay_request_connections", False)) and not in_memory
 
 
 @contextmanager
@@ -96,7 +108,7 @@ def request_connection(db: Any) -> Iterator[None]:
     thread owns it already, when a transaction is open on it (a test that
     wraps requests in one), and on databases without the mixin.
     """
-    if db is None or not _manageable(db) or getattr(db._state, _OWNED, False):
+    if db is None or not _manageable(db) or _owned(db):
         yield
         return
     if db.in_transaction():
