@@ -82,12 +82,12 @@ def test_a_session_setting_does_not_reach_the_next_request_on_the_pool(
     a, b = two_tenants.a, two_tenants.b
     client = attack_app(pool).test_client()
     sql = f"SELECT set_config('{SETTING}', '{a.id}', false)"  # session-level: outlives BEGIN
-    assert client.post("/sql", data=sql, headers=_host(a)).status_code == 200
+    assert client.post("/sql", data=sql, headers=_host(a), buffered=True).status_code == 200
     # B's raw cursor: on psycopg2 nothing is set for it (the context's
     # setting rides on its first execute_sql); on psycopg 3 B's own.
-    seen = client.get("/raw", headers=_host(b)).get_json()["owners"]
+    seen = client.get("/raw", headers=_host(b), buffered=True).get_json()["owners"]
     assert a.id not in seen and set(seen) <= {b.id}
-    assert client.get("/orm", headers=_host(b)).get_json()["owners"] == [b.id]
+    assert client.get("/orm", headers=_host(b), buffered=True).get_json()["owners"] == [b.id]
 
 
 @pytest.mark.parametrize("kind", ["plain", "pool"])
@@ -98,9 +98,12 @@ def test_an_open_server_transaction_does_not_carry_into_the_next_request(
     a, b = two_tenants.a, two_tenants.b
     client = attack_app(db).test_client()
     # Leaves a transaction open on the server that peewee knows nothing of.
-    assert client.post("/sql", data="SELECT 1; BEGIN", headers=_host(a)).status_code == 200
-    assert client.get("/orm", headers=_host(b)).get_json()["owners"] == [b.id]
-    seen = client.get("/raw", headers=_host(a)).get_json()["owners"]
+    assert (
+        client.post("/sql", data="SELECT 1; BEGIN", headers=_host(a), buffered=True).status_code
+        == 200
+    )
+    assert client.get("/orm", headers=_host(b), buffered=True).get_json()["owners"] == [b.id]
+    seen = client.get("/raw", headers=_host(a), buffered=True).get_json()["owners"]
     assert b.id not in seen and set(seen) <= {a.id}
     # Outside any context, on the test's own thread: nothing, and no transaction.
     assert db.execute_sql("SELECT tenant_id FROM skills").fetchall() == []
@@ -116,7 +119,7 @@ def test_a_thread_per_request_server_does_not_run_the_pool_dry(
     statuses: list[int] = []
 
     def one_request(tenant: Any) -> None:
-        response = client.get("/orm", headers=_host(tenant))
+        response = client.get("/orm", headers=_host(tenant), buffered=True)
         statuses.append(response.status_code)
         assert response.get_json()["owners"] == [tenant.id]
 
@@ -125,3 +128,37 @@ def test_a_thread_per_request_server_does_not_run_the_pool_dry(
         thread.start()
         thread.join()
     assert statuses == [200] * 6
+
+
+def test_a_bare_pool_the_app_built_forgets_session_state_once_connected(
+    app_role: Database, two_tenants: TenantPair
+) -> None:
+    """A ``PooledPostgresqlDatabase`` built by the app (not from a URL) and
+    handed to ``connect(db)`` resets sessions on check-in as
+    ``postgresql+pool://`` does."""
+    if postgres_driver(app_role) != "psycopg2":
+        pytest.skip("PooledPostgresqlDatabase is playhouse's psycopg2 pool")
+    from playhouse.pool import PooledPostgresqlDatabase
+
+    params = app_role.connect_params
+    bare = PooledPostgresqlDatabase(
+        app_role.database,
+        max_connections=1,
+        user=params["user"],
+        host=params["host"],
+        port=params["port"],
+    )
+    app_role.close()
+    db = relay_peewee.connect(bare)
+    try:
+        assert db is bare
+        db.cursor().execute(f"SELECT set_config('{SETTING}', %s, false)", (two_tenants.a.id,))
+        first = db.connection()
+        db.close()  # checked in
+        assert db.connection() is first  # the same connection, reset
+        cursor = db.cursor()
+        cursor.execute("SELECT current_setting(%s, true), count(*) FROM skills", (SETTING,))
+        assert cursor.fetchone() in ((None, 0), ("", 0))
+    finally:
+        db.close_all()  # type: ignore[attr-defined]
+        relay_peewee.connect(app_role)

@@ -149,7 +149,7 @@ def connect(url: str | Database | None = None, *, admin_url: str | None = None) 
     out of its tenant. Checked now, connected only while ``unscoped`` runs.
     """
     if isinstance(url, Database):
-        db = with_request_class(url)
+        db = with_request_class(_resetting_sessions(url))
     else:
         db = open_database(url)
         if db.database != ":memory:":  # an in-memory database lives as long as its connection
@@ -167,6 +167,21 @@ def connect(url: str | Database | None = None, *, admin_url: str | None = None) 
         admin.close()
         _admin_databases[db] = admin
     database_proxy.initialize(db)
+    return db
+
+
+def _resetting_sessions(db: Database) -> Database:
+    """A bare ``PooledPostgresqlDatabase`` the app built, made a ``SessionResettingPool``.
+
+    Without it a pooled connection carries a session-level tenant setting,
+    a ``SET ROLE`` or a temporary table into whichever request gets it next;
+    ``postgresql+pool://`` opens ``SessionResettingPool`` already. The
+    instance keeps its identity and settings; only its class changes (a
+    subclass of the pool's own pool class only: its own subclasses are the
+    app's to reset).
+    """
+    if type(db) is PooledPostgresqlDatabase:
+        db.__class__ = SessionResettingPool
     return db
 
 
