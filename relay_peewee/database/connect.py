@@ -27,6 +27,7 @@ from ..errors import ConfigurationError
 from .backend import POSTGRES_DRIVERS
 from .deferred_begin import deferred_class
 from .pool import SessionResettingPool
+from .request_connection import request_class, with_request_class
 
 __all__ = [
     "ADMIN_URL_ENV",
@@ -123,6 +124,8 @@ def open_database(url: str | None = None, *, must_exist: bool = False) -> Databa
         # (deferred_begin). Built with the URL's parameters rather than
         # registered in playhouse's scheme table, which is everyone's.
         target = deferred_class(target)
+        # A request's connection is the middleware's (request_connection).
+        target = request_class(target)
         if target is db_class:
             db: Database = db_url.connect(url, **kwargs)
         else:
@@ -165,7 +168,14 @@ def connect(url: str | Database | None = None, *, admin_url: str | None = None) 
     opens its own connection there, so the application role needs no way
     out of its tenant. Checked now, connected only while ``unscoped`` runs.
     """
-    db = url if isinstance(url, Database) else open_database(url)
+    if isinstance(url, Database):
+        db = with_request_class(_resetting_sessions(url))
+    else:
+        db = open_database(url)
+        if db.database != ":memory:":  # an in-memory database lives as long as its connection
+            # Checked; not left open in this (the importing) thread, where
+            # the app's own db.connect() would find it.
+            db.close()
     if hasattr(db, "aexecute_sql") and isinstance(db, PostgresqlDatabase):
         # playhouse.pwasyncio (already imported: the caller built db with it)
         from .statement_cache import with_cached_reads
@@ -177,6 +187,21 @@ def connect(url: str | Database | None = None, *, admin_url: str | None = None) 
         admin.close()
         _admin_databases[db] = admin
     database_proxy.initialize(db)
+    return db
+
+
+def _resetting_sessions(db: Database) -> Database:
+    """A bare ``PooledPostgresqlDatabase`` the app built, made a ``SessionResettingPool``.
+
+    Without it a pooled connection carries a session-level tenant setting,
+    a ``SET ROLE`` or a temporary table into whichever request gets it next;
+    ``postgresql+pool://`` opens ``SessionResettingPool`` already. The
+    instance keeps its identity and settings; only its class changes (a
+    subclass of the pool's own pool class only: its own subclasses are the
+    app's to reset).
+    """
+    if type(db) is PooledPostgresqlDatabase:
+        db.__class__ = SessionResettingPool
     return db
 
 

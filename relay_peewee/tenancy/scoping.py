@@ -41,7 +41,8 @@ from peewee import (
     Value,
 )
 
-from ..errors import RawQueryRefused, TenantRequired
+from ..database import database_proxy
+from ..errors import RawQueryRefused, RelayError, TenantRequired
 from ..scope import Scope, _scope
 
 __all__ = [
@@ -187,6 +188,10 @@ class TenantMetadata(Metadata):
 
     _table: Any
 
+    def __init__(self, model: Any, database: Any = None, **kwargs: Any) -> None:
+        _require_relay_database(model, database)
+        super().__init__(model, database, **kwargs)
+
     @property
     def table(self) -> TenantTable:
         if self._table is None:
@@ -202,6 +207,30 @@ class TenantMetadata(Metadata):
     @table.deleter
     def table(self) -> None:
         self._table = None
+
+
+def _require_relay_database(model: Any, database: Any) -> None:
+    """Refuse a TenantModel declared on any database but ``database_proxy``.
+
+    Row-level security sees a tenant only on the connection its context
+    opened, which is ``database_proxy``'s: a model bound to a database the
+    app built itself would run outside it (reading nothing, or writing
+    outside the app's ``atomic()``) without a word. ``connect(db)`` binds
+    the app's own database instead. Checked when the class is declared
+    (``Meta.database``); ``bind()``/``bind_ctx()`` stay the caller's explicit
+    choice (the CLI's commands bind the models to the database they
+    opened). A database that cannot connect (``PostgresqlDatabase(None)``)
+    cannot drift.
+    """
+    if database is None or database is database_proxy or database is database_proxy.obj:
+        return
+    if getattr(database, "deferred", False):
+        return
+    raise RelayError(
+        f"{model.__name__} is a TenantModel bound to {type(database).__name__} "
+        f"{getattr(database, 'database', '')!r}, not relay_peewee.database_proxy: "
+        "use the database relay_peewee.connect() returns (or pass yours: connect(db))"
+    )
 
 
 # --- the main path: predicates in WHERE and ON -------------------------------

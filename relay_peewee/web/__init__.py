@@ -2,8 +2,8 @@
 
 ``resolvers`` say which tenant a request is for; ``wsgi.TenantMiddleware``
 (Flask, any WSGI app) and ``asgi.TenantMiddleware`` (Starlette, FastAPI, any
-ASGI app) run each request inside ``tenant_context``. Nothing in the core
-imports this package.
+ASGI app) run each request inside ``tenant_context``; ``sessions`` binds a
+login session to its tenant. Nothing in the core imports this package.
 """
 
 from __future__ import annotations
@@ -18,14 +18,17 @@ from .resolvers import (
     by_trusted_header,
     first_of,
 )
+from .sessions import bind_session, check_session
 
 __all__ = [
     "RequestInfo",
     "ResolvedTenant",
     "Resolver",
     "TenantNotResolved",
+    "bind_session",
     "by_api_key",
     "by_host",
     "by_trusted_header",
+    "check_session",
     "first_of",
 ]

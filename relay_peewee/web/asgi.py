@@ -7,8 +7,13 @@
     tenancy = Middleware(TenantMiddleware, resolve=by_host("relay.example"))
     app = Starlette(routes=..., middleware=[tenancy])
 
-The tenant is resolved first (``resolvers``; on a ``playhouse.pwasyncio``
-database through ``await db.run(...)``); a request naming no usable tenant
+On a sync database the middleware owns the request's connection, as the
+WSGI one does (``database.request_connection``): a clean one per request,
+closed (back to the pool) when the response is done, the app's own
+``db.connect()``/``db.close()`` no-ops in between. A pwasyncio database
+keeps its connection per task itself. The tenant is resolved first
+(``resolvers``; on a ``playhouse.pwasyncio`` database through ``await
+db.run(...)``); a request naming no usable tenant
 gets the resolver's status (404 or 401) and the application never runs.
 Otherwise the application runs inside ``async with tenant_context(...)``:
 ``current_tenant()`` is the request's tenant and
@@ -29,6 +34,7 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 from ..database import database_proxy
+from ..database.request_connection import request_connection
 from ..tenancy.context import tenant_context
 from .resolvers import RequestInfo, ResolvedTenant, Resolver, TenantNotResolved
 
@@ -62,22 +68,23 @@ class TenantMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        try:
-            resolved = await self._resolve(request_info(scope))
-        except TenantNotResolved as refused:
-            await _refuse(send, refused)
-            return
-        scope.setdefault("state", {})["relay_tenant"] = resolved
-        async with tenant_context(resolved.tenant_id):
-            await self.app(scope, receive, send)
+        db: Any = database_proxy.obj
+        with request_connection(db):  # a no-op on a pwasyncio database
+            try:
+                resolved = await self._resolve(db, request_info(scope))
+            except TenantNotResolved as refused:
+                await _refuse(send, refused)
+                return
+            scope.setdefault("state", {})["relay_tenant"] = resolved
+            async with tenant_context(resolved.tenant_id):
+                await self.app(scope, receive, send)
 
-    async def _resolve(self, request: RequestInfo) -> ResolvedTenant:
+    async def _resolve(self, db: Any, request: RequestInfo) -> ResolvedTenant:
         remembered = getattr(self.resolve, "remembered", None)  # by_host's cache
         if remembered is not None:
             hit: ResolvedTenant | None = remembered(request)
             if hit is not None:
                 return hit
-        db: Any = database_proxy.obj
         if hasattr(db, "aexecute_sql"):  # pwasyncio: the lookups run through its bridge
             resolved: ResolvedTenant = await db.run(self.resolve, request)
             return resolved

@@ -5,23 +5,33 @@
 
     app.wsgi_app = TenantMiddleware(app.wsgi_app, by_host("relay.example"))
 
-The tenant is resolved first (``resolvers``); a request naming no usable
-tenant gets the resolver's status (404 or 401) and the application never
-runs. Otherwise the application runs - and its response body is iterated -
-inside ``tenant_context``: ``current_tenant()`` is the request's tenant and
+The middleware owns the request's database connection
+(``database.request_connection``): it connects first - a connection no
+other request left state on - and closes it, back to the pool, when the
+request is done; in between the app's own ``db.connect()``/``db.close()``
+(peewee's Flask hooks, ``FlaskDB``) are no-ops. The tenant is resolved
+next (``resolvers``); a request naming no usable tenant gets the
+resolver's status (404 or 401) and the application never runs. Otherwise
+the application runs - and its response body is iterated - inside
+``tenant_context``: ``current_tenant()`` is the request's tenant and
 ``environ["relay.tenant"]`` the ``ResolvedTenant``. The context is left on
-every path: the application raising (its writes roll back on PostgreSQL), the
-body raising while it streams, and the server closing the body early because
-the client went away (PEP 3333 requires ``close()``), which ends it normally.
+every path: the body read to its end (a server or test client need not
+call ``close()`` before the next request), the application raising (its
+writes roll back on PostgreSQL), the body raising while it streams, and the
+server closing the body early because the client went away (PEP 3333
+requires ``close()``), which ends it normally.
 """
 
 from __future__ import annotations
 
 import sys
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import ExitStack
 from http import HTTPStatus
 from typing import Any
 
+from ..database import database_proxy
+from ..database.request_connection import request_connection
 from ..tenancy.context import tenant_context
 from .resolvers import RequestInfo, Resolver, TenantNotResolved
 
@@ -53,32 +63,33 @@ class TenantMiddleware:
     def __call__(
         self, environ: dict[str, Any], start_response: Callable[..., Any]
     ) -> Iterable[bytes]:
+        request = ExitStack()
+        request.enter_context(request_connection(database_proxy.obj))
         try:
             resolved = self.resolve(request_info(environ))
+            environ["relay.tenant"] = resolved
+            request.enter_context(tenant_context(resolved.tenant_id))
+            body = self.app(environ, start_response)
         except TenantNotResolved as refused:
+            request.close()
             status = f"{refused.status} {HTTPStatus(refused.status).phrase}"
             message = f"{refused.message}\n".encode()
             headers = [("Content-Type", "text/plain; charset=utf-8")]
             headers += [("Content-Length", str(len(message))), *refused.headers.items()]
             start_response(status, headers)
             return [message]
-        environ["relay.tenant"] = resolved
-        context = tenant_context(resolved.tenant_id)
-        context.__enter__()
-        try:
-            body = self.app(environ, start_response)
         except BaseException:
-            context.__exit__(*sys.exc_info())
+            request.__exit__(*sys.exc_info())
             raise
-        return _InContext(body, context)
+        return _InContext(body, request)
 
 
 class _InContext:
-    """The app's body, iterated inside the context, which ``close()`` leaves."""
+    """The app's body, iterated inside the request, which its end or ``close()`` leaves."""
 
-    def __init__(self, body: Iterable[bytes], context: tenant_context) -> None:
+    def __init__(self, body: Iterable[bytes], request: ExitStack) -> None:
         self._body = body
-        self._context: tenant_context | None = context
+        self._request: ExitStack | None = request
 
     def __iter__(self) -> Iterator[bytes]:
         try:
@@ -88,6 +99,9 @@ class _InContext:
         except BaseException:
             self._leave(*sys.exc_info())
             raise
+        # Exhausted: nothing of the request runs after this but the body's
+        # close(), so the context and the connection are done with now.
+        self._leave(None, None, None)
 
     def close(self) -> None:
         try:
@@ -100,6 +114,6 @@ class _InContext:
         self._leave(None, None, None)
 
     def _leave(self, *exc_info: Any) -> None:
-        context, self._context = self._context, None
-        if context is not None:
-            context.__exit__(*exc_info)
+        request, self._request = self._request, None
+        if request is not None:
+            request.__exit__(*exc_info)

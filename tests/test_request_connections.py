@@ -1,0 +1,164 @@
+"""Issue 19, hole 2: no connection state passes from one request to the next.
+
+Attacked the way the issue found it: through the application role (row-level
+security in force), with raw SQL inside tenant A's request, then tenant B's
+request on the same thread (and, with a pool, the same pooled connection).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import flask
+import pytest
+from peewee import Database
+
+import relay_peewee
+from relay_peewee.database import admin_database, postgres_driver, set_admin_database
+from relay_peewee.models import Skill
+from relay_peewee.testing import TenantPair
+from relay_peewee.web import by_host, wsgi
+
+ROOT = "relay.example"
+SETTING = "app.current_tenant_id"
+
+
+@pytest.fixture
+def app_role(relay_backend: str, relay_db: Database) -> Database:
+    if relay_backend != "postgres_rls":
+        pytest.skip("attacked through the application role")
+    return relay_db
+
+
+@pytest.fixture
+def pool(app_role: Database) -> Iterator[Database]:
+    """``postgresql+pool://`` of 3 connections, as the application role, bound to the models."""
+    params = app_role.connect_params
+    scheme = "psycopg3+pool" if postgres_driver(app_role) == "psycopg3" else "postgresql+pool"
+    url = f"{scheme}://{params['user']}@{params['host']}:{params['port']}/{app_role.database}"
+    app_role.close()
+    db = relay_peewee.connect(f"{url}?max_connections=3")
+    set_admin_database(db, admin_database(app_role))
+    try:
+        yield db
+    finally:
+        db.close_all()  # type: ignore[attr-defined]
+        relay_peewee.connect(app_role)
+
+
+def attack_app(db: Database) -> flask.Flask:
+    """An app whose views run what an attacker's raw SQL would."""
+    app = flask.Flask(__name__)
+
+    @app.post("/sql")
+    def run() -> Any:
+        db.cursor().execute(flask.request.get_data(as_text=True))  # raw: nothing in front
+        return {"ok": True}
+
+    @app.get("/raw")
+    def raw() -> Any:
+        # A raw cursor: no context BEGIN or setting goes out with it.
+        cursor = db.cursor()
+        cursor.execute("SELECT DISTINCT tenant_id FROM skills")
+        return {"owners": sorted(r[0] for r in cursor.fetchall())}
+
+    @app.get("/orm")
+    def orm() -> Any:
+        return {"owners": sorted({s.tenant_id for s in Skill.select()})}
+
+    app.wsgi_app = wsgi.TenantMiddleware(app.wsgi_app, by_host(ROOT))  # type: ignore[method-assign]
+    return app
+
+
+def _host(tenant: Any) -> dict[str, str]:
+    return {"Host": f"{tenant.slug}.{ROOT}"}
+
+
+def test_a_session_setting_does_not_reach_the_next_request_on_the_pool(
+    pool: Database, two_tenants: TenantPair
+) -> None:
+    a, b = two_tenants.a, two_tenants.b
+    client = attack_app(pool).test_client()
+    sql = f"SELECT set_config('{SETTING}', '{a.id}', false)"  # session-level: outlives BEGIN
+    assert client.post("/sql", data=sql, headers=_host(a), buffered=True).status_code == 200
+    # B's raw cursor: on psycopg2 nothing is set for it (the context's
+    # setting rides on its first execute_sql); on psycopg 3 B's own.
+    seen = client.get("/raw", headers=_host(b), buffered=True).get_json()["owners"]
+    assert a.id not in seen and set(seen) <= {b.id}
+    assert client.get("/orm", headers=_host(b), buffered=True).get_json()["owners"] == [b.id]
+
+
+@pytest.mark.parametrize("kind", ["plain", "pool"])
+def test_an_open_server_transaction_does_not_carry_into_the_next_request(
+    kind: str, app_role: Database, two_tenants: TenantPair, request: pytest.FixtureRequest
+) -> None:
+    db = request.getfixturevalue("pool") if kind == "pool" else app_role
+    a, b = two_tenants.a, two_tenants.b
+    client = attack_app(db).test_client()
+    # Leaves a transaction open on the server that peewee knows nothing of.
+    assert (
+        client.post("/sql", data="SELECT 1; BEGIN", headers=_host(a), buffered=True).status_code
+        == 200
+    )
+    assert client.get("/orm", headers=_host(b), buffered=True).get_json()["owners"] == [b.id]
+    seen = client.get("/raw", headers=_host(a), buffered=True).get_json()["owners"]
+    assert b.id not in seen and set(seen) <= {a.id}
+    # Outside any context, on the test's own thread: nothing, and no transaction.
+    assert db.execute_sql("SELECT tenant_id FROM skills").fetchall() == []
+    assert db.connection().info.transaction_status == 0
+    db.close()
+
+
+def test_a_thread_per_request_server_does_not_run_the_pool_dry(
+    pool: Database, two_tenants: TenantPair
+) -> None:
+    a, b = two_tenants.a, two_tenants.b
+    client = attack_app(pool).test_client()
+    statuses: list[int] = []
+
+    def one_request(tenant: Any) -> None:
+        response = client.get("/orm", headers=_host(tenant), buffered=True)
+        statuses.append(response.status_code)
+        assert response.get_json()["owners"] == [tenant.id]
+
+    for tenant in (a, b) * 3:  # a new thread per request, as such servers do
+        thread = threading.Thread(target=one_request, args=(tenant,))
+        thread.start()
+        thread.join()
+    assert statuses == [200] * 6
+
+
+def test_a_bare_pool_the_app_built_forgets_session_state_once_connected(
+    app_role: Database, two_tenants: TenantPair
+) -> None:
+    """A ``PooledPostgresqlDatabase`` built by the app (not from a URL) and
+    handed to ``connect(db)`` resets sessions on check-in as
+    ``postgresql+pool://`` does."""
+    if postgres_driver(app_role) != "psycopg2":
+        pytest.skip("PooledPostgresqlDatabase is playhouse's psycopg2 pool")
+    from playhouse.pool import PooledPostgresqlDatabase
+
+    params = app_role.connect_params
+    bare = PooledPostgresqlDatabase(
+        app_role.database,
+        max_connections=1,
+        user=params["user"],
+        host=params["host"],
+        port=params["port"],
+    )
+    app_role.close()
+    db = relay_peewee.connect(bare)
+    try:
+        assert db is bare
+        db.cursor().execute(f"SELECT set_config('{SETTING}', %s, false)", (two_tenants.a.id,))
+        first = db.connection()
+        db.close()  # checked in
+        assert db.connection() is first  # the same connection, reset
+        cursor = db.cursor()
+        cursor.execute("SELECT current_setting(%s, true), count(*) FROM skills", (SETTING,))
+        assert cursor.fetchone() in ((None, 0), ("", 0))
+    finally:
+        db.close_all()  # type: ignore[attr-defined]
+        relay_peewee.connect(app_role)
