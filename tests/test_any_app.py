@@ -193,6 +193,10 @@ def test_the_cli_tenantizes_the_apps_populated_tables_without_relays(legacy_app:
     assert "0 errors, 0 warnings" in audit.output
     assert run("migrate", "--database", url).output.strip() == "nothing to do."
 
+    granted = run("roles")  # the SQL, printed: the app's tables, none of Relay's
+    assert granted.exit_code == 0, granted.output
+    assert 'ON "user", "message", "relationship" TO' in granted.output
+    assert not any(f'"{t}"' in granted.output for t in RELAY_TABLES)
     created = run("tenants", "create", "--slug", "acme", "--name", "Acme", "--database", url)
     assert created.exit_code == 0, created.output
     listed = run("tenants", "list", "--json", "--database", url)
@@ -518,3 +522,39 @@ def test_the_shipped_migrations_are_makemigrations_drafts_unedited(
     assert drafted == (shipped / "0002_tenantize.py").read_text()
     for name in [n for n in sys.modules if n.startswith(package)]:
         sys.modules.pop(name)
+
+
+def test_makemigration_refuses_a_reference_to_relays_tables_on_the_core(
+    legacy_app: App, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    module = f"uses_relay_{secrets.token_hex(3)}"
+    (tmp_path / f"{module}.py").write_text(
+        "from peewee import ForeignKeyField, TextField\n"
+        "from relay_peewee import TenantModel\n"
+        "from relay_peewee.models import User\n\n\n"
+        "class Note(TenantModel):\n"
+        "    author = ForeignKeyField(User)\n"
+        "    body = TextField()\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    assert run("migrate", "--database", legacy_app.url, "-q").exit_code == 0
+    refused = run("makemigration", "--check", "--models", module, "--database", legacy_app.url)
+    assert refused.exit_code == 1
+    assert refused.output.splitlines() == [
+        "Error: Note.author references Relay's users, which relay_schema = false leaves out: "
+        "reference a model of your own (or use Relay's schema)"
+    ]
+    sys.modules.pop(module, None)
+
+
+def test_migrate_online_tenantizes_the_app_on_postgres(legacy_app: App) -> None:
+    url = legacy_app.url
+    result = run("migrate", "--online", "--database", url, "-q")
+    if legacy_app.backend == "sqlite":
+        assert result.exit_code == 1
+        assert result.output.startswith("Error: --online is for PostgreSQL")
+        return
+    assert result.exit_code == 0, result.output
+    assert result.output.splitlines() == [f"applied: {name}" for name in APPLIED]
+    audit = run("audit", "--database", url)
+    assert audit.exit_code == 0, audit.output
