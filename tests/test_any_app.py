@@ -48,8 +48,11 @@ from relay_peewee.testing.backends import connect_as_app_role, drop_test_roles
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "tweepee"
 APP = "tweepee.migrations"
-CORE = [f"{CORE_MIGRATIONS}:0001_tenants", f"{CORE_MIGRATIONS}:0002_audit_logs"]
-CORE.append(f"{CORE_MIGRATIONS}:0003_tenant_lookup")
+CORE = [
+    f"{CORE_MIGRATIONS}:{name}"
+    for name in ("0001_tenants", "0002_audit_logs", "0003_audit_log_append_only")
+]
+CORE.append(f"{CORE_MIGRATIONS}:0004_tenant_lookup")
 APPLIED = [*CORE, f"{APP}:0001_baseline", f"{APP}:0002_tenantize"]
 DEFAULT_TENANT_ID = "default-tenant-000-0000-000000000000"
 RELAY_TABLES = {m._meta.table_name for m in TENANT_MODELS}
@@ -298,8 +301,8 @@ def test_rollback_gives_the_app_its_tables_back_as_they_were(legacy_app: App) ->
     db = open_database(url)
     before = rows(db), sorted(catalog.table_columns(db, "user"))
     db.close()
-    # A bare number names the base set's migration: here the core's 0003.
-    first = run("migrate", "--to", "3", "--database", url, "-q")
+    # A bare number names the base set's migration: here the core's 0004.
+    first = run("migrate", "--to", "4", "--database", url, "-q")
     assert first.output.splitlines() == [f"applied: {name}" for name in CORE], first.output
     status = run("status", "--database", url)
     assert status.exit_code == 1 and f"[ ] {APP}:0001_baseline" in status.output
@@ -558,3 +561,42 @@ def test_migrate_online_tenantizes_the_app_on_postgres(legacy_app: App) -> None:
     assert result.output.splitlines() == [f"applied: {name}" for name in APPLIED]
     audit = run("audit", "--database", url)
     assert audit.exit_code == 0, audit.output
+
+
+def test_the_core_rolls_back_as_relays_does(
+    backend: str, db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Its events and tenants stop the rollback, naming the way past; then it is all gone."""
+    monkeypatch.chdir(tmp_path)  # no pyproject.toml: the core alone, no app migrations
+    opts = ["--no-relay-schema", "--database", db_url]
+    assert run("migrate", *opts, "-q").exit_code == 0
+    # In one process the CLI's audit rows go where the models are bound: here.
+    relay_peewee.connect(db_url).close()
+    created = run("tenants", "create", "--slug", "acme", "--name", "Acme", "--database", db_url)
+    assert created.exit_code == 0, created.output
+    db = open_database(db_url)
+    (events,) = db.execute_sql("SELECT count(*) FROM audit_logs").fetchone()
+    db.close()
+    to_first = ["rollback", "--to", f"{CORE_MIGRATIONS}:1", *opts, "-q"]
+    refused = run(*to_first)
+    assert refused.exit_code == 1
+    expected = (
+        f"refusing to drop audit_logs: it holds {events} security event(s)"
+        if events
+        else "refusing to drop tenants: tenants other than the default exist (acme)"
+    )
+    assert expected in refused.output
+    lifted = run("rollback", "--to", f"{CORE_MIGRATIONS}:3", *opts, "-q")
+    assert lifted.output.splitlines() == [f"reverted: {name}" for name in reversed(CORE[2:])]
+    db = open_database(db_url)
+    db.execute_sql("DELETE FROM audit_logs")  # the guard is lifted: the operator's choice
+    db.execute_sql("DELETE FROM tenants WHERE slug = 'acme'")
+    db.close()
+    gone = run(*to_first)
+    assert gone.exit_code == 0, gone.output
+    db = open_database(db_url)
+    try:
+        assert not {"tenants", "audit_logs"} & set(db.get_tables())
+        assert db.execute_sql(f'SELECT count(*) FROM "{HISTORY_TABLE}"').fetchone() == (0,)
+    finally:
+        db.close()

@@ -39,7 +39,7 @@ def check_history(
 LOOKUPS_MIGRATIONS = ("0010_relay_app_compat", "0012_api_keys_of_active_tenants")
 LOOKUPS_MIGRATION = LOOKUPS_MIGRATIONS[0]  # the one that creates them all
 # The tenancy core's (relay_schema = false): the host lookup alone.
-CORE_LOOKUPS_MIGRATIONS = (f"{CORE_MIGRATIONS}{SEPARATOR}0003_tenant_lookup",)
+CORE_LOOKUPS_MIGRATIONS = (f"{CORE_MIGRATIONS}{SEPARATOR}0004_tenant_lookup",)
 
 
 def _module(history_name: str) -> str:

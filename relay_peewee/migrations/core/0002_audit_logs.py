@@ -1,10 +1,10 @@
-"""audit_logs: the append-only record of security events.
+"""audit_logs: the record of security events.
 
-As Relay's migrations leave it (0005, 0007, 0009, 0010): ids and
-``created_at`` defaulted by the database, UPDATE and DELETE refused by
-triggers (TRUNCATE too on PostgreSQL), ``created_at`` the database's clock,
-and on PostgreSQL the ``tenant_isolation`` policy, enabled and forced (a
-tenant sees and writes only its own events).
+As Relay's migrations leave it (0005, 0009, 0010): ids and ``created_at``
+defaulted by the database, and on PostgreSQL the ``tenant_isolation``
+policy, enabled and forced (a tenant sees and writes only its own events).
+0003 makes it append-only; rolling that back is how an operator lifts the
+guard, deliberately, as with Relay's 0007.
 """
 
 from __future__ import annotations
@@ -15,10 +15,6 @@ from typing import Any
 from relay_peewee.database import is_postgres
 from relay_peewee.errors import MigrationError
 
-# The triggers' statements are Relay's own, frozen in its scripts: one
-# definition of "append-only", which `relay-peewee audit` checks on both sets.
-_0007 = importlib.import_module("relay_peewee.migrations.0007_audit_log_append_only")
-_0009 = importlib.import_module("relay_peewee.migrations.0009_isolation_hardening")
 _0001 = importlib.import_module("relay_peewee.migrations.core.0001_tenants")
 
 TABLE = "audit_logs"
@@ -51,16 +47,8 @@ INDEX_SQL = [
 
 
 def up(migrator: Any, db: Any) -> None:
-    migrator.step("creating audit_logs (append-only)")
-    if is_postgres(db):
-        statements = [
-            *POSTGRES,
-            *INDEX_SQL,
-            *_0007.POSTGRES_UP,
-            *_0009.POSTGRES_CREATED_AT,
-        ]
-    else:
-        statements = [*SQLITE, *INDEX_SQL, *_0007.SQLITE_UP, *_0009.SQLITE_UP]
+    migrator.step("creating audit_logs")
+    statements = [*(POSTGRES if is_postgres(db) else SQLITE), *INDEX_SQL]
     migrator.migrate(*[migrator.sql(s) for s in statements])
     migrator.enable_row_level_security((TABLE,))  # PostgreSQL; a step line on SQLite
 
@@ -69,17 +57,13 @@ def check_down(migrator: Any, db: Any) -> None:
     count = db.execute_sql('SELECT count(*) FROM "audit_logs"').fetchone()[0]
     if count:
         raise MigrationError(
-            f"refusing to drop audit_logs: it holds {count} security event(s); export them "
-            "first (the table is append-only: dropping it is the only way to lose them)"
+            f"refusing to drop audit_logs: it holds {count} security event(s); export them, "
+            "lift the append-only rule (`relay-peewee rollback --to "
+            "relay_peewee.migrations.core:3`), delete them, then roll back again"
         )
 
 
 def down(migrator: Any, db: Any) -> None:
     check_down(migrator, db)
-    statements = ['DROP TABLE "audit_logs"']
-    if is_postgres(db):
-        statements += [
-            "DROP FUNCTION IF EXISTS relay_audit_logs_created_at()",
-            "DROP FUNCTION IF EXISTS relay_audit_logs_append_only()",
-        ]
-    migrator.migrate(*[migrator.sql(s) for s in statements])
+    migrator.disable_row_level_security((TABLE,))
+    migrator.migrate(migrator.sql('DROP TABLE "audit_logs"'))
