@@ -99,6 +99,8 @@ def role_statements(
     tenants = quote(tenants_table)
     extra = [*(m._meta.table_name for m in models), *tables]
     granted = [m._meta.table_name for m in MODELS if relay_schema and m not in (AuditLog, Tenant)]
+    # tenants and audit_logs keep their narrower grants below, whatever a
+    # caller names (the core's plugin roles list every table but the history).
     granted += [
         t
         for t in dict.fromkeys(extra)
