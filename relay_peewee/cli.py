@@ -137,7 +137,15 @@ database_option = click.option(
 
 
 def app_options(fn: F) -> F:
-    """--migrations and --models, defaulting to [tool.relay_peewee] in pyproject.toml."""
+    """--migrations, --models and --[no-]relay-schema, defaulting to
+    [tool.relay_peewee] in pyproject.toml."""
+    fn = click.option(
+        "--relay-schema/--no-relay-schema",
+        "relay_schema",
+        default=None,
+        help="Relay's schema (its nine tables), or the tenancy core alone for an application "
+        "that is not Relay. Default: `relay_schema` in [tool.relay_peewee], else Relay's.",
+    )(fn)
     fn = click.option(
         "--models",
         "models",
@@ -156,10 +164,17 @@ def app_options(fn: F) -> F:
     )(fn)
 
 
-def _app(migrations: tuple[str, ...], models: tuple[str, ...]) -> AppConfig:
+def _app(
+    migrations: tuple[str, ...], models: tuple[str, ...], relay_schema: bool | None = None
+) -> AppConfig:
     """The options given, else the pyproject.toml defaults, one key at a time."""
     config = read_config()
-    return AppConfig(migrations or config.migrations, models or config.models, config.source)
+    return AppConfig(
+        migrations or config.migrations,
+        models or config.models,
+        config.source,
+        config.relay_schema if relay_schema is None else relay_schema,
+    )
 
 
 class UsageError(click.ClickException):
@@ -291,9 +306,11 @@ def migrate(
     quiet: bool,
     migrations: tuple[str, ...],
     models: tuple[str, ...],
+    relay_schema: bool | None,
 ) -> None:
     """Apply pending migrations (all of them, or up to --to): Relay's, then the application's."""
-    packages = _app(migrations, models).migrations
+    app = _app(migrations, models, relay_schema)
+    packages, relay = app.migrations, app.relay_schema
     if fake and show_sql:
         raise click.UsageError("--fake and --sql do not go together: --fake runs no SQL")
     if show_sql:
@@ -307,15 +324,20 @@ def migrate(
             database = "sqlite:///:memory:"
         with _database(database, must_exist=False) as db:
             plan = commands.migration_sql(
-                db, target, online=online, lock_timeout=lock_timeout, migrations=packages
+                db,
+                target,
+                online=online,
+                lock_timeout=lock_timeout,
+                migrations=packages,
+                relay_schema=relay,
             )
             for statement in plan or ["-- nothing to do."]:
                 click.echo(statement)
         return
     with _no_file_left_behind(database), _database(database, must_exist=False) as db:
         progress = None if quiet else (lambda label: click.echo(f"  {label}", err=True))
-        before = commands.applied_migrations(db, packages)
-        legacy = commands.is_legacy(db)
+        before = commands.applied_migrations(db, packages, relay_schema=relay)
+        legacy = commands.is_legacy(db, relay)
         try:
             result = commands.migrate(
                 db,
@@ -326,10 +348,11 @@ def migrate(
                 wait=not no_wait,
                 migrations=packages,
                 fake=fake,
+                relay_schema=relay,
             )
         except KeyboardInterrupt:
             db.close()
-            _interrupted(database, before, packages, legacy=legacy)
+            _interrupted(database, before, packages, legacy=legacy, relay_schema=relay)
     if result.adopted_legacy:
         click.echo(ADOPTED_LEGACY)
     for name in result.applied:
@@ -373,7 +396,12 @@ ADOPTED_LEGACY = f"recognised a legacy Relay database: recorded {BASELINE} as ap
 
 
 def _interrupted(
-    database: str | None, before: list[str], packages: Sequence[str] = (), *, legacy: bool = False
+    database: str | None,
+    before: list[str],
+    packages: Sequence[str] = (),
+    *,
+    legacy: bool = False,
+    relay_schema: bool = True,
 ) -> None:
     """Ctrl-C during migrate: say what is applied now and what is not; exit 130.
 
@@ -382,7 +410,7 @@ def _interrupted(
     """
     try:
         with _database(database) as db:
-            rows = commands.status(db, packages)
+            rows = commands.status(db, packages, relay_schema=relay_schema)
     except (RelayError, DatabaseError, InterfaceError) as exc:
         click.echo(f"interrupted; cannot tell what was applied: {_one_line(exc)}", err=True)
         sys.exit(EXIT_INTERRUPTED)
@@ -411,12 +439,16 @@ def _interrupted(
 @app_options
 @_user_errors
 def status(
-    database: str | None, as_json: bool, migrations: tuple[str, ...], models: tuple[str, ...]
+    database: str | None,
+    as_json: bool,
+    migrations: tuple[str, ...],
+    models: tuple[str, ...],
+    relay_schema: bool | None,
 ) -> None:
     """List applied and pending migrations; exit 1 while any is pending or unknown."""
-    packages = _app(migrations, models).migrations
+    app = _app(migrations, models, relay_schema)
     with _database(database) as db:
-        rows = commands.status(db, packages)
+        rows = commands.status(db, app.migrations, relay_schema=app.relay_schema)
     if as_json:
         _status_json(rows)
         return
@@ -476,13 +508,19 @@ def rollback(
     quiet: bool,
     migrations: tuple[str, ...],
     models: tuple[str, ...],
+    relay_schema: bool | None,
 ) -> None:
     """Undo the last migration (or back through --to), the application's included."""
-    packages = _app(migrations, models).migrations
+    app = _app(migrations, models, relay_schema)
     progress = None if quiet else (lambda label: click.echo(f"  {label}", err=True))
     with _database(database) as db:
         names = commands.rollback(
-            db, target, progress=progress, wait=not no_wait, migrations=packages
+            db,
+            target,
+            progress=progress,
+            wait=not no_wait,
+            migrations=app.migrations,
+            relay_schema=app.relay_schema,
         )
     for name in names:
         click.echo(f"reverted: {name}")
@@ -510,6 +548,7 @@ def makemigration(
     empty: bool,
     migrations: tuple[str, ...],
     models: tuple[str, ...],
+    relay_schema: bool | None,
 ) -> None:
     """Write the application's next migration (into the last --migrations package).
 
@@ -524,7 +563,7 @@ def makemigration(
         write_migration,
     )
 
-    app = _app(migrations, models)
+    app = _app(migrations, models, relay_schema)
     if empty:
         if check:
             raise click.ClickException("--empty writes a migration; --check writes none")
@@ -540,7 +579,7 @@ def makemigration(
         raise click.ClickException("name the application's models: --models MODULE")
     app_models = load_models(app.models)
     with _database(database) as db:
-        draft = draft_migration(db, app_models)
+        draft = draft_migration(db, app_models, relay_schema=app.relay_schema)
     if check:
         for line in draft.describe():
             click.echo(line)
@@ -708,10 +747,11 @@ def audit(
     admin_role: str,
     migrations: tuple[str, ...],
     models: tuple[str, ...],
+    relay_schema: bool | None,
 ) -> None:
     """Check that the live database isolates tenants: exit 1 on errors, 2 if unreadable."""
     try:
-        app = _app(migrations, models)
+        app = _app(migrations, models, relay_schema)
         app_models = load_models(app.models)
         with _database(database) as db:
             findings = audit_schema(
@@ -722,6 +762,7 @@ def audit(
                 app_role=app_role,
                 admin_role=admin_role,
                 migrations=app.migrations,
+                relay_schema=app.relay_schema,
             )
     except (RelayError, DatabaseError, InterfaceError) as exc:
         # Exit 2, not the usual 1: a gate must tell "could not look" from "found errors".
@@ -757,22 +798,36 @@ def roles(
     apply: bool,
     migrations: tuple[str, ...],
     models: tuple[str, ...],
+    relay_schema: bool | None,
 ) -> None:
     """PostgreSQL: print (or --apply) the SQL creating the app and admin roles for RLS.
 
-    The grants cover Relay's tables and those of the application's --models.
+    The grants cover Relay's tables (unless relay_schema is false) and those of
+    the application's --models.
     """
-    app_models = load_models(_app(migrations, models).models)
+    app = _app(migrations, models, relay_schema)
+    app_models = load_models(app.models)
     if not apply:
         for statement in role_statements(
-            app_role, admin_role, allow_set_role=allow_set_role, models=app_models
+            app_role,
+            admin_role,
+            allow_set_role=allow_set_role,
+            models=app_models,
+            relay_schema=app.relay_schema,
         ):
             click.echo(f"{statement};")
         return
     with _database(database) as db:
         if not is_postgres(db):
             raise click.ClickException("roles are a PostgreSQL feature; SQLite has none")
-        create_roles(db, app_role, admin_role, allow_set_role=allow_set_role, models=app_models)
+        create_roles(
+            db,
+            app_role,
+            admin_role,
+            allow_set_role=allow_set_role,
+            models=app_models,
+            relay_schema=app.relay_schema,
+        )
     click.echo(f"roles {app_role} and {admin_role} are ready; set a password with:")
     click.echo(f"  ALTER ROLE {app_role} PASSWORD '...';")
     click.echo(f"  ALTER ROLE {admin_role} PASSWORD '...';  -- unscoped()'s own connection")

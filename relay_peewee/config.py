@@ -5,6 +5,13 @@
     [tool.relay_peewee]
     migrations = ["myapp.migrations"]   # packages of numbered scripts, run after Relay's
     models = ["myapp.models"]           # modules whose models audit, roles and makemigration cover
+    relay_schema = false                # the tenancy core alone, without Relay's tables
+
+``relay_schema`` (default true) picks the base set of migrations: Relay's
+schema (tenants, audit_logs and Relay's nine tables), or for an application
+that is not Relay the tenancy core alone (tenants, audit_logs, the history
+and the lookups). The history records the set a database was built with,
+and every command refuses a database built with the other one.
 
 The CLI reads this from the nearest ``pyproject.toml`` at or above the
 current folder; ``--migrations`` and ``--models`` replace it. Names are
@@ -37,6 +44,7 @@ class AppConfig:
     migrations: tuple[str, ...] = ()
     models: tuple[str, ...] = ()
     source: str | None = None  # the pyproject.toml it came from
+    relay_schema: bool = True  # False: the tenancy core alone (no Relay tables)
 
 
 def find_pyproject(start: str | Path | None = None) -> Path | None:
@@ -65,8 +73,16 @@ def read_config(start: str | Path | None = None) -> AppConfig:
     except (OSError, tomllib.TOMLDecodeError) as exc:
         raise ConfigurationError(f"cannot read {path}: {exc}") from None
     section = data.get("tool", {}).get(SECTION, {})
+    relay_schema = section.get("relay_schema", True)
+    if not isinstance(relay_schema, bool):
+        raise ConfigurationError(
+            f"{path}: [tool.{SECTION}] relay_schema must be true or false, not {relay_schema!r}"
+        )
     return AppConfig(
-        _names(section, "migrations", path), _names(section, "models", path), str(path)
+        _names(section, "migrations", path),
+        _names(section, "models", path),
+        str(path),
+        relay_schema,
     )
 
 

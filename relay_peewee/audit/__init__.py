@@ -50,8 +50,8 @@ from ..database.catalog import (
     SqliteCatalog,
     catalog_for,
 )
-from ..migrator import HISTORY_TABLE
-from ..models import MODELS, AuditLog
+from ..migrator import HISTORY_TABLE, check_base_set
+from ..models import MODELS, AuditLog, Tenant
 from ..tenancy import TenantModel
 from .audit_log import check_append_only, check_audit_log
 from .citus import check_citus
@@ -77,6 +77,7 @@ def audit_schema(
     app_role: str | None = None,
     admin_role: str = "relay_admin",
     migrations: Sequence[str] | None = None,
+    relay_schema: bool | None = None,
 ) -> list[Finding]:
     """Audit ``db`` against relay_peewee's models plus ``models``; errors first.
 
@@ -87,21 +88,30 @@ def audit_schema(
     warnings (the Citus rules, undeclared global uniques) into errors, for a
     CI job that must fail on them. ``app_role`` (PostgreSQL) is the role the
     application connects as; by default ``relay_app`` when that role exists,
-    else its checks are skipped.
+    else its checks are skipped. ``relay_schema``: whether the database holds
+    Relay's schema or the tenancy core alone (by default ``relay_schema`` of
+    ``[tool.relay_peewee]``); a database whose history records the other is
+    refused (``MigrationError``) rather than reported table by table.
     """
     db = unwrap(db)
-    if migrations is None:
+    if migrations is None or relay_schema is None:
         # Without it an application's own history rows read as unknown
         # migrations: the README's audit_schema(db, models=[...]) failed
         # in every application that has migrations of its own.
-        migrations = read_config().migrations
-    audited: list[type[Model]] = [*MODELS, *(m for m in models or () if m not in MODELS)]
+        config = read_config()
+        migrations = config.migrations if migrations is None else migrations
+        relay_schema = config.relay_schema if relay_schema is None else relay_schema
+    check_base_set(db, relay_schema)
+    # The core alone has two of relay_peewee's tables; the rest are the application's.
+    base = MODELS if relay_schema else (Tenant, AuditLog)
+    audited: list[type[Model]] = [*base, *(m for m in models or () if m not in base)]
     # sqlite_sequence and sqlite_stat* belong to SQLite itself.
     tables = {t for t in db.get_tables() if not t.startswith("sqlite_")}
     catalog = catalog_for(db)
-    findings = check_history(db, tables, migrations) + check_append_only(db, tables)
+    findings = check_history(db, tables, migrations, relay_schema)
+    findings += check_append_only(db, tables)
     findings += check_audit_log(catalog, tables)
-    findings += check_lookup_functions(db, tables)
+    findings += check_lookup_functions(db, tables, relay_schema)
     for model in audited:
         findings += check_model(db, model, tables)
     if isinstance(catalog, SqliteCatalog):
@@ -114,7 +124,9 @@ def audit_schema(
         )
         rls_tables = (*tenant_tables, AuditLog._meta.table_name)
         role = application_role(catalog, app_role)
-        findings += check_privileged_objects(catalog, rls_tables, role, lookup_function_names(db))
+        findings += check_privileged_objects(
+            catalog, rls_tables, role, lookup_function_names(db, relay_schema)
+        )
         if role is not None:
             findings += check_app_role_rights(catalog, role, admin_role, rls_tables)
     modelled = {m._meta.table_name for m in audited} | {HISTORY_TABLE}

@@ -8,15 +8,18 @@ from collections.abc import Sequence
 from peewee import Database
 
 from ..database import is_postgres
-from ..migrator import HISTORY_TABLE, MigrationRunner
+from ..migrator import CORE_MIGRATIONS, HISTORY_TABLE, MigrationRunner
+from ..migrator.sources import SEPARATOR
 from .findings import MIGRATE, Finding
 
 
-def check_history(db: Database, tables: set[str], migrations: Sequence[str]) -> list[Finding]:
+def check_history(
+    db: Database, tables: set[str], migrations: Sequence[str], relay_schema: bool = True
+) -> list[Finding]:
     if HISTORY_TABLE not in tables:
         msg = f"no migration history; fix: {MIGRATE}"
         return [Finding("error", HISTORY_TABLE, "history-missing", msg)]
-    statuses = MigrationRunner(db, migrations=migrations).statuses()
+    statuses = MigrationRunner(db, migrations=migrations, relay_schema=relay_schema).statuses()
     out = []
     pending = [s.name for s in statuses if s.applied is None]
     if pending:
@@ -35,28 +38,48 @@ def check_history(db: Database, tables: set[str], migrations: Sequence[str]) -> 
 # defines a function holds the text its live definition must match.
 LOOKUPS_MIGRATIONS = ("0010_relay_app_compat", "0012_api_keys_of_active_tenants")
 LOOKUPS_MIGRATION = LOOKUPS_MIGRATIONS[0]  # the one that creates them all
+# The tenancy core's (relay_schema = false): the host lookup alone.
+CORE_LOOKUPS_MIGRATIONS = (f"{CORE_MIGRATIONS}{SEPARATOR}0004_tenant_lookup",)
 
 
-def expected_lookups(db: Database) -> dict[str, tuple[str, str]]:
+def _module(history_name: str) -> str:
+    package, _, stem = history_name.rpartition(SEPARATOR)
+    return f"{package or 'relay_peewee.migrations'}.{stem}"
+
+
+def lookups_migrations(relay_schema: bool = True) -> tuple[str, ...]:
+    """History names of the migrations defining the lookups, for a base set."""
+    return LOOKUPS_MIGRATIONS if relay_schema else CORE_LOOKUPS_MIGRATIONS
+
+
+def lookup_signatures(relay_schema: bool = True) -> list[str]:
+    """The signatures of every lookup function the base set creates."""
+    module = importlib.import_module(_module(lookups_migrations(relay_schema)[0]))
+    return list(module.FUNCTIONS)
+
+
+def expected_lookups(db: Database, relay_schema: bool = True) -> dict[str, tuple[str, str]]:
     """Signature -> (body, migration) of each lookup, as the applied migrations left it."""
-    placeholders = ", ".join(["%s"] * len(LOOKUPS_MIGRATIONS))
+    names = lookups_migrations(relay_schema)
+    placeholders = ", ".join(["%s"] * len(names))
     applied = {
         row[0]
         for row in db.execute_sql(
-            f"SELECT name FROM {HISTORY_TABLE} WHERE name IN ({placeholders})",
-            LOOKUPS_MIGRATIONS,
+            f"SELECT name FROM {HISTORY_TABLE} WHERE name IN ({placeholders})", names
         ).fetchall()
     }
     expected: dict[str, tuple[str, str]] = {}
-    for name in LOOKUPS_MIGRATIONS:
+    for name in names:
         if name in applied:
-            migration = importlib.import_module(f"relay_peewee.migrations.{name}")
+            migration = importlib.import_module(_module(name))
             for sig, (_head, body) in migration.FUNCTIONS.items():
                 expected[sig] = (body, name)
     return expected
 
 
-def check_lookup_functions(db: Database, tables: set[str]) -> list[Finding]:
+def check_lookup_functions(
+    db: Database, tables: set[str], relay_schema: bool = True
+) -> list[Finding]:
     """PostgreSQL: the SECURITY DEFINER lookups are exactly what 0010 (and
     the migrations replacing them since) created.
 
@@ -66,18 +89,17 @@ def check_lookup_functions(db: Database, tables: set[str]) -> list[Finding]:
     """
     if not is_postgres(db) or HISTORY_TABLE not in tables:
         return []
-    expected = expected_lookups(db)
+    expected = expected_lookups(db, relay_schema)
     if not expected:
         return []  # 0010 not applied: reported as a pending migration
     schema = db.execute_sql("SELECT quote_ident(current_schema())").fetchone()[0]
     config = [f"search_path=pg_catalog, {schema}, pg_temp", "TimeZone=UTC"]
     out = []
     for sig, (body, made_by) in expected.items():
-        number = made_by.split("_")[0]
-        recreate = (
-            f"`relay-peewee rollback --to {int(number)}`, then `relay-peewee migrate` "
-            "(recreates it)"
-        )
+        package, _, stem = made_by.rpartition(SEPARATOR)
+        number = stem.split("_")[0]
+        to = f"{package}{SEPARATOR}{int(number)}" if package else str(int(number))
+        recreate = f"`relay-peewee rollback --to {to}`, then `relay-peewee migrate` (recreates it)"
         row = db.execute_sql(
             "SELECT p.prosecdef, p.proconfig, p.prosrc, r.rolsuper OR r.rolbypassrls,"
             " has_function_privilege('public', p.oid, 'EXECUTE')"

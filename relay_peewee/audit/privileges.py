@@ -7,8 +7,6 @@ attributes, memberships and grants.
 
 from __future__ import annotations
 
-import importlib
-
 from peewee import Database
 
 from ..database.catalog import (
@@ -19,7 +17,7 @@ from ..migrator.known_objects import KNOWN_FUNCTIONS, matches
 from ..models import AuditLog, Tenant
 from ..operations.roles import APP_ROLE
 from .findings import Finding
-from .history import LOOKUPS_MIGRATION
+from .history import lookup_signatures
 
 
 def application_role(catalog: PostgresCatalog, app_role: str | None) -> str | None:
@@ -28,11 +26,13 @@ def application_role(catalog: PostgresCatalog, app_role: str | None) -> str | No
     return APP_ROLE if catalog.role(APP_ROLE) is not None else None
 
 
-def lookup_function_names(db: Database) -> frozenset[tuple[str, str]]:
-    """(schema, name) of 0010's lookups, where ``check_lookup_functions`` looks for them."""
-    migration = importlib.import_module(f"relay_peewee.migrations.{LOOKUPS_MIGRATION}")
+def lookup_function_names(db: Database, relay_schema: bool = True) -> frozenset[tuple[str, str]]:
+    """(schema, name) of the base set's lookups (0010's, or the core's host
+    lookup), where ``check_lookup_functions`` looks for them."""
     schema = db.execute_sql("SELECT current_schema()").fetchone()[0]
-    return frozenset((schema, signature.split("(")[0]) for signature in migration.FUNCTIONS)
+    return frozenset(
+        (schema, signature.split("(")[0]) for signature in lookup_signatures(relay_schema)
+    )
 
 
 def check_privileged_objects(

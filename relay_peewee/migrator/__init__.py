@@ -6,11 +6,19 @@ tenancy is; ``migrator.tenantize(Model)`` in a script makes it so).
 """
 
 from .backends import migrator_for
-from .runner import HISTORY_TABLE, MigrationRunner, MigrationStatus, classify_schema
-from .sources import RELAY_MIGRATIONS, MigrationSource, migration_sources
+from .runner import (
+    HISTORY_TABLE,
+    MigrationRunner,
+    MigrationStatus,
+    check_base_set,
+    classify_schema,
+    recorded_base_set,
+)
+from .sources import CORE_MIGRATIONS, RELAY_MIGRATIONS, MigrationSource, migration_sources
 from .specs import TenancyPlan, TenantReference, TenantTable, tenancy_plan
 
 __all__ = [
+    "CORE_MIGRATIONS",
     "HISTORY_TABLE",
     "RELAY_MIGRATIONS",
     "MigrationRunner",
@@ -19,8 +27,10 @@ __all__ = [
     "TenancyPlan",
     "TenantReference",
     "TenantTable",
+    "check_base_set",
     "classify_schema",
     "migration_sources",
     "migrator_for",
+    "recorded_base_set",
     "tenancy_plan",
 ]

@@ -12,6 +12,9 @@ one transaction per migration). What it adds:
   (``locking.py``), taken before the history is read;
 * an application's migration packages after Relay's, in the same history
   (``sources.py``);
+* the base set: Relay's schema, or (``relay_schema=False``) the tenancy
+  core alone for an application that is not Relay - chosen by the caller,
+  checked against what the history records (``check_base_set``);
 * adoption of a legacy Relay database that has no history table;
 * refusal to run against a history that names migrations this package
   does not have (a newer release migrated this database);
@@ -38,13 +41,15 @@ from ..errors import MigrationError, UnrecognisedSchema
 from .backends import Progress, migrator_for
 from .locking import migration_lock
 from .online import OnlinePostgresqlMigrator, check_lock_timeout
-from .sources import SEPARATOR, MigrationSource, migration_sources
+from .sources import CORE_MIGRATIONS, SEPARATOR, MigrationSource, migration_sources
 
 __all__ = [
     "HISTORY_TABLE",
     "MigrationRunner",
     "MigrationStatus",
+    "check_base_set",
     "classify_schema",
+    "recorded_base_set",
 ]
 
 logger = logging.getLogger(__name__)
@@ -149,11 +154,29 @@ class MigrationStatus:
     known: bool  # False: in the history, but this package has no such file
 
 
-def classify_schema(db: Database) -> str:
-    """'managed' (has history), 'empty' or 'legacy'; raises if unrecognisable."""
+def classify_schema(db: Database, relay_schema: bool = True) -> str:
+    """'managed' (has history), 'empty' or 'legacy'; raises if unrecognisable.
+
+    With ``relay_schema=False`` (the tenancy core alone) there is no legacy
+    schema to recognise: the application's own tables, whatever they are,
+    are what its migrations adopt, so a database without history is
+    'empty' for the core - unless it holds a ``tenants`` or ``audit_logs``
+    that relay_peewee did not make.
+    """
     tables = set(db.get_tables())
     if HISTORY_TABLE in tables:
         return "managed"
+    if not relay_schema:
+        clash = sorted(tables & set(NEW_TABLES))
+        if clash:
+            raise UnrecognisedSchema(
+                f"{' and '.join(clash)} already exist{'s' if len(clash) == 1 else ''} but "
+                f"there is no {HISTORY_TABLE}: relay_peewee did not make "
+                f"{'it' if len(clash) == 1 else 'them'}, and the tenancy core creates "
+                f"{'it' if len(clash) == 1 else 'them'}; rename "
+                f"{'it' if len(clash) == 1 else 'them'} first; nothing was changed"
+            )
+        return "empty"
     present = tables & (set(LEGACY_COLUMNS) | set(NEW_TABLES))
     if not present:
         # Tables, but none of Relay's: some other application's database
@@ -164,7 +187,8 @@ def classify_schema(db: Database) -> str:
             shown = ", ".join(foreign[:5]) + (", ..." if len(foreign) > 5 else "")
             raise UnrecognisedSchema(
                 f"not a Relay database: it holds {shown} and none of Relay's tables "
-                f"(no {HISTORY_TABLE}, no users); nothing was changed"
+                f"(no {HISTORY_TABLE}, no users); nothing was changed (an application "
+                "that is not Relay: set relay_schema = false in [tool.relay_peewee])"
             )
         return "empty"
     problems = []
@@ -188,11 +212,56 @@ def classify_schema(db: Database) -> str:
     return "legacy"
 
 
+def recorded_base_set(db: Database) -> bool | None:
+    """Which base set the history records: True for Relay's schema, False for
+    the tenancy core alone, None while it records neither (no history yet)."""
+    if HISTORY_TABLE not in db.get_tables():
+        return None
+    names = [r[0] for r in db.execute_sql(f'SELECT "name" FROM "{HISTORY_TABLE}"').fetchall()]
+    if any(SEPARATOR not in n for n in names):
+        return True
+    if any(n.startswith(CORE_MIGRATIONS + SEPARATOR) for n in names):
+        return False
+    return None
+
+
+def _first_row(db: Database, relay: bool) -> str:
+    """The first history row of Relay's set (bare names) or of the core's."""
+    rows = db.execute_sql(f'SELECT "name" FROM "{HISTORY_TABLE}" ORDER BY "id"').fetchall()
+    core = CORE_MIGRATIONS + SEPARATOR
+    return next(r[0] for r in rows if (SEPARATOR not in r[0] if relay else r[0].startswith(core)))
+
+
+def check_base_set(db: Database, relay_schema: bool) -> None:
+    """Refuse a database whose history records the other base set.
+
+    A database never changes sets silently: the core's migrations on a Relay
+    database would leave Relay's tables unmanaged, Relay's on a core database
+    would build nine tables next to the application's.
+    """
+    recorded = recorded_base_set(db)
+    if recorded is None or recorded == relay_schema:
+        return
+    if recorded:
+        raise MigrationError(
+            f"this database holds Relay's schema (its history lists {_first_row(db, True)}), but "
+            "relay_schema = false asks for the tenancy core alone; a database does not "
+            "change sets: drop relay_schema = false (or --no-relay-schema), or use another "
+            "database; nothing was changed"
+        )
+    raise MigrationError(
+        "this database holds the tenancy core without Relay's tables (its history lists "
+        f"{_first_row(db, False)}), but relay_schema is true: set relay_schema = "
+        "false in [tool.relay_peewee] (or pass --no-relay-schema); nothing was changed"
+    )
+
+
 class MigrationRunner(Runner):
     """playhouse's Runner on relay_peewee's migrations and backend migrators.
 
-    ``migrations``: an application's migration packages, run after Relay's
-    (see ``sources.py``) and treated exactly like them.
+    ``migrations``: an application's migration packages, run after the base
+    set (see ``sources.py``) and treated exactly like it. ``relay_schema``:
+    the base set is Relay's schema (True) or the tenancy core alone (False).
     """
 
     def __init__(
@@ -204,8 +273,12 @@ class MigrationRunner(Runner):
         lock_timeout: float = 1.0,
         wait: bool = True,
         migrations: Sequence[str] = (),
+        relay_schema: bool = True,
     ) -> None:
-        self.sources: list[MigrationSource] = migration_sources(migrations)
+        self.relay_schema = relay_schema
+        self.sources: list[MigrationSource] = migration_sources(
+            migrations, relay_schema=relay_schema
+        )
         super().__init__(database, directory=self.sources[0].directory, table_name=HISTORY_TABLE)
         # Checked on every backend, online or not: a value that would fail
         # on PostgreSQL --online must not pass silently elsewhere.
@@ -254,6 +327,8 @@ class MigrationRunner(Runner):
         if target in names:
             return target
         package, _, number = target.rpartition(":")
+        if not package and not self.sources[0].is_relay:
+            package = self.sources[0].package  # a bare number names the base set's
         if number.isdigit():
             hits = [
                 n
@@ -277,13 +352,19 @@ class MigrationRunner(Runner):
         if self._capture is not None:
             self._capture.append("COMMIT;")
 
+    def check_base_set(self) -> None:
+        check_base_set(self.database, self.relay_schema)
+
     def _refuse_unknown_history(self) -> None:
         unknown = [s.name for s in self.statuses() if not s.known]
         if unknown:
             # An application's rows name their package: the fix is to name it.
             fix = (
                 "name the application's migrations package (--migrations)"
-                if any(SEPARATOR in name for name in unknown)
+                if any(
+                    SEPARATOR in name and not name.startswith(CORE_MIGRATIONS + SEPARATOR)
+                    for name in unknown
+                )
                 else "upgrade relay_peewee"
             )
             raise MigrationError(
@@ -303,8 +384,9 @@ class MigrationRunner(Runner):
             return self._upgrade(target, fake=fake)
 
     def _upgrade(self, target: str | None, *, fake: bool = False) -> tuple[bool, list[str]]:
-        kind = classify_schema(self.database)
+        kind = classify_schema(self.database, self.relay_schema)
         if kind == "managed":
+            self.check_base_set()
             self._refuse_unknown_history()
         target = self.resolve(target)
         # SQLite runs everything below as one transaction ending in one
@@ -324,8 +406,9 @@ class MigrationRunner(Runner):
             return self._downgrade(target)
 
     def _downgrade(self, target: str | None) -> list[str]:
-        if classify_schema(self.database) != "managed":
+        if classify_schema(self.database, self.relay_schema) != "managed":
             raise MigrationError("nothing to roll back: this database has no migration history")
+        self.check_base_set()
         target = self.resolve(target)
         if target is not None and not any(s.name == target and s.applied for s in self.statuses()):
             raise MigrationError(f"{target} is not applied; nothing to roll back to it")

@@ -11,6 +11,12 @@ it always had (``0004_tenant_keys``), so databases migrated by earlier
 releases are recognised as they are; an application's migration is
 recorded with its package (``myapp.migrations:0001_invoices``), so two
 packages may both have a ``0001_...``.
+
+The first source is the *base set*: Relay's schema (``relay_schema=True``,
+the default), or the tenancy core alone (``relay_peewee.migrations.core``,
+``relay_schema = false`` in ``[tool.relay_peewee]``) for an application that
+is not Relay. The core's rows carry their package like an application's, so
+the history itself says which base set a database was built with.
 """
 
 from __future__ import annotations
@@ -24,9 +30,17 @@ from types import ModuleType
 
 from ..errors import ConfigurationError
 
-__all__ = ["RELAY_MIGRATIONS", "MigrationSource", "import_from_cwd", "migration_sources"]
+__all__ = [
+    "CORE_MIGRATIONS",
+    "RELAY_MIGRATIONS",
+    "MigrationSource",
+    "base_package",
+    "import_from_cwd",
+    "migration_sources",
+]
 
 RELAY_MIGRATIONS = "relay_peewee.migrations"
+CORE_MIGRATIONS = "relay_peewee.migrations.core"
 SEPARATOR = ":"  # between package and file in a history name
 
 
@@ -38,6 +52,11 @@ class MigrationSource:
     @property
     def is_relay(self) -> bool:
         return self.package == RELAY_MIGRATIONS
+
+    @property
+    def is_base(self) -> bool:
+        """One of relay_peewee's own sets (Relay's schema or the core), not an application's."""
+        return self.package in (RELAY_MIGRATIONS, CORE_MIGRATIONS)
 
     def history_name(self, stem: str) -> str:
         """The name a migration file ``stem`` is recorded under."""
@@ -78,10 +97,26 @@ def _source(package: str) -> MigrationSource:
     return MigrationSource(package, paths[0])
 
 
-def migration_sources(packages: Iterable[str] = ()) -> list[MigrationSource]:
-    """Relay's migrations, then each application package (each once, in order)."""
-    names: Sequence[str] = list(dict.fromkeys([RELAY_MIGRATIONS, *packages]))
+def base_package(relay_schema: bool = True) -> str:
+    """The base set's package: Relay's schema, or the tenancy core alone."""
+    return RELAY_MIGRATIONS if relay_schema else CORE_MIGRATIONS
+
+
+def migration_sources(
+    packages: Iterable[str] = (), *, relay_schema: bool = True
+) -> list[MigrationSource]:
+    """The base set (Relay's, or the core's), then each application package
+    (each once, in order)."""
+    base = base_package(relay_schema)
+    names: Sequence[str] = list(dict.fromkeys([base, *packages]))
     for name in names:
         if SEPARATOR in name or not all(part.isidentifier() for part in name.split(".")):
             raise ConfigurationError(f"invalid migrations package name {name!r}")
+        if name in (RELAY_MIGRATIONS, CORE_MIGRATIONS) and name != base:
+            # The other base set named as an application's package would
+            # build Relay's tables into a core database, or the reverse.
+            raise ConfigurationError(
+                f"{name} is relay_peewee's own base set, not an application's migrations "
+                "package: choose the base set with relay_schema in [tool.relay_peewee]"
+            )
     return [_source(name) for name in names]

@@ -14,9 +14,15 @@ from peewee import Database, IntegrityError, SqliteDatabase
 
 from ..database import sqlite_memory_copy
 from ..errors import MigrationError, RelayError, UnrecognisedSchema
-from ..migrator import MigrationRunner, MigrationStatus, classify_schema
+from ..migrator import (
+    MigrationRunner,
+    MigrationStatus,
+    check_base_set,
+    classify_schema,
+    recorded_base_set,
+)
 from ..migrator.backends import Progress
-from ..migrator.sources import SEPARATOR
+from ..migrator.sources import CORE_MIGRATIONS, SEPARATOR
 from ..models import Tenant
 from ..tenancy.references import forget_database_checks
 from .user_moves import UserMove, move_user
@@ -52,6 +58,7 @@ def migrate(
     wait: bool = True,
     migrations: Sequence[str] = (),
     fake: bool = False,
+    relay_schema: bool = True,
 ) -> MigrateResult:
     """Apply pending migrations (through ``to``, if given).
 
@@ -63,13 +70,22 @@ def migrate(
     foreign keys validated separately; resumable after a crash. ``wait``:
     wait for another migrator holding the migration lock, else refuse.
     ``migrations``: the application's migration packages, run after Relay's.
+    ``relay_schema=False``: the tenancy core alone instead of Relay's schema
+    (``[tool.relay_peewee] relay_schema = false``); a database whose history
+    records the other set is refused.
     """
     if fake and to is None:
         raise MigrationError("--fake needs --to NAME: the last migration to record as applied")
     if fake and online:
         raise MigrationError("--fake runs nothing, so --online has nothing to do")
     runner = MigrationRunner(
-        db, progress, online=online, lock_timeout=lock_timeout, wait=wait, migrations=migrations
+        db,
+        progress,
+        online=online,
+        lock_timeout=lock_timeout,
+        wait=wait,
+        migrations=migrations,
+        relay_schema=relay_schema,
     )
     try:
         adopted, applied = runner.upgrade(to, fake=fake)
@@ -85,6 +101,7 @@ def migration_sql(
     online: bool = False,
     lock_timeout: float = 1.0,
     migrations: Sequence[str] = (),
+    relay_schema: bool = True,
 ) -> list[str]:
     """The SQL ``migrate`` would run; the database is left as it was.
 
@@ -99,7 +116,11 @@ def migration_sql(
         scratch = sqlite_memory_copy(db)
     try:
         runner = MigrationRunner(
-            scratch, online=online, lock_timeout=lock_timeout, migrations=migrations
+            scratch,
+            online=online,
+            lock_timeout=lock_timeout,
+            migrations=migrations,
+            relay_schema=relay_schema,
         )
         return runner.plan_sql(to)
     finally:
@@ -107,12 +128,15 @@ def migration_sql(
             scratch.close()
 
 
-def status(db: Database, migrations: Sequence[str] = ()) -> list[MigrationStatus]:
+def status(
+    db: Database, migrations: Sequence[str] = (), *, relay_schema: bool = True
+) -> list[MigrationStatus]:
     """Every migration, applied or pending, plus history rows with no file."""
-    runner = MigrationRunner(db, migrations=migrations)
+    runner = MigrationRunner(db, migrations=migrations, relay_schema=relay_schema)
     # Refuse, like migrate would, a database that cannot be adopted; a
     # legacy one shows its baseline pending until `migrate` records it.
-    classify_schema(db)
+    classify_schema(db, relay_schema)
+    check_base_set(db, relay_schema)
     return runner.statuses()
 
 
@@ -123,10 +147,14 @@ def rollback(
     *,
     wait: bool = True,
     migrations: Sequence[str] = (),
+    relay_schema: bool = True,
 ) -> list[str]:
     """Undo the last migration, or every migration back through ``to``."""
+    runner = MigrationRunner(
+        db, progress, wait=wait, migrations=migrations, relay_schema=relay_schema
+    )
     try:
-        return MigrationRunner(db, progress, wait=wait, migrations=migrations).downgrade(to)
+        return runner.downgrade(to)
     finally:
         forget_database_checks(db)
 
@@ -196,11 +224,19 @@ def list_tenants(db: Database) -> list[Tenant]:
 
 def _require_migrated(db: Database) -> None:
     _require_schema(db)
-    statuses = MigrationRunner(db).statuses()
+    # Whichever base set the history records: tenants are the same table in
+    # both, and these commands build nothing that could switch sets.
+    relay_schema = recorded_base_set(db) is not False
+    statuses = MigrationRunner(db, relay_schema=relay_schema).statuses()
     # A Relay migration this version lacks means a newer release changed the
     # schema, as migrate, status and audit refuse to; an application's rows
     # (package:name) are its own tables' business, not the tenants table's.
-    newer = [s.name for s in statuses if not s.known and SEPARATOR not in s.name]
+    newer = [
+        s.name
+        for s in statuses
+        if not s.known
+        and (SEPARATOR not in s.name or s.name.startswith(CORE_MIGRATIONS + SEPARATOR))
+    ]
     if newer:
         raise MigrationError(
             "the history lists migration(s) this version of relay_peewee does not have: "
@@ -214,19 +250,21 @@ def _require_migrated(db: Database) -> None:
         )
 
 
-def is_legacy(db: Database) -> bool:
+def is_legacy(db: Database, relay_schema: bool = True) -> bool:
     """True for a pre-tenancy Relay database, whose baseline ``migrate`` records
     rather than runs; False for any other, an unrecognisable one included."""
     try:
-        return classify_schema(db) == "legacy"
+        return classify_schema(db, relay_schema) == "legacy"
     except UnrecognisedSchema:
         return False
 
 
-def applied_migrations(db: Database, migrations: Sequence[str] = ()) -> list[str]:
+def applied_migrations(
+    db: Database, migrations: Sequence[str] = (), *, relay_schema: bool = True
+) -> list[str]:
     """Names of the migrations applied to ``db`` (none on an empty database)."""
     try:
-        if classify_schema(db) != "managed":
+        if classify_schema(db, relay_schema) != "managed":
             return []
     except UnrecognisedSchema:
         # Read without the migration lock (migrate's Ctrl-C report), its
@@ -234,7 +272,9 @@ def applied_migrations(db: Database, migrations: Sequence[str] = ()) -> list[str
         # history, then columns with tenant_id. migrate itself decides,
         # under the lock, whether the schema is really unrecognised.
         return []
-    runner = MigrationRunner(db, migrations=migrations)
+    if recorded_base_set(db) not in (None, relay_schema):
+        return []  # the other set: migrate refuses it, under the lock
+    runner = MigrationRunner(db, migrations=migrations, relay_schema=relay_schema)
     return [s.name for s in runner.statuses() if s.applied is not None]
 
 

@@ -44,6 +44,7 @@ from playhouse.schema_diff import IndexDiff, SchemaDiff, diff_models
 from ..database import catalog
 from ..errors import MigrationError
 from ..fields import TenantForeignKeyField
+from ..migrator import check_base_set
 from ..migrator.sources import migration_sources
 from ..migrator.specs import (
     TENANT_COLUMN,
@@ -53,6 +54,7 @@ from ..migrator.specs import (
     tenancy_plan,
 )
 from ..migrator.sqlite_ddl import parse_create_table, quote
+from ..models import TENANT_MODELS
 from .migration_source import docstring, names_used, statement, string, value
 
 __all__ = [
@@ -397,8 +399,32 @@ def _after_tenantize(
     return add, drop
 
 
-def draft_migration(db: Database, models: Sequence[type[Model]]) -> MigrationDraft:
-    """What the next migration must do to make the database match ``models``."""
+def _refuse_relay_references(models: Sequence[type[Model]]) -> None:
+    """With the core alone, a reference to one of Relay's tables names a table
+    the database will never have: say so now, not at ``migrate``."""
+    for model in models:
+        for fk in model._meta.refs:
+            if fk.rel_model in TENANT_MODELS and fk.rel_model not in models:
+                raise MigrationError(
+                    f"{model.__name__}.{fk.name} references Relay's "
+                    f"{fk.rel_model._meta.table_name}, which relay_schema = false leaves out: "
+                    "reference a model of your own (or use Relay's schema)"
+                )
+
+
+def draft_migration(
+    db: Database, models: Sequence[type[Model]], *, relay_schema: bool | None = None
+) -> MigrationDraft:
+    """What the next migration must do to make the database match ``models``.
+
+    ``relay_schema`` (None: not checked): the base set the database must
+    record, as ``migrate`` requires; False also refuses a model that
+    references one of Relay's tables.
+    """
+    if relay_schema is not None:
+        check_base_set(db, relay_schema)
+        if not relay_schema:
+            _refuse_relay_references(models)
     tables = set(db.get_tables())
     legacy = [
         m

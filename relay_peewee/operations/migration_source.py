@@ -132,8 +132,14 @@ def _expr(node: ast.expr, depth: int, used: int) -> str:
 def statement(source: str, depth: int = 1) -> list[str]:
     """Reprint the statements of template() output, indented for ``depth``."""
     out: list[str] = []
+    previous: ast.stmt | None = None
     for node in ast.parse(source).body:
+        # ruff's blank line around a class defined among statements (the
+        # frozen models of a table the diff creates).
+        if previous is not None and ast.ClassDef in (type(node), type(previous)):
+            out.append("")
         out += _statement(node, depth)
+        previous = node
     return out
 
 
@@ -146,7 +152,8 @@ def _statement(node: ast.stmt, depth: int) -> list[str]:
         return (pad + target + _expr(node.value, depth, len(pad) + len(target))).split("\n")
     if isinstance(node, ast.ClassDef):
         bases = ", ".join(ast.unparse(b) for b in node.bases)
-        lines = [f"{pad}class {node.name}({bases}):"]
+        # `class Meta:`, as ruff formats a class without bases.
+        lines = [f"{pad}class {node.name}({bases}):" if bases else f"{pad}class {node.name}:"]
         for pos, child in enumerate(node.body):
             if isinstance(child, ast.ClassDef) and pos:
                 lines.append("")  # ruff's blank line before a nested class

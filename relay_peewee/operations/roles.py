@@ -33,7 +33,7 @@ from peewee import Database, Model
 
 from ..database.quoting import quote, quote_list
 from ..errors import RelayError
-from ..migrator import HISTORY_TABLE
+from ..migrator import HISTORY_TABLE, check_base_set, recorded_base_set
 from ..models import MODELS, AuditLog, Tenant
 from .lookups import LOOKUP_FUNCTIONS
 
@@ -73,12 +73,14 @@ def role_statements(
     allow_set_role: bool = False,
     models: Iterable[type[Model]] = (),
     tables: Iterable[str] = (),
+    relay_schema: bool = True,
 ) -> list[str]:
     """The SQL that creates both roles and grants them what the ORM needs.
 
     ``models``: the application's own, whose tables get the same grants;
     ``tables``: more of its tables, by name (the pytest plugin's, built by a
-    hook that names no models).
+    hook that names no models). ``relay_schema=False``: the database holds
+    the tenancy core alone, so Relay's nine tables get no grants.
 
     Re-running it on roles made by an earlier release also takes back what
     that release granted and this one does not (writes on ``tenants``, the
@@ -93,10 +95,17 @@ def role_statements(
     # the check and is a reserved word.
     admin, app = quote(admin_role), quote(app_role)
     both = f"{app}, {admin}"
-    tenants = quote(Tenant._meta.table_name)
+    tenants_table = Tenant._meta.table_name
+    tenants = quote(tenants_table)
     extra = [*(m._meta.table_name for m in models), *tables]
-    granted = [m._meta.table_name for m in MODELS if m not in (AuditLog, Tenant)]
-    granted += [t for t in dict.fromkeys(extra) if t not in granted]
+    granted = [m._meta.table_name for m in MODELS if relay_schema and m not in (AuditLog, Tenant)]
+    # tenants and audit_logs keep their narrower grants below, whatever a
+    # caller names (the core's plugin roles list every table but the history).
+    granted += [
+        t
+        for t in dict.fromkeys(extra)
+        if t not in granted and t not in (tenants_table, AuditLog._meta.table_name)
+    ]
     data = quote_list(granted)
     app_options = "NOSUPERUSER NOBYPASSRLS NOCREATEDB NOCREATEROLE"
     statements = [
@@ -106,7 +115,7 @@ def role_statements(
         f"ALTER ROLE {admin} LOGIN BYPASSRLS",
         f"ALTER ROLE {app} {app_options}",
         f"GRANT USAGE ON SCHEMA public TO {both}",
-        f"GRANT SELECT, INSERT, UPDATE, DELETE ON {data} TO {both}",
+        *([f"GRANT SELECT, INSERT, UPDATE, DELETE ON {data} TO {both}"] if granted else []),
         f"GRANT SELECT ON {tenants} TO {app}",
         f"REVOKE INSERT, UPDATE, DELETE, TRUNCATE ON {tenants} FROM {app}",
         f"GRANT SELECT, INSERT, UPDATE, DELETE ON {tenants} TO {admin}",
@@ -145,13 +154,26 @@ def create_roles(
     allow_set_role: bool = False,
     models: Iterable[type[Model]] = (),
     tables: Iterable[str] = (),
+    relay_schema: bool | None = None,
 ) -> list[str]:
-    """Run ``role_statements`` in one transaction; needs a superuser."""
-    statements = role_statements(
-        app_role, admin_role, allow_set_role=allow_set_role, models=models, tables=tables
-    )
+    """Run ``role_statements`` in one transaction; needs a superuser.
+
+    ``relay_schema``: None follows the base set the history records; a
+    value the history contradicts is refused, as ``migrate`` refuses it.
+    """
     if HISTORY_TABLE not in db.get_tables():
         raise RelayError("this database has no relay_peewee schema yet: run `relay-peewee migrate`")
+    if relay_schema is None:
+        relay_schema = recorded_base_set(db) is not False
+    check_base_set(db, relay_schema)
+    statements = role_statements(
+        app_role,
+        admin_role,
+        allow_set_role=allow_set_role,
+        models=models,
+        tables=tables,
+        relay_schema=relay_schema,
+    )
     with db.atomic():
         for statement in statements:
             db.execute_sql(statement)

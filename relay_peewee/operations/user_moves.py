@@ -31,6 +31,7 @@ from peewee import Database, DatabaseProxy, IntegrityError
 from ..database import is_postgres, unwrap
 from ..errors import MigrationError, RelayError
 from ..events import write_event
+from ..migrator import recorded_base_set
 from ..tenancy.rls import bypass_scope
 
 __all__ = ["MOVE_ACTION", "UserMove", "move_user"]
@@ -74,6 +75,14 @@ def move_user(
             raise RelayError(f"invalid {what} {value!r}: it contains NUL")
     if "tenants" not in database.get_tables():
         raise MigrationError("this database has no tenants table yet: run `relay-peewee migrate`")
+    if recorded_base_set(database) is False:
+        # Whatever `users` table the application may have is not Relay's:
+        # the rows that move along (api_keys, usage_events) do not exist.
+        raise RelayError(
+            "users move needs Relay's users table, and this database holds the tenancy "
+            "core alone (relay_schema = false): move a user of your own tables with your "
+            "own migration or code"
+        )
     p = "%s" if is_postgres(database) else "?"
     try:
         with database.atomic(), bypass_scope(database):

@@ -18,8 +18,10 @@ from ..database import (
     is_postgres,
     unwrap,
 )
+from ..database.catalog import column_names
 from ..models import (
     TENANT_MODELS,
+    AuditLog,
     Tenant,
 )
 from ..tenancy.context import tenant_id_of
@@ -122,13 +124,33 @@ class TenantSnapshot:
     tables: dict[str, list[tuple[str, ...]]]
 
 
+def tenant_tables(database: Database | None = None) -> list[str]:
+    """Every table of the database that holds tenants' rows (has ``tenant_id``):
+    Relay's that exist, in their order, then the application's, by name.
+
+    Read from the catalog, not from the models: with the tenancy core alone
+    (``relay_schema = false``) the tenant tables are all the application's.
+    ``audit_logs`` is left out: ``unscoped()`` appends to it by design.
+    """
+    db = bound_database(database)
+    found = column_names(db, [t for t in db.get_tables() if not t.startswith("sqlite_")])
+    relays = [m._meta.table_name for m in TENANT_MODELS if m._meta.table_name in found]
+    others = sorted(
+        t
+        for t, cols in found.items()
+        if TENANT_COLUMN in cols and t not in relays and t != AuditLog._meta.table_name
+    )
+    return relays + others
+
+
 def snapshot_tenant(tenant: Tenant | str, database: Database | None = None) -> TenantSnapshot:
+    """Every row of ``tenant`` in every tenant table (``tenant_tables``)."""
     db = bound_database(database)
     tenant_id = tenant_id_of(tenant)
     tables: dict[str, list[tuple[str, ...]]] = {}
     with bypass_scope(db):  # another tenant's rows, whatever RLS would show
-        for model in TENANT_MODELS:
-            table = Table(model._meta.table_name, schema=model._meta.schema)
+        for name in tenant_tables(db):
+            table = Table(name)
             query = table.select().where(table.c[TENANT_COLUMN] == tenant_id)
             tables[table.__name__] = sorted(
                 tuple(repr(v) for v in row) for row in query.tuples().execute(db)
@@ -141,7 +163,7 @@ def assert_unchanged(snapshot: TenantSnapshot, database: Database | None = None)
     now = snapshot_tenant(snapshot.tenant_id, database)
     changed = []
     for name, before in snapshot.tables.items():
-        after = now.tables[name]
+        after = now.tables.get(name, [])
         if after != before:
             gone = len(set(before) - set(after))
             new = len(set(after) - set(before))

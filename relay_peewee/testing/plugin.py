@@ -63,7 +63,10 @@ An application's own tables
     migrations, after Relay's: the packages are read from the
     ``relay_migrations`` ini option (in ``[tool.pytest.ini_options]``), else
     from ``[tool.relay_peewee]`` of the pyproject.toml at the rootdir - the
-    same names the CLI uses (``application_config``).
+    same names the CLI uses (``application_config``). With ``relay_schema =
+    false`` there (or the ``relay_schema`` ini option) ``relay_db`` holds the
+    tenancy core alone and the application's tables, and ``two_tenants`` is
+    the two tenants without sample rows.
 """
 
 from __future__ import annotations
@@ -142,6 +145,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         default=[],
         help="the application's migration packages relay_db applies after Relay's "
         "(default: [tool.relay_peewee] migrations in pyproject.toml)",
+    )
+    parser.addini(
+        "relay_schema",
+        type="string",
+        default="",
+        help="false: relay_db holds the tenancy core alone, without Relay's tables "
+        "(default: [tool.relay_peewee] relay_schema in pyproject.toml, else true)",
     )
     parser.addini(
         "relay_models",
@@ -315,7 +325,8 @@ def _fresh_relay_db(
     # both the template builds and the fresh databases.
     templates.build_schema(db, request.config)
     if "two_tenants" in request.fixturenames:
-        request.node.stash[_PAIR] = two_tenants_rows()
+        relay_schema = templates.application_config(request.config).relay_schema
+        request.node.stash[_PAIR] = two_tenants_rows(relay_schema)
     if relay_backend != "postgres_rls":
         try:
             yield db

@@ -54,6 +54,11 @@ class TenantPair:
         return self.b if tenant_id_of(tenant) == self.a.id else self.a
 
     def rows_of(self, tenant: Tenant | str) -> SampleRows:
+        if not self.rows:
+            raise LookupError(
+                "two_tenants holds no sample rows with relay_schema = false (they live in "
+                "Relay's tables): create your own rows in the test"
+            )
         return self.rows[tenant_id_of(tenant)]
 
 

@@ -49,11 +49,16 @@ DROPPERS = 4
 
 
 def application_config(config: pytest.Config) -> AppConfig:
-    """The application's migrations and models: the ini options, else pyproject.toml."""
+    """The application's migrations, models and base set: the ini options,
+    else pyproject.toml."""
     found = read_config(config.rootpath)
     migrations = tuple(config.getini("relay_migrations")) or found.migrations
     models = tuple(config.getini("relay_models")) or found.models
-    return AppConfig(migrations, models, found.source)
+    given = str(config.getini("relay_schema") or "").strip().lower()
+    if given not in ("", "true", "false"):
+        raise pytest.UsageError(f"relay_schema (ini option): true or false, not {given!r}")
+    relay_schema = found.relay_schema if not given else given == "true"
+    return AppConfig(migrations, models, found.source, relay_schema)
 
 
 class Hooks:
@@ -73,16 +78,24 @@ def build_schema(db: Database, config: pytest.Config | None = None) -> None:
     and so do the tables ``pytest_relay_build_schema`` hooks create.
     """
     # The one integration point with the application: its migration
-    # packages, run after Relay's (``application_config``).
-    migrations = application_config(config).migrations if config is not None else ()
-    migrate(db, migrations=migrations)
+    # packages, run after Relay's or the core's (``application_config``).
+    app = application_config(config) if config is not None else AppConfig()
+    migrate(db, migrations=app.migrations, relay_schema=app.relay_schema)
     if config is not None:
         config.hook.pytest_relay_build_schema(db=db)
 
 
-def two_tenants_rows() -> TenantPair:
+def two_tenants_rows(relay_schema: bool = True) -> TenantPair:
+    """Tenants a and b; with Relay's schema, each holding the sample rows.
+
+    With the tenancy core alone there are no tables of relay_peewee's to
+    fill: the pair is the two tenants, and the application's tests (or its
+    ``pytest_relay_build_schema`` hook) write their own rows.
+    """
     a = Tenant.create(slug="tenant-a", name="Tenant A")
     b = Tenant.create(slug="tenant-b", name="Tenant B")
+    if not relay_schema:
+        return TenantPair(a, b, {})
     return TenantPair(a, b, {a.id: populate_tenant(a), b.id: populate_tenant(b)})
 
 
@@ -161,7 +174,8 @@ class Templates:
         db = connect(url)
         try:
             build_schema(db, self.config)
-            pair = two_tenants_rows() if populated else None
+            relay_schema = application_config(self.config).relay_schema
+            pair = two_tenants_rows(relay_schema) if populated else None
             roles = None
             if backend == "postgres_rls":
                 roles = create_test_roles(db)

@@ -1,0 +1,1 @@
+"""tweepee: peewee's Flask "twitter" example, made multi-tenant with relay_peewee."""

@@ -1,0 +1,1 @@
+"""The application's numbered migrations; `relay-peewee migrate` runs them after the core's."""
