@@ -11,6 +11,7 @@ Without a reachable server the PostgreSQL cases skip with the reason; with
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -35,6 +36,16 @@ pytest_plugins = ("pytester",)
 # The owner's view of the schema: postgres_rls (the application role) is the
 # plugin's relay_db's business, not these fixtures'.
 OWNER_BACKENDS = ("sqlite", "postgres")
+
+
+@pytest.fixture(autouse=True)
+def _restore_sys_path() -> Iterator[None]:
+    """The CLI puts the current folder first on sys.path (as ``python -m``
+    does) and leaves it there: a test that ran it from a copy of an example
+    must not make later tests import that copy's packages."""
+    saved = list(sys.path)
+    yield
+    sys.path[:] = saved
 
 
 POSTGRES_FIXTURES = {"pg_url", "pg_legacy"}
