@@ -315,6 +315,16 @@ def test_rollback_gives_the_app_its_tables_back_as_they_were(legacy_app: App) ->
         assert (rows(db), sorted(catalog.table_columns(db, "user"))) == before
     finally:
         db.close()
+    # The adopted baseline created nothing (its tables were there): its down
+    # would drop the app's own rows, so the drafted check_down refuses.
+    past_baseline = run("rollback", "--to", f"{APP}:1", "--database", url, "-q")
+    assert past_baseline.exit_code == 1, past_baseline.output
+    assert "refusing to drop tables that hold rows: user (" in past_baseline.output
+    db = open_database(url)
+    try:
+        assert (rows(db), sorted(catalog.table_columns(db, "user"))) == before
+    finally:
+        db.close()
 
 
 # --- a database does not change base set ------------------------------------

@@ -181,6 +181,30 @@ class _TenancyOperations:
                 + "; move or delete those rows first"
             )
 
+    def refuse_if_rows(self, tables: Sequence[str]) -> None:
+        """Stop a rollback whose ``down`` would drop tables that hold rows.
+
+        A drafted baseline creates tables with ``safe=True``, so adopting an
+        app's existing, populated tables runs it as a no-op; its ``down``
+        would then drop the app's data, not tables the migration made.
+        """
+        holders = []
+        for table in tables:
+            if not self.database.table_exists(table):
+                continue
+            row = self.database.execute_sql(
+                f"SELECT count(*) FROM (SELECT 1 FROM {quote(table)} LIMIT 1000001) AS t"
+            ).fetchone()
+            if row[0]:
+                shown = "over 1000000" if row[0] > 1_000_000 else str(row[0])
+                holders.append(f"{table} ({shown} rows)")
+        if holders:
+            raise MigrationError(
+                "refusing to drop tables that hold rows: "
+                + ", ".join(holders)
+                + "; back them up and empty them first"
+            )
+
     def refuse_cross_tenant_references(self, refs: Sequence[TenantReference]) -> None:
         """Stop, naming the rows, if any row already points into another tenant."""
         tenants = self.database.execute_sql("SELECT count(*) FROM tenants").fetchone()[0]

@@ -178,6 +178,13 @@ class MigrationDraft:
                 "# Refused while tenants other than the default hold rows down() would drop.",
                 f"migrator.refuse_unless_single_tenant({tables}, DEFAULT_TENANT)",
             ]
+        if self.diff.create_tables:
+            call = "migrator.refuse_if_rows("
+            created_names = [m._meta.table_name for m in self.diff.create_tables]
+            check += [
+                "# Refused while the tables down() would drop hold rows (an adopted app's data).",
+                call + value(created_names, 0, len(call)) + ")",
+            ]
         diff_up, diff_down, extra_imports, todos = _diff_statements(self.diff)
         up += diff_up
         down = diff_down + down

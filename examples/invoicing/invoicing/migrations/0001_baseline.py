@@ -62,6 +62,11 @@ def up(migrator: Any, db: Any) -> None:
     migrator.migrate(*[migrator.sql(s) for s in (POSTGRES if is_postgres(db) else SQLITE)])
 
 
+def check_down(migrator: Any, db: Any) -> None:
+    # The tables were the application's before this ran (IF NOT EXISTS): never drop rows.
+    migrator.refuse_if_rows(["invoice_notes", "payments", "invoices", "customers"])
+
+
 def down(migrator: Any, db: Any) -> None:
     for table in ("invoice_balances",):
         migrator.migrate(migrator.sql(f"DROP VIEW IF EXISTS {table}"))

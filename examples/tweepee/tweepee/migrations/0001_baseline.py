@@ -46,6 +46,11 @@ def up(migrator: Any, db: Any) -> None:
     db.create_tables([Relationship])
 
 
+def check_down(migrator: Any, db: Any) -> None:
+    # Refused while the tables down() would drop hold rows (an adopted app's data).
+    migrator.refuse_if_rows(["user", "message", "relationship"])
+
+
 def down(migrator: Any, db: Any) -> None:
     migrator.migrate(migrator.drop_table("relationship"))
     migrator.migrate(migrator.drop_table("message"))
