@@ -38,7 +38,16 @@ from typing import Any
 
 from peewee import Database, PostgresqlDatabase, Psycopg3Adapter, _transaction
 
-__all__ = ["DeferredBeginMixin", "DeferredTransaction", "deferred_class", "deferred_transaction"]
+from ..errors import ContextAbandoned
+
+__all__ = [
+    "BLOCKS",
+    "DeferredBeginMixin",
+    "DeferredTransaction",
+    "deferred_class",
+    "deferred_transaction",
+    "discard_blocks",
+]
 
 _guard_ids = itertools.count()
 # Lower-casing that keeps every character where it is: str.lower() makes
@@ -176,6 +185,11 @@ class DeferredBeginMixin:
     def execute_sql(self, sql: str, params: Any = None, **options: Any) -> Any:
         transactions = self._state.transactions
         if transactions:
+            blocks = self._state.__dict__.get(BLOCKS)
+            if blocks and any(block.closed for block in blocks):
+                _discard_abandoned(self, blocks)
+                transactions = self._state.transactions
+        if transactions:
             outermost = transactions[0]
             if type(outermost) is DeferredTransaction and (
                 not outermost.begun or outermost.before_next
@@ -199,6 +213,46 @@ class DeferredBeginMixin:
         # the transaction failed; one the driver refused leaves it as it was.
         info = getattr(self._state.conn, "info", None)
         return getattr(info, "transaction_status", None) == _IN_FAILED_TRANSACTION
+
+
+# This thread's open tenant_context/unscoped blocks on a sync PostgreSQL
+# database, outermost first (``tenancy.context`` keeps it: objects with
+# ``closed`` and ``unwind()``), in peewee's thread-local connection state.
+BLOCKS = "relay_blocks"
+
+
+def discard_blocks(db: Any) -> None:
+    """Roll back this thread's transaction on ``db`` and close every block on it.
+
+    What is left when a block ended out of order: its transaction is
+    somewhere in the stack of those nested in it, so each block, innermost
+    first, ends its own with a rollback; every scope is closed, so the ORM
+    no longer reads as any of them, and the connection is back in autocommit
+    with no tenant setting.
+    """
+    state = db._state
+    blocks = state.__dict__.pop(BLOCKS, [])
+    for block in reversed(blocks):
+        block.unwind()
+    state.__dict__.pop("relay_context_owners", None)
+    state.transactions.clear()
+    db._clear_commit_callbacks()
+    if not db.is_closed():
+        # Whatever an unwind could not end: a ROLLBACK with nothing open is
+        # only a warning.
+        db.cursor().execute("ROLLBACK")
+
+
+def _discard_abandoned(db: Any, blocks: list[Any]) -> None:
+    """A block of this thread's was ended on another thread: end it here too,
+    before a statement runs in its transaction."""
+    inside = [block for block in blocks if not block.closed]
+    discard_blocks(db)
+    if inside:
+        raise ContextAbandoned(
+            "a tenant_context this block is nested in was ended on another thread "
+            "(a generator suspended inside it?): the transaction was rolled back"
+        )
 
 
 _classes: dict[type[Database], type[Database]] = {}

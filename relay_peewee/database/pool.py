@@ -29,7 +29,8 @@ class SessionResettingMixin:
     one mixin serves psycopg2's pool and psycopg 3's.
     """
 
-    __slots__ = ()
+    # No __slots__, not even empty ones: a mixin with slots changes the
+    # object layout, and a pool the app built could not take the class on.
 
     def _can_reuse(self, conn: Any) -> bool:
         if not super()._can_reuse(conn):  # type: ignore[misc]
@@ -67,7 +68,5 @@ def resetting_class(db_class: type[Database]) -> type[Database]:
         return db_class
     cls = _classes.get(db_class)
     if cls is None:
-        cls = _classes[db_class] = type(
-            db_class.__name__, (SessionResettingMixin, db_class), {"__slots__": ()}
-        )
+        cls = _classes[db_class] = type(db_class.__name__, (SessionResettingMixin, db_class), {})
     return cls

@@ -43,7 +43,7 @@ from peewee import (
 
 from ..database import database_proxy
 from ..errors import RawQueryRefused, RelayError, TenantRequired
-from ..scope import Scope, _scope
+from ..scope import Scope, in_force
 
 __all__ = [
     "TENANT_COLUMN",
@@ -84,7 +84,7 @@ def is_tenant_model(model: Any) -> bool:
 
 def scope_tenant(model: Any) -> str | None:
     """The tenant a query on ``model`` is limited to; ``None`` inside ``unscoped``."""
-    scope: Scope | None = _scope.get()
+    scope: Scope | None = in_force()
     if scope is None:
         name = getattr(model, "__name__", model)
         raise TenantRequired(
@@ -352,13 +352,13 @@ class ScopedSelect(_ModelSelect):
     # (at import time, say) and iterated again under another tenant must not
     # hand out the first tenant's cached rows.
     def _stale(self) -> bool:
-        return self._cursor_wrapper is not None and self._executed_scope != _scope.get()
+        return self._cursor_wrapper is not None and self._executed_scope != in_force()
 
     def _execute(self, database: Database) -> Any:
         if self._stale():
             self._cursor_wrapper = None
         result = super()._execute(database)
-        self._executed_scope = _scope.get()
+        self._executed_scope = in_force()
         return result
 
     def _ensure_execution(self) -> None:
