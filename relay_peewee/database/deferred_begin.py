@@ -58,7 +58,24 @@ _ASCII_LOWER = str.maketrans(string.ascii_uppercase, string.ascii_lowercase)
 _IN_FAILED_TRANSACTION = 3
 
 
+# _runs_alone's answers by statement: an application sends the same few
+# hundred statement texts over and over (peewee renders values as
+# parameters), and a dict lookup costs a tenth of the scan. Bounded: an
+# application rendering literals into its SQL cannot grow it for ever.
+_alone: dict[str, bool] = {}
+_ALONE_ENTRIES = 1024
+
+
 def _runs_alone(sql: str) -> bool:
+    found = _alone.get(sql)
+    if found is None:
+        if len(_alone) >= _ALONE_ENTRIES:
+            _alone.clear()
+        found = _alone[sql] = _scans_alone(sql)
+    return found
+
+
+def _scans_alone(sql: str) -> bool:
     """Whether a statement may run in an implicit transaction of its own.
 
     Only a ``SELECT`` with no word ``FOR`` (row locks - ``FOR UPDATE``,
