@@ -207,10 +207,9 @@ def phases(
         f"gets {med(gets) * 1e6:.0f}, exit {med(leave) * 1e6:.1f}; "
         f"plain gets {med(plain_gets) * 1e6:.0f}"
     )
-    with counting_statements(app) as relay_sent:
-        with tenant_context(tenant_id):
-            for key in ids[:per]:
-                Skill.get_by_id(key)
+    with counting_statements(app) as relay_sent, tenant_context(tenant_id):
+        for key in ids[:per]:
+            Skill.get_by_id(key)
     with counting_statements(owner) as plain_sent:
         for key in ids[:per]:
             plain_skill.get_by_id(key)
