@@ -202,10 +202,13 @@ class DeferredBeginMixin:
     def execute_sql(self, sql: str, params: Any = None, **options: Any) -> Any:
         transactions = self._state.transactions
         if transactions:
-            blocks = self._state.__dict__.get(BLOCKS)
-            if blocks and any(block.closed for block in blocks):
-                _discard_abandoned(self, blocks)
-                transactions = self._state.transactions
+            # A loop, not any(<generator>): this runs before every statement
+            # inside a context, and is nearly always one block, open.
+            for block in self._state.__dict__.get(BLOCKS, ()):
+                if block.scope.closed:
+                    _discard_abandoned(self, self._state.__dict__[BLOCKS])
+                    transactions = self._state.transactions
+                    break
         if transactions:
             outermost = transactions[0]
             if type(outermost) is DeferredTransaction and (
@@ -234,7 +237,7 @@ class DeferredBeginMixin:
 
 # This thread's open tenant_context/unscoped blocks on a sync PostgreSQL
 # database, outermost first (``tenancy.context`` keeps it: objects with
-# ``closed`` and ``unwind()``), in peewee's thread-local connection state.
+# ``scope.closed`` and ``unwind()``), in peewee's thread-local connection state.
 BLOCKS = "relay_blocks"
 
 
@@ -263,7 +266,7 @@ def discard_blocks(db: Any) -> None:
 def _discard_abandoned(db: Any, blocks: list[Any]) -> None:
     """A block of this thread's was ended on another thread: end it here too,
     before a statement runs in its transaction."""
-    inside = [block for block in blocks if not block.closed]
+    inside = [block for block in blocks if not block.scope.closed]
     discard_blocks(db)
     if inside:
         raise ContextAbandoned(

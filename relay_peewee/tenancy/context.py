@@ -86,18 +86,13 @@ class _ScopeBlock:
     _token: Token[Scope | None] | None = None
     _database: AbstractContextManager[None] | None = None
     _adatabase: AbstractAsyncContextManager[None] | None = None
-    _entered: Scope
+    scope: Scope  # the scope this block put in force
     _thread: int
     _blocks: list[Any] | None = None  # this thread's open blocks (deferred_begin.BLOCKS)
     _task_conn: Any = None  # pwasyncio: the task's asyncpg connection
 
-    @property
-    def closed(self) -> bool:
-        return self._entered.closed
-
     def _set(self, scope: Scope) -> None:
-        object.__setattr__(scope, "outer", _scope.get())
-        self._entered = scope
+        self.scope = scope
         self._thread = get_ident()
         blocks = self._blocks = thread_blocks()
         if blocks is not None:
@@ -114,7 +109,7 @@ class _ScopeBlock:
     def _in_order(self) -> bool:
         """Whether this block is the innermost open one, here, where it began;
         if so its scope is taken out of the ContextVar."""
-        scope, blocks = self._entered, self._blocks
+        scope, blocks = self.scope, self._blocks
         if (
             scope.closed
             or self._thread != get_ident()
@@ -138,7 +133,7 @@ class _ScopeBlock:
         innermost first, on the thread it began on."""
         database, self._database = self._database, None
         adatabase, self._adatabase = self._adatabase, None
-        object.__setattr__(self._entered, "closed", True)
+        object.__setattr__(self.scope, "closed", True)
         sync = database if database is not None else getattr(adatabase, "sync", None)
         if sync is not None:
             with suppress(Exception):  # discard_blocks rolls back what is left
@@ -147,7 +142,7 @@ class _ScopeBlock:
     def _abandon(self) -> ContextAbandoned:
         """The out-of-order exit: close the scope and those entered inside it
         here; roll back what they hold on this thread's connection."""
-        scope, blocks = self._entered, self._blocks
+        scope, blocks = self.scope, self._blocks
         already = scope.closed
         inner, found = _scope.get(), []
         while inner is not None and inner is not scope:
@@ -247,7 +242,10 @@ class tenant_context(_ScopeBlock):
         self.tenant_id = tenant_id_of(tenant)
 
     def __enter__(self) -> str:
-        self._enter(Scope(self.tenant_id), tenant_scope(self.tenant_id, current_tenant()))
+        self._enter(
+            Scope(self.tenant_id, False, None, _scope.get()),
+            tenant_scope(self.tenant_id, current_tenant()),
+        )
         return self.tenant_id
 
     async def __aenter__(self) -> str:
@@ -255,7 +253,7 @@ class tenant_context(_ScopeBlock):
         from . import aio  # imports pwasyncio (the `async` extra): only async code pays for it
 
         scope = aio.tenant_scope(self.tenant_id, current_tenant())
-        await self._aenter(Scope(self.tenant_id), scope)
+        await self._aenter(Scope(self.tenant_id, False, None, _scope.get()), scope)
         return self.tenant_id
 
 
@@ -276,7 +274,7 @@ class unscoped(_ScopeBlock):
     def __enter__(self) -> None:
         caller = current_tenant()
         record_unscoped(self.reason, caller)
-        self._enter(Scope(caller, unscoped=True, reason=self.reason), bypass_scope())
+        self._enter(Scope(caller, True, self.reason, _scope.get()), bypass_scope())
 
 
 def tenant_bound(fn: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs) -> Callable[[], R]:

@@ -41,7 +41,7 @@ from collections.abc import Iterator
 from contextlib import AbstractContextManager, ExitStack, contextmanager, nullcontext, suppress
 from typing import Any, cast
 
-from peewee import Database
+from peewee import Database, PostgresqlDatabase
 
 from ..database import admin_database, database_proxy, is_postgres
 from ..database.deferred_begin import (
@@ -176,11 +176,13 @@ def _scope_in_transaction(db: Database, tenant_id: str, outer_tenant: str | None
 def thread_blocks(database: Database | None = None) -> list[Any] | None:
     """This thread's open blocks on a sync PostgreSQL database (``deferred_begin.BLOCKS``);
     ``None`` off PostgreSQL and where connections are per asyncio task."""
-    db = _bound_postgres(database)
-    if db is None:
+    db = database if database is not None else database_proxy.obj
+    # isinstance, not is_postgres(): ``obj`` is never a proxy, and this runs
+    # on every context's entry.
+    if not isinstance(db, PostgresqlDatabase):
         return None
     state: Any = cast(Any, db)._state
-    if not isinstance(state, threading.local):
+    if not isinstance(state, threading.local):  # pwasyncio: a connection per task
         return None
     blocks: list[Any] = state.__dict__.setdefault(BLOCKS, [])
     return blocks
