@@ -3,6 +3,7 @@
 from .database import DEFAULT_URL, connect, database_proxy
 from .errors import (
     ConfigurationError,
+    ContextAbandoned,
     CrossTenantWrite,
     MigrationError,
     RawQueryRefused,
@@ -31,6 +32,7 @@ __all__ = [
     "MODELS",
     "TENANT_MODELS",
     "ConfigurationError",
+    "ContextAbandoned",
     "CrossTenantWrite",
     "MigrationError",
     "RawQueryRefused",

@@ -9,6 +9,7 @@ from __future__ import annotations
 __all__ = [
     "AdminConnectionRequired",
     "ConfigurationError",
+    "ContextAbandoned",
     "CrossTenantWrite",
     "InvalidTenantId",
     "MigrationError",
@@ -21,6 +22,13 @@ __all__ = [
 
 class RelayError(Exception):
     """Base class for errors that are the caller's to fix."""
+
+
+class ContextAbandoned(RelayError):
+    """A ``tenant_context``/``unscoped`` block ended out of order or from
+    elsewhere (a generator suspended inside it, collected later or on another
+    thread): its transaction, and those of the blocks inside it, were rolled
+    back and their scopes closed."""
 
 
 class ConfigurationError(RelayError):

@@ -19,11 +19,11 @@ and ``tenancy``'s loads ``TenantModel`` and with it the models.
 from __future__ import annotations
 
 from contextvars import ContextVar
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from .errors import TenantRequired
 
-__all__ = ["Scope", "active_scope", "current_tenant", "require_tenant"]
+__all__ = ["Scope", "active_scope", "current_tenant", "in_force", "require_tenant"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,15 +33,30 @@ class Scope:
     tenant_id: str | None
     unscoped: bool = False
     reason: str | None = None
+    # The scope in force when the block began, and whether the block is over.
+    # A block that ends out of order (a generator suspended inside it,
+    # collected later) cannot reset the ContextVar of every context that
+    # still holds its scope: it marks the scope closed instead, and readers
+    # skip a closed scope for the one it was entered in (``in_force``).
+    outer: Scope | None = field(default=None, compare=False, repr=False)
+    closed: bool = field(default=False, compare=False, repr=False)
 
 
 # Set only by tenancy.context's blocks (and tenancy.aio), which reset it on exit.
 _scope: ContextVar[Scope | None] = ContextVar("relay_peewee_scope", default=None)
 
 
+def in_force() -> Scope | None:
+    """The innermost scope whose block is still open, or ``None``."""
+    scope = _scope.get()
+    while scope is not None and scope.closed:
+        scope = scope.outer
+    return scope
+
+
 def active_scope() -> Scope | None:
     """The innermost ``tenant_context`` or ``unscoped`` block, or ``None``."""
-    return _scope.get()
+    return in_force()
 
 
 def current_tenant() -> str | None:
@@ -50,13 +65,13 @@ def current_tenant() -> str | None:
     Inside ``unscoped`` this is the tenant of the enclosing context (the caller),
     although queries there are not restricted to it.
     """
-    scope = _scope.get()
+    scope = in_force()
     return scope.tenant_id if scope is not None else None
 
 
 def require_tenant() -> str:
     """The id of the tenant in context; ``TenantRequired`` when there is none."""
-    scope = _scope.get()
+    scope = in_force()
     if scope is None or scope.tenant_id is None:
         raise TenantRequired(
             "no tenant in context: wrap the work in `with tenant_context(tenant):`"

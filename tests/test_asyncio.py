@@ -461,3 +461,38 @@ def test_a_timeout_leaving_a_nested_context_never_leaves_the_inner_tenant_in_for
 
 class _Broken(Exception):
     """a's transaction refused the probe: the attempt is over, nothing leaked."""
+
+
+def test_an_async_generator_closed_from_another_task_leaks_nothing(
+    async_db: Any, two_tenants: TenantPair
+) -> None:
+    """Issue 19: an async generator suspended inside ``async with
+    tenant_context(a)`` and closed by another task (as asyncio finalizes an
+    abandoned one) left ``a`` in force for the task that ran it: the
+    ContextVar (the exit's reset failed on the other task's context) and,
+    on PostgreSQL, the transaction with a's setting on the task's connection."""
+    a = two_tenants.a
+
+    async def names() -> Any:
+        async with tenant_context(a):
+            for skill in await async_db.list(Skill.select()):
+                yield skill.name
+
+    async def main() -> None:
+        generator = names()
+        await generator.__anext__()
+        closing = asyncio.ensure_future(generator.aclose())  # another task
+        with pytest.raises(RelayError, match="out of order"):
+            await closing
+        assert current_tenant() is None
+        with pytest.raises(TenantRequired):
+            await Skill.aget(Skill.slug == SAMPLE_SLUGS[0])
+        if async_db.under_rls:
+            try:
+                cursor = await async_db.aexecute_sql("SELECT tenant_id FROM skills")
+                seen = {row[0] for row in cursor.fetchall()}
+            except Exception:  # the block's connection was closed under it
+                seen = set()
+            assert a.id not in seen
+
+    run(async_db, main)

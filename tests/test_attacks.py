@@ -277,12 +277,16 @@ def test_attack_5_the_app_role_cannot_write_tenants(attacked: Attacked) -> None:
 
 
 @pytest.mark.postgres_only
-def test_attack_6_a_pooled_connection_forgets_session_state(attacked: Attacked) -> None:
+# psycopg3+pool is peewee's pooled psycopg 3 database; it too must reset.
+@pytest.mark.parametrize("scheme", ["postgresql+pool", "psycopg3+pool"])
+def test_attack_6_a_pooled_connection_forgets_session_state(
+    attacked: Attacked, scheme: str
+) -> None:
     owner = attacked.owner
     side = f"relay_side_{secrets.token_hex(3)}"
     owner.execute_sql(f"CREATE ROLE {side} NOLOGIN")
     owner.execute_sql(f"GRANT {side} TO {attacked.app}")
-    db = open_database(attacked.url(attacked.app, "postgresql+pool") + "?max_connections=1")
+    db = open_database(attacked.url(attacked.app, scheme) + "?max_connections=1")
     try:
         db.execute_sql("SELECT set_config('app.current_tenant_id', %s, false)", (B,))
         db.execute_sql(f"SET ROLE {side}")

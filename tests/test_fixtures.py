@@ -356,6 +356,93 @@ def test_a_reused_copy_is_exactly_the_template(
     )
 
 
+# Issue 19, hole 6: a reset copy kept the planner statistics of its last
+# test, and ``pg_stats`` shows sampled column values to whoever reads it.
+STATISTICS_CONFTEST = """
+from peewee import TextField
+
+from relay_peewee import TenantModel
+
+
+class Note(TenantModel):
+    body = TextField()
+
+    class Meta:
+        table_name = "app_notes"
+
+
+def pytest_relay_build_schema(db):
+    db.create_tables([Note])
+    # Extended statistics keep most common values too (pg_stats_ext).
+    db.execute_sql("CREATE STATISTICS app_notes_mcv (mcv) ON tenant_id, body FROM app_notes")
+"""
+
+STATISTICS_TESTS = """
+from urllib.parse import urlparse
+
+import pytest
+
+from conftest import Note
+from relay_peewee import tenant_context
+from relay_peewee.database import open_database
+
+SECRET = "secret-7d3f91"
+USED = []
+
+
+def sampled(url):
+    # As the database's owner, who may read every table's statistics.
+    owner = open_database(url)
+    try:
+        return owner.execute_sql(
+            "SELECT tablename, attname FROM pg_stats"
+            " WHERE concat(most_common_vals, histogram_bounds) LIKE %s"
+            " UNION ALL SELECT tablename, statistics_name FROM pg_stats_ext"
+            " WHERE most_common_vals::text LIKE %s",
+            ("%" + SECRET + "%",) * 2,
+        ).fetchall()
+    finally:
+        owner.close()
+
+
+def test_0_inserts_and_analyzes(two_tenants, relay_db_url):
+    USED.append(urlparse(relay_db_url).path[1:])
+    with tenant_context(two_tenants.a):
+        for _ in range(20):
+            Note.create(body=SECRET)
+    owner = open_database(relay_db_url)
+    owner.execute_sql("ANALYZE")
+    owner.close()
+    # The probe finds what it looks for: the column and the extended statistics.
+    assert sorted(sampled(relay_db_url)) == [("app_notes", "app_notes_mcv"), ("app_notes", "body")]
+
+
+@pytest.mark.parametrize("n", range(4))
+def test_1_later_tests_see_no_trace(two_tenants, relay_db_url, n):
+    USED.append(urlparse(relay_db_url).path[1:])
+    assert sampled(relay_db_url) == []
+
+
+def test_2_the_analyzed_copy_was_reset_not_replaced():
+    assert USED[0] in USED[1:], USED
+"""
+
+
+@pytest.mark.postgres_only
+@pytest.mark.parametrize("backend", ["postgres", "postgres_rls"])
+def test_a_reset_copy_keeps_no_statistics_of_its_last_test(
+    pytester: pytest.Pytester, backend: str, request: pytest.FixtureRequest
+) -> None:
+    pytester.makeconftest(STATISTICS_CONFTEST)
+    pytester.makepyfile(test_statistics=STATISTICS_TESTS)
+    driver = chosen_driver(request.config)
+    result = pytester.runpytest_inprocess(
+        "-p", "no:cacheprovider", "-v", "--relay-backends", backend,
+        *(["--relay-driver", driver] if driver else []),
+    )  # fmt: skip
+    result.assert_outcomes(passed=6)
+
+
 NO_SUPERUSER_TESTS = """
 import pytest
 

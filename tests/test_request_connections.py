@@ -136,12 +136,15 @@ def test_a_bare_pool_the_app_built_forgets_session_state_once_connected(
     """A ``PooledPostgresqlDatabase`` built by the app (not from a URL) and
     handed to ``connect(db)`` resets sessions on check-in as
     ``postgresql+pool://`` does."""
-    if postgres_driver(app_role) != "psycopg2":
-        pytest.skip("PooledPostgresqlDatabase is playhouse's psycopg2 pool")
     from playhouse.pool import PooledPostgresqlDatabase
+    from playhouse.postgres_ext import PooledPsycopg3Database
 
+    # Each driver's own pool class: psycopg 3's is reset the same way.
+    pool = PooledPostgresqlDatabase
+    if postgres_driver(app_role) == "psycopg3":
+        pool = PooledPsycopg3Database
     params = app_role.connect_params
-    bare = PooledPostgresqlDatabase(
+    bare = pool(
         app_role.database,
         max_connections=1,
         user=params["user"],

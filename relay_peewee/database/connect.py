@@ -6,7 +6,8 @@ an application and the CLI configure the models the same way.
 
 Two things a multi-tenant application needs from its connections are chosen
 here too: ``postgresql+pool://`` opens a pool that resets every connection's
-session state when it is checked in (``pool.SessionResettingPool``), and
+session state when it is checked in (``pool.resetting_class``; so do
+``psycopg3+pool://`` and ``postgresqlext+pool://``), and
 ``connect(url, admin_url=...)`` names the connection ``unscoped()`` opens
 to see every tenant, so the application role itself never needs a way out.
 """
@@ -21,12 +22,11 @@ from urllib.parse import parse_qs, urlparse
 
 from peewee import Database, DatabaseProxy, PostgresqlDatabase, SqliteDatabase
 from playhouse import db_url
-from playhouse.pool import PooledPostgresqlDatabase
 
 from ..errors import ConfigurationError
 from .backend import POSTGRES_DRIVERS
 from .deferred_begin import deferred_class
-from .pool import SessionResettingPool
+from .pool import resetting_class
 from .request_connection import request_class, with_request_class
 
 __all__ = [
@@ -119,7 +119,7 @@ def open_database(url: str | None = None, *, must_exist: bool = False) -> Databa
     elif issubclass(db_class, PostgresqlDatabase):
         _require_driver(scheme)
     try:
-        target = SessionResettingPool if db_class is PooledPostgresqlDatabase else db_class
+        target = resetting_class(db_class)
         # PostgreSQL: a tenant context's BEGIN rides on its first statement
         # (deferred_begin). Built with the URL's parameters rather than
         # registered in playhouse's scheme table, which is everyone's.
@@ -191,17 +191,17 @@ def connect(url: str | Database | None = None, *, admin_url: str | None = None) 
 
 
 def _resetting_sessions(db: Database) -> Database:
-    """A bare ``PooledPostgresqlDatabase`` the app built, made a ``SessionResettingPool``.
+    """A bare playhouse PostgreSQL pool the app built, made to reset sessions.
 
     Without it a pooled connection carries a session-level tenant setting,
     a ``SET ROLE`` or a temporary table into whichever request gets it next;
-    ``postgresql+pool://`` opens ``SessionResettingPool`` already. The
-    instance keeps its identity and settings; only its class changes (a
-    subclass of the pool's own pool class only: its own subclasses are the
+    ``postgresql+pool://`` and ``psycopg3+pool://`` open resetting pools
+    already. The instance keeps its identity and settings; only its class
+    changes (playhouse's own pool classes only: an app's subclasses are the
     app's to reset).
     """
-    if type(db) is PooledPostgresqlDatabase:
-        db.__class__ = SessionResettingPool
+    if type(db).__module__.startswith("playhouse."):
+        db.__class__ = resetting_class(type(db))
     return db
 
 

@@ -38,7 +38,16 @@ from typing import Any
 
 from peewee import Database, PostgresqlDatabase, Psycopg3Adapter, _transaction
 
-__all__ = ["DeferredBeginMixin", "DeferredTransaction", "deferred_class", "deferred_transaction"]
+from ..errors import ContextAbandoned
+
+__all__ = [
+    "BLOCKS",
+    "DeferredBeginMixin",
+    "DeferredTransaction",
+    "deferred_class",
+    "deferred_transaction",
+    "discard_blocks",
+]
 
 _guard_ids = itertools.count()
 # Lower-casing that keeps every character where it is: str.lower() makes
@@ -49,7 +58,24 @@ _ASCII_LOWER = str.maketrans(string.ascii_uppercase, string.ascii_lowercase)
 _IN_FAILED_TRANSACTION = 3
 
 
+# _runs_alone's answers by statement: an application sends the same few
+# hundred statement texts over and over (peewee renders values as
+# parameters), and a dict lookup costs a tenth of the scan. Bounded: an
+# application rendering literals into its SQL cannot grow it for ever.
+_alone: dict[str, bool] = {}
+_ALONE_ENTRIES = 1024
+
+
 def _runs_alone(sql: str) -> bool:
+    found = _alone.get(sql)
+    if found is None:
+        if len(_alone) >= _ALONE_ENTRIES:
+            _alone.clear()
+        found = _alone[sql] = _scans_alone(sql)
+    return found
+
+
+def _scans_alone(sql: str) -> bool:
     """Whether a statement may run in an implicit transaction of its own.
 
     Only a ``SELECT`` with no word ``FOR`` (row locks - ``FOR UPDATE``,
@@ -176,6 +202,14 @@ class DeferredBeginMixin:
     def execute_sql(self, sql: str, params: Any = None, **options: Any) -> Any:
         transactions = self._state.transactions
         if transactions:
+            # A loop, not any(<generator>): this runs before every statement
+            # inside a context, and is nearly always one block, open.
+            for block in self._state.__dict__.get(BLOCKS, ()):
+                if block.scope.closed:
+                    _discard_abandoned(self, self._state.__dict__[BLOCKS])
+                    transactions = self._state.transactions
+                    break
+        if transactions:
             outermost = transactions[0]
             if type(outermost) is DeferredTransaction and (
                 not outermost.begun or outermost.before_next
@@ -199,6 +233,46 @@ class DeferredBeginMixin:
         # the transaction failed; one the driver refused leaves it as it was.
         info = getattr(self._state.conn, "info", None)
         return getattr(info, "transaction_status", None) == _IN_FAILED_TRANSACTION
+
+
+# This thread's open tenant_context/unscoped blocks on a sync PostgreSQL
+# database, outermost first (``tenancy.context`` keeps it: objects with
+# ``scope.closed`` and ``unwind()``), in peewee's thread-local connection state.
+BLOCKS = "relay_blocks"
+
+
+def discard_blocks(db: Any) -> None:
+    """Roll back this thread's transaction on ``db`` and close every block on it.
+
+    What is left when a block ended out of order: its transaction is
+    somewhere in the stack of those nested in it, so each block, innermost
+    first, ends its own with a rollback; every scope is closed, so the ORM
+    no longer reads as any of them, and the connection is back in autocommit
+    with no tenant setting.
+    """
+    state = db._state
+    blocks = state.__dict__.pop(BLOCKS, [])
+    for block in reversed(blocks):
+        block.unwind()
+    state.__dict__.pop("relay_context_owners", None)
+    state.transactions.clear()
+    db._clear_commit_callbacks()
+    if not db.is_closed():
+        # Whatever an unwind could not end: a ROLLBACK with nothing open is
+        # only a warning.
+        db.cursor().execute("ROLLBACK")
+
+
+def _discard_abandoned(db: Any, blocks: list[Any]) -> None:
+    """A block of this thread's was ended on another thread: end it here too,
+    before a statement runs in its transaction."""
+    inside = [block for block in blocks if not block.scope.closed]
+    discard_blocks(db)
+    if inside:
+        raise ContextAbandoned(
+            "a tenant_context this block is nested in was ended on another thread "
+            "(a generator suspended inside it?): the transaction was rolled back"
+        )
 
 
 _classes: dict[type[Database], type[Database]] = {}

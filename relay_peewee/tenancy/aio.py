@@ -19,7 +19,12 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from contextlib import AbstractAsyncContextManager, asynccontextmanager, suppress
+from contextlib import (
+    AbstractAsyncContextManager,
+    AbstractContextManager,
+    asynccontextmanager,
+    suppress,
+)
 from typing import Any
 
 from peewee import Database
@@ -56,10 +61,24 @@ async def _nothing() -> AsyncIterator[None]:
     yield
 
 
-@asynccontextmanager
-async def _sync_scope(tenant_id: str, outer_tenant: str | None) -> AsyncIterator[None]:
-    with rls.tenant_scope(tenant_id, outer_tenant):
-        yield
+class _SyncScope:
+    """The sync database side under ``async with``; ``sync`` is what a block
+    ended out of order unwinds (``context._ScopeBlock``), without awaiting."""
+
+    __slots__ = ("sync",)
+
+    def __init__(self, sync: AbstractContextManager[None]) -> None:
+        self.sync = sync
+
+    async def __aenter__(self) -> None:
+        self.sync.__enter__()
+
+    async def __aexit__(self, *exc_info: Any) -> None:
+        self.sync.__exit__(*exc_info)
+
+
+def _sync_scope(tenant_id: str, outer_tenant: str | None) -> AbstractAsyncContextManager[None]:
+    return _SyncScope(rls.tenant_scope(tenant_id, outer_tenant))
 
 
 @asynccontextmanager

@@ -21,15 +21,17 @@ Example::
 from __future__ import annotations
 
 from collections.abc import Callable
-from contextlib import AbstractAsyncContextManager, AbstractContextManager
+from contextlib import AbstractAsyncContextManager, AbstractContextManager, suppress
 from contextvars import Token
+from threading import get_ident
 from types import TracebackType
 from typing import Any, ParamSpec, TypeVar
 
-from ..errors import InvalidTenantId
+from ..database import database_proxy
+from ..errors import ContextAbandoned, InvalidTenantId
 from ..models.tenant import Tenant
-from ..scope import Scope, _scope, active_scope, current_tenant, require_tenant
-from .rls import bypass_scope, tenant_scope
+from ..scope import Scope, _scope, active_scope, current_tenant, in_force, require_tenant
+from .rls import bypass_scope, discard_thread_blocks, tenant_scope, thread_blocks
 from .unscoped_log import record_unscoped
 
 __all__ = [
@@ -70,18 +72,103 @@ class _ScopeBlock:
 
     On PostgreSQL the block is also a transaction that carries the scope to
     row-level security (``rls``); it commits, or rolls back on an exception.
+
+    Blocks end in the order they began, on the thread and in the context
+    they began in. One that does not - a generator suspended inside it and
+    closed later (collected while a block entered after it is open, or on
+    another thread, or from another asyncio task) - cannot put everything
+    back: its scope is closed (no reader sees it any more, in any context),
+    the transactions it and the blocks inside it hold on the thread's
+    connection are rolled back, and ``ContextAbandoned`` is raised, here and
+    at the exit of every block caught inside it.
     """
 
     _token: Token[Scope | None] | None = None
     _database: AbstractContextManager[None] | None = None
     _adatabase: AbstractAsyncContextManager[None] | None = None
+    scope: Scope  # the scope this block put in force
+    _thread: int
+    _blocks: list[Any] | None = None  # this thread's open blocks (deferred_begin.BLOCKS)
+    _task_conn: Any = None  # pwasyncio: the task's asyncpg connection
+
+    def _set(self, scope: Scope) -> None:
+        self.scope = scope
+        self._thread = get_ident()
+        blocks = self._blocks = thread_blocks()
+        if blocks is not None:
+            blocks.append(self)
+        self._token = _scope.set(scope)
 
     def _enter(self, scope: Scope, database: AbstractContextManager[None]) -> None:
         if self._token is not None:
             raise RuntimeError(f"{type(self).__name__} is already active; create a new one")
         database.__enter__()
         self._database = database
-        self._token = _scope.set(scope)
+        self._set(scope)
+
+    def _in_order(self) -> bool:
+        """Whether this block is the innermost open one, here, where it began;
+        if so its scope is taken out of the ContextVar."""
+        scope, blocks = self.scope, self._blocks
+        if (
+            scope.closed
+            or self._thread != get_ident()
+            or in_force() is not scope
+            or (blocks and blocks[-1] is not self)
+        ):
+            return False
+        try:
+            # reset(), not set(previous): restores exactly what the enclosing
+            # block saw, even if code inside set the variable some other way.
+            _scope.reset(self._token)  # type: ignore[arg-type]
+        except ValueError:  # entered in another Context (this one is a copy)
+            return False
+        if blocks:
+            blocks.pop()
+        return True
+
+    def unwind(self) -> None:
+        """End the database side with a rollback, as an exception would:
+        for a block ended out of order (``deferred_begin.discard_blocks``),
+        innermost first, on the thread it began on."""
+        database, self._database = self._database, None
+        adatabase, self._adatabase = self._adatabase, None
+        object.__setattr__(self.scope, "closed", True)
+        sync = database if database is not None else getattr(adatabase, "sync", None)
+        if sync is not None:
+            with suppress(Exception):  # discard_blocks rolls back what is left
+                sync.__exit__(ContextAbandoned, ContextAbandoned(), None)
+
+    def _abandon(self) -> ContextAbandoned:
+        """The out-of-order exit: close the scope and those entered inside it
+        here; roll back what they hold on this thread's connection."""
+        scope, blocks = self.scope, self._blocks
+        already = scope.closed
+        inner, found = _scope.get(), []
+        while inner is not None and inner is not scope:
+            found.append(inner)
+            inner = inner.outer
+        if inner is scope:  # this context: every scope entered inside it ends too
+            for later in found:
+                object.__setattr__(later, "closed", True)
+        object.__setattr__(scope, "closed", True)
+        if _scope.get() is scope:
+            with suppress(ValueError):
+                _scope.reset(self._token)  # type: ignore[arg-type]
+        if self._thread == get_ident() and blocks is not None and self in blocks:
+            discard_thread_blocks()
+        # On another thread the connection is not ours to touch: its thread's
+        # next statement finds the closed block and unwinds it (deferred_begin).
+        if already:
+            return ContextAbandoned(
+                f"{type(self).__name__} was rolled back: a block it was nested in ended "
+                "out of order (a generator suspended inside it, closed later?)"
+            )
+        return ContextAbandoned(
+            f"{type(self).__name__} ended out of order or outside the thread/context "
+            "it began in (a generator suspended inside it, closed later?): it and the "
+            "blocks inside it were rolled back"
+        )
 
     def __exit__(
         self,
@@ -89,20 +176,24 @@ class _ScopeBlock:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        assert self._token is not None and self._database is not None
-        # reset(), not set(previous): restores exactly what the enclosing
-        # block saw, even if code inside set the variable some other way.
-        _scope.reset(self._token)
-        self._token = None
-        database, self._database = self._database, None
-        database.__exit__(exc_type, exc, tb)
+        assert self._token is not None
+        try:
+            if self._database is not None and self._in_order():
+                database, self._database = self._database, None
+                database.__exit__(exc_type, exc, tb)
+                return
+            raise self._abandon()
+        finally:
+            self._token = None
 
     async def _aenter(self, scope: Scope, database: AbstractAsyncContextManager[None]) -> None:
         if self._token is not None:
             raise RuntimeError(f"{type(self).__name__} is already active; create a new one")
         await database.__aenter__()
         self._adatabase = database
-        self._token = _scope.set(scope)
+        self._set(scope)
+        if self._blocks is None:
+            self._task_conn = _task_connection()
 
     async def __aexit__(
         self,
@@ -110,11 +201,32 @@ class _ScopeBlock:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        assert self._token is not None and self._adatabase is not None
-        _scope.reset(self._token)
-        self._token = None
-        database, self._adatabase = self._adatabase, None
-        await database.__aexit__(exc_type, exc, tb)
+        assert self._token is not None
+        try:
+            if self._adatabase is not None and self._in_order():
+                database, self._adatabase = self._adatabase, None
+                await database.__aexit__(exc_type, exc, tb)
+                return
+            if self._adatabase is not None and self._task_conn is not None:
+                # Exited from another task (asyncio finalizes an abandoned
+                # async generator in a task of its own), whose connection is
+                # not the block's: closing the block's ends its transaction on
+                # the server, and its task's next statement fails rather than
+                # run as this tenant.
+                self._adatabase = None
+                self._task_conn.terminate()
+            raise self._abandon()
+        finally:
+            self._token = None
+
+
+def _task_connection() -> Any:
+    """This task's asyncpg connection on a pwasyncio PostgreSQL database, else None."""
+    db = database_proxy.obj
+    if db is None or not hasattr(db, "aexecute_sql"):
+        return None
+    conn = getattr(db._state.conn, "conn", None)  # pwasyncio's wrapper, then asyncpg's
+    return conn if hasattr(conn, "terminate") else None
 
 
 class tenant_context(_ScopeBlock):
@@ -130,7 +242,10 @@ class tenant_context(_ScopeBlock):
         self.tenant_id = tenant_id_of(tenant)
 
     def __enter__(self) -> str:
-        self._enter(Scope(self.tenant_id), tenant_scope(self.tenant_id, current_tenant()))
+        self._enter(
+            Scope(self.tenant_id, False, None, _scope.get()),
+            tenant_scope(self.tenant_id, current_tenant()),
+        )
         return self.tenant_id
 
     async def __aenter__(self) -> str:
@@ -138,7 +253,7 @@ class tenant_context(_ScopeBlock):
         from . import aio  # imports pwasyncio (the `async` extra): only async code pays for it
 
         scope = aio.tenant_scope(self.tenant_id, current_tenant())
-        await self._aenter(Scope(self.tenant_id), scope)
+        await self._aenter(Scope(self.tenant_id, False, None, _scope.get()), scope)
         return self.tenant_id
 
 
@@ -159,7 +274,7 @@ class unscoped(_ScopeBlock):
     def __enter__(self) -> None:
         caller = current_tenant()
         record_unscoped(self.reason, caller)
-        self._enter(Scope(caller, unscoped=True, reason=self.reason), bypass_scope())
+        self._enter(Scope(caller, True, self.reason, _scope.get()), bypass_scope())
 
 
 def tenant_bound(fn: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs) -> Callable[[], R]:

@@ -41,10 +41,15 @@ from collections.abc import Iterator
 from contextlib import AbstractContextManager, ExitStack, contextmanager, nullcontext, suppress
 from typing import Any, cast
 
-from peewee import Database
+from peewee import Database, PostgresqlDatabase
 
 from ..database import admin_database, database_proxy, is_postgres
-from ..database.deferred_begin import DeferredBeginMixin, DeferredTransaction
+from ..database.deferred_begin import (
+    BLOCKS,
+    DeferredBeginMixin,
+    DeferredTransaction,
+    discard_blocks,
+)
 from ..database.quoting import quote
 from ..errors import AdminConnectionRequired, InvalidTenantId, RelayError
 
@@ -52,11 +57,13 @@ __all__ = [
     "ADMIN_ROLE",
     "TENANT_SETTING",
     "bypass_scope",
+    "discard_thread_blocks",
     "separate_transaction",
     "tenant_scope",
     "tenant_setting_client_sql",
     "tenant_setting_literal_sql",
     "tenant_setting_sql",
+    "thread_blocks",
 ]
 
 TENANT_SETTING = "app.current_tenant_id"
@@ -164,6 +171,29 @@ def _scope_in_transaction(db: Database, tenant_id: str, outer_tenant: str | None
             # Still inside an enclosing context's transaction: a released
             # savepoint keeps our value, so put the enclosing tenant back.
             _set_tenant(db, outer_tenant or "")
+
+
+def thread_blocks(database: Database | None = None) -> list[Any] | None:
+    """This thread's open blocks on a sync PostgreSQL database (``deferred_begin.BLOCKS``);
+    ``None`` off PostgreSQL and where connections are per asyncio task."""
+    db = database if database is not None else database_proxy.obj
+    # isinstance, not is_postgres(): ``obj`` is never a proxy, and this runs
+    # on every context's entry.
+    if not isinstance(db, PostgresqlDatabase):
+        return None
+    state: Any = cast(Any, db)._state
+    if not isinstance(state, threading.local):  # pwasyncio: a connection per task
+        return None
+    blocks: list[Any] = state.__dict__.setdefault(BLOCKS, [])
+    return blocks
+
+
+def discard_thread_blocks(database: Database | None = None) -> None:
+    """Roll back this thread's transaction and close its blocks
+    (``deferred_begin.discard_blocks``)."""
+    db = _bound_postgres(database)
+    if db is not None and isinstance(cast(Any, db)._state, threading.local):
+        discard_blocks(db)
 
 
 def _current_task() -> object | None:

@@ -43,7 +43,7 @@ from peewee import (
 
 from ..database import database_proxy
 from ..errors import RawQueryRefused, RelayError, TenantRequired
-from ..scope import Scope, _scope
+from ..scope import Scope, _scope, in_force
 
 __all__ = [
     "TENANT_COLUMN",
@@ -85,6 +85,8 @@ def is_tenant_model(model: Any) -> bool:
 def scope_tenant(model: Any) -> str | None:
     """The tenant a query on ``model`` is limited to; ``None`` inside ``unscoped``."""
     scope: Scope | None = _scope.get()
+    if scope is not None and scope.closed:  # in_force(), its common case inlined
+        scope = in_force()
     if scope is None:
         name = getattr(model, "__name__", model)
         raise TenantRequired(
@@ -152,9 +154,21 @@ class TenantTable(Table):
         )
 
     def __sql__(self, ctx: Any) -> Any:
-        # _declares_source, its first test inlined: every column reference
-        # renders its table, and nearly all of them are not FROM items.
-        if ctx.state.scope != SCOPE_SOURCE or not _declares_source(ctx):
+        state = ctx.state
+        if state.scope == SCOPE_COLUMN:
+            # A column reference - every column of every query renders its
+            # table, so nearly every call. What Table.__sql__ writes there
+            # (apply_column, then Entity.__sql__: "<alias>") in this one
+            # frame rather than four; the same text.
+            if self._alias:
+                ctx.alias_manager[self] = self._alias
+            alias = str(ctx.alias_manager[self])
+            if alias:
+                quote = state.quote or '""'
+                return ctx.literal(f"{quote[0]}{alias.replace(quote[0], quote)}{quote[1]}")
+        # _declares_source, its first test inlined: most other calls are not
+        # FROM items either.
+        if state.scope != SCOPE_SOURCE or not _declares_source(ctx):
             return _table_sql(self, ctx)
         tenant_id = scope_tenant(self._model)
         if tenant_id is None:
@@ -352,13 +366,13 @@ class ScopedSelect(_ModelSelect):
     # (at import time, say) and iterated again under another tenant must not
     # hand out the first tenant's cached rows.
     def _stale(self) -> bool:
-        return self._cursor_wrapper is not None and self._executed_scope != _scope.get()
+        return self._cursor_wrapper is not None and self._executed_scope != in_force()
 
     def _execute(self, database: Database) -> Any:
         if self._stale():
             self._cursor_wrapper = None
         result = super()._execute(database)
-        self._executed_scope = _scope.get()
+        self._executed_scope = in_force()
         return result
 
     def _ensure_execution(self) -> None:

@@ -44,7 +44,7 @@ from peewee import (
 from ..database.deferred_begin import deferred_transaction
 from ..errors import CrossTenantWrite
 from ..models.audited import AuditedDelete, AuditedInsert, AuditedUpdate, WriteQueries
-from ..scope import _scope
+from ..scope import _scope, in_force
 from .references import (
     ANY_VALUE,
     References,
@@ -334,6 +334,8 @@ class ScopedInsert(_ModelInsert):
         if saved_for is not None and self._on_conflict is None:  # as in __sql__
             # scope_tenant(), inlined on the path of every create.
             scope = _scope.get()
+            if scope is not None and scope.closed:
+                scope = in_force()
             if scope is not None and not scope.unscoped and scope.tenant_id == saved_for:
                 self._ready_for = saved_for  # __sql__: render as it is
                 if self._by_database:

@@ -17,8 +17,16 @@ which is what rules out schema changes (``CREATE``, ``ALTER``, ``GRANT``,
 ``TRUNCATE``: a new relfilenode is a ``pg_class`` update). ``age()``
 compares xids, wraparound and all. What is not transactional is put back
 unconditionally (sequence values) or checked apart (the copy's row in the
-shared catalogs, its settings, prepared transactions); planner statistics
-(``pg_statistic``, rewritten by autovacuum's ANALYZE) are not compared.
+shared catalogs, its settings, prepared transactions).
+
+Planner statistics are not compared but wiped: ``pg_statistic`` and
+``pg_statistic_ext_data`` rows written since the marker (the test's ANALYZE,
+or autovacuum's) hold sampled column values - ``pg_stats.most_common_vals``
+would show the next test a value the previous one inserted - so the reset
+deletes them; the template's own statistics for those columns go with them
+(as after a fresh copy of a template never analyzed). The reset holds every
+table in SHARE UPDATE EXCLUSIVE mode, which ANALYZE takes too, so no ANALYZE
+that sampled the test's rows can commit after the wipe.
 """
 
 from __future__ import annotations
@@ -32,7 +40,7 @@ from dataclasses import dataclass
 from typing import Any, NoReturn
 from urllib.parse import urlparse, urlunparse
 
-from ..database import POSTGRES_DRIVERS
+from ..database import POSTGRES_DRIVERS, sqlstate
 
 __all__ = [
     "Pristine",
@@ -54,6 +62,11 @@ _MARKER = -9
 # is given up on: backends exit within a millisecond or two of the client
 # closing; one still there after this belongs to a connection the test left open.
 LINGER_SECONDS = 0.1
+# How long the reset waits for a table autovacuum is working on: past it the
+# copy is replaced instead (autovacuum yields only after deadlock_timeout, 1 s).
+LOCK_TIMEOUT_MS = 100
+# PostgreSQL's lock_not_available, raised when LOCK_TIMEOUT_MS runs out.
+_LOCK_NOT_AVAILABLE = "55P03"
 
 
 def with_database(url: str, name: str) -> str:
@@ -252,6 +265,47 @@ def reset(conn: Any, pristine: Pristine, marker: int) -> str | None:
     """
     if not wait_until_alone(conn):
         return "a connection to it was still open"
+    # One transaction, the tables locked against ANALYZE from the checks to
+    # the statistics' wipe (module docstring).
+    try:
+        _run(
+            conn,
+            f"BEGIN; SET LOCAL lock_timeout = '{LOCK_TIMEOUT_MS}ms';"
+            f" LOCK TABLE {', '.join(pristine.frozen + tuple(t.name for t in pristine.tables))}"
+            " IN SHARE UPDATE EXCLUSIVE MODE",
+        )
+    except Exception as exc:
+        _run(conn, "ROLLBACK")
+        if sqlstate(exc) == _LOCK_NOT_AVAILABLE:
+            return "autovacuum was working on it"
+        raise
+    try:
+        found = _restore(conn, pristine, marker)
+        if found is not None:
+            _run(conn, "ROLLBACK")
+            return found
+        # nextval() is not transactional: set every sequence, changed or not.
+        values = ", ".join(
+            f"setval('{_literal(name)}', {value}, {'true' if called else 'false'})"
+            for name, value, called in pristine.sequences
+        )
+        young = f"age(xmin) <= age('{marker}'::xid)"
+        _run(
+            conn,
+            f"DELETE FROM pg_catalog.pg_statistic WHERE {young};"
+            f" DELETE FROM pg_catalog.pg_statistic_ext_data WHERE {young};"
+            + (f" SELECT {values};" if values else "")
+            + " COMMIT",
+        )
+    except BaseException:
+        _run(conn, "ROLLBACK")
+        raise
+    return None
+
+
+def _restore(conn: Any, pristine: Pristine, marker: int) -> str | None:
+    """Put back the rows of every table the test changed, in the open
+    transaction; or say why only a new copy would do."""
     changed: list[_Table] = []
     tables = dict(enumerate(pristine.tables, start=len(pristine.frozen)))
     rows = _changes(_rows(conn, pristine.checks(marker)))
@@ -263,22 +317,10 @@ def reset(conn: Any, pristine: Pristine, marker: int) -> str | None:
         changed.append(tables[i])
     if changed:
         deletes = "; ".join(f"DELETE FROM {table.name}" for table in changed)
-        try:
-            _run(conn, f"BEGIN; SET LOCAL session_replication_role = replica; {deletes}")
-            for table in changed:
-                if table.rows:
-                    _copy_in(conn, f"COPY {table.name} ({table.columns}) FROM STDIN", table.rows)
-            _run(conn, "COMMIT")
-        except BaseException:
-            _run(conn, "ROLLBACK")
-            raise
-    if pristine.sequences:
-        # nextval() is not transactional: set every sequence, changed or not.
-        values = ", ".join(
-            f"setval('{_literal(name)}', {value}, {'true' if called else 'false'})"
-            for name, value, called in pristine.sequences
-        )
-        _run(conn, f"SELECT {values}")
+        _run(conn, f"SET LOCAL session_replication_role = replica; {deletes}")
+        for table in changed:
+            if table.rows:
+                _copy_in(conn, f"COPY {table.name} ({table.columns}) FROM STDIN", table.rows)
     return None
 
 
