@@ -39,7 +39,7 @@ from .errors import AdminConnectionRequired, RelayError
 from .migrator import MigrationStatus
 from .migrator.online import MAX_LOCK_TIMEOUT, MIN_LOCK_TIMEOUT
 from .migrator.runner import BASELINE
-from .operations import commands
+from .operations import commands, tenant_erase, tenant_states
 from .operations.roles import create_roles, role_statements
 
 __all__ = ["cli", "main"]
@@ -561,7 +561,7 @@ def makemigration(
 
 @cli.group()
 def tenants() -> None:
-    """Create and list tenants."""
+    """Create, list, deactivate, activate and erase tenants."""
 
 
 @tenants.command(
@@ -582,6 +582,126 @@ def tenants_create(database: str | None, slug: str, name: str, domain: str | Non
     with _database(database) as db:
         tenant = commands.create_tenant(db, slug, name, domain)
     click.echo(f"created tenant {tenant.slug}: {tenant.id}")
+
+
+def _admin_refusal(command: str, exc: AdminConnectionRequired) -> click.ClickException:
+    return click.ClickException(
+        f"{command} must see every tenant, and this role cannot: {exc.reason}; pass "
+        f"--admin-database URL (or set ${ADMIN_URL_ENV}) naming a BYPASSRLS role such "
+        "as relay_admin (see `relay-peewee roles`), or connect as one"
+    )
+
+
+admin_database_option = click.option(
+    "--admin-database",
+    "admin_url",
+    metavar="URL",
+    envvar=ADMIN_URL_ENV,
+    default=None,
+    help="PostgreSQL, when --database is the application role: the database as a BYPASSRLS "
+    f"role (relay_admin), which the change runs on. Default: ${ADMIN_URL_ENV}.",
+)
+
+
+def _set_active(database: str | None, admin_url: str | None, slug: str, active: bool) -> None:
+    command = f"tenants {'activate' if active else 'deactivate'}"
+    with _database(database) as db, _admin_database(db, admin_url):
+        try:
+            change = (tenant_states.activate_tenant if active else tenant_states.deactivate_tenant)(
+                db, slug
+            )
+        except AdminConnectionRequired as exc:
+            raise _admin_refusal(command, exc) from None
+    state = "active" if active else "inactive"
+    if change.changed:
+        click.echo(f"tenant {change.slug} ({change.tenant_id}) is now {state}")
+    else:
+        click.echo(f"tenant {change.slug} ({change.tenant_id}) was already {state}")
+
+
+@tenants.command(
+    "deactivate",
+    epilog=_examples("relay-peewee tenants deactivate --slug acme"),
+)
+@database_option
+@click.option("--slug", required=True, help="The tenant's slug.")
+@admin_database_option
+@_user_errors
+def tenants_deactivate(database: str | None, slug: str, admin_url: str | None) -> None:
+    """Refuse the tenant's new requests and contexts (audited: tenant.deactivate).
+
+    Requests already running finish; other processes refuse it within 2
+    seconds. Deactivating an inactive tenant changes nothing.
+    """
+    _set_active(database, admin_url, slug, False)
+
+
+@tenants.command(
+    "activate",
+    epilog=_examples("relay-peewee tenants activate --slug acme"),
+)
+@database_option
+@click.option("--slug", required=True, help="The tenant's slug.")
+@admin_database_option
+@_user_errors
+def tenants_activate(database: str | None, slug: str, admin_url: str | None) -> None:
+    """Let a deactivated tenant in again (audited: tenant.activate)."""
+    _set_active(database, admin_url, slug, True)
+
+
+@tenants.command(
+    "erase",
+    epilog=_examples(
+        "relay-peewee tenants deactivate --slug acme",
+        "relay-peewee tenants erase --slug acme --yes",
+        "relay-peewee tenants erase --slug big --yes --batch-size 10000   # resumable",
+    ),
+)
+@database_option
+@click.option("--slug", required=True, help="The tenant's slug (deactivated first).")
+@click.option("--yes", is_flag=True, help="Confirm: every row of the tenant is deleted for good.")
+@click.option(
+    "--batch-size",
+    type=click.IntRange(min=1),
+    default=None,
+    metavar="N",
+    help="Delete in transactions of at most N rows each, resumable after a crash "
+    "(default: one transaction).",
+)
+@click.option("-q", "--quiet", is_flag=True, help="Do not print progress.")
+@admin_database_option
+@_user_errors
+def tenants_erase(
+    database: str | None,
+    slug: str,
+    yes: bool,
+    batch_size: int | None,
+    quiet: bool,
+    admin_url: str | None,
+) -> None:
+    """Delete every row of a deactivated tenant, keeping a tombstone (audited: tenant.erase).
+
+    The tenants row stays, inactive, as slug erased:<id> (the slug is free
+    again); the audit log keeps its events. Refused for the default tenant
+    and an active one.
+    """
+    if not yes:
+        raise click.ClickException(
+            f"tenants erase deletes every row of tenant {slug!r} for good: "
+            "pass --yes to confirm (nothing was changed)"
+        )
+
+    def progress(message: str) -> None:
+        if not quiet:
+            click.echo(message, err=True)
+
+    with _database(database) as db, _admin_database(db, admin_url):
+        try:
+            erasure = tenant_erase.erase_tenant(db, slug, batch_size=batch_size, progress=progress)
+        except AdminConnectionRequired as exc:
+            raise _admin_refusal("tenants erase", exc) from None
+    counts = ", ".join(f"{n} {table}" for table, n in erasure.deleted.items() if n)
+    click.echo(f"erased tenant {slug} ({erasure.tenant_id}): {counts or 'no rows'}")
 
 
 @cli.group()
