@@ -35,6 +35,7 @@ from peewee import (
     IntegerField,
     Model,
     TimeField,
+    UUIDField,
 )
 
 from ..errors import RelayError
@@ -60,7 +61,7 @@ AUDIT_LOGS = AuditLog._meta.table_name
 
 # The value types of the format (docs/lifecycle.md, "Values").
 TEXT, INTEGER, FLOAT, DECIMAL, BOOLEAN = "text", "integer", "float", "decimal", "boolean"
-TIMESTAMP, DATE, TIME, JSON, TEXT_LIST, REAL_LIST, BYTES = (
+TIMESTAMP, DATE, TIME, JSON, TEXT_LIST, REAL_LIST, BYTES, UUID = (
     "timestamp",
     "date",
     "time",
@@ -68,6 +69,7 @@ TIMESTAMP, DATE, TIME, JSON, TEXT_LIST, REAL_LIST, BYTES = (
     "text[]",
     "real[]",
     "bytes",
+    "uuid",
 )
 
 
@@ -91,7 +93,10 @@ class TableSpec:
         return [c.name for c in self.columns]
 
     def as_json(self) -> dict[str, Any]:
-        return {"name": self.name, "columns": [{"name": c.name, "type": c.type} for c in self.columns]}
+        return {
+            "name": self.name,
+            "columns": [{"name": c.name, "type": c.type} for c in self.columns],
+        }
 
 
 def column_type(field: Field) -> str:
@@ -101,6 +106,7 @@ def column_type(field: Field) -> str:
     # Checked in this order: some of peewee's classes derive from others.
     for kind, name in (
         (JSONField, JSON),
+        (UUIDField, UUID),
         (TextListField, TEXT_LIST),
         (FloatListField, REAL_LIST),
         (BooleanField, BOOLEAN),
@@ -134,14 +140,15 @@ def tenant_tables(models: Sequence[type[Model]] = ()) -> list[TableSpec]:
     models are left out), then ``audit_logs`` (the tenant's events, which
     reference nothing).
     """
-    relay = [Tenant, *TENANT_MODELS]
+    relay: list[type[Model]] = [Tenant, *TENANT_MODELS]
     app = [m for m in models if "tenant" in m._meta.fields and m not in relay]
     names = [m._meta.table_name for m in app]
-    taken = {m._meta.table_name for m in (*relay, AuditLog)}
+    every: list[type[Model]] = [*relay, *app, AuditLog]
+    taken = {m._meta.table_name for m in every if m not in app}
     clash = [n for n in names if n in taken]
     if clash:
         raise RelayError(f"the application's model table {clash[0]!r} is one of Relay's own")
-    return [_spec(m) for m in (*relay, *app, AuditLog)]
+    return [_spec(m) for m in every]
 
 
 def _dumps(value: Any) -> str:
