@@ -143,7 +143,7 @@ def tenant_fingerprints(
     with _snapshot(database):
         tenant_id, _tenant_row = _tenant(database, slug)
         for spec in tables:
-            digest = _RowDigest()
+            digest = _RowDigest(spec)
             _table_lines(database, spec, tenant_id, digest.write)
             out[spec.name] = digest.hexdigest(spec.name)
     return out
@@ -152,15 +152,19 @@ def tenant_fingerprints(
 class _RowDigest:
     """Rows from chunks of lines, each hashed as canonical JSON; their sum."""
 
-    def __init__(self) -> None:
+    def __init__(self, spec: TableSpec) -> None:
         self.pending = b""
         self.total = 0
         self.count = 0
+        # A real is a float whichever way it was written (PostgreSQL writes 3.0 as 3).
+        self.reals = [i + 1 for i, c in enumerate(spec.columns) if c.type in (FLOAT, REAL_LIST)]
 
     def write(self, data: bytes) -> None:
         *lines, self.pending = (self.pending + bytes(data)).split(b"\n")
         for line in lines:
             row = json.loads(line)
+            for i in self.reals:
+                row[i] = _as_float(row[i])
             canonical = json.dumps(row, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
             self.total += int.from_bytes(hashlib.sha256(canonical.encode()).digest(), "big")
             self.count += 1
@@ -168,6 +172,12 @@ class _RowDigest:
     def hexdigest(self, table: str) -> str:
         total = self.total % (1 << 256)
         return hashlib.sha256(f"{table}:{self.count}:{total:064x}".encode()).hexdigest()
+
+
+def _as_float(value: Any) -> Any:
+    if isinstance(value, list):
+        return [_as_float(v) for v in value]
+    return float(value) if isinstance(value, (int, float)) else value
 
 
 @contextmanager
