@@ -561,7 +561,7 @@ def makemigration(
 
 @cli.group()
 def tenants() -> None:
-    """Create, list, deactivate, activate and erase tenants."""
+    """Create, list, export, import, deactivate, activate and erase tenants."""
 
 
 @tenants.command(
@@ -584,14 +584,6 @@ def tenants_create(database: str | None, slug: str, name: str, domain: str | Non
     click.echo(f"created tenant {tenant.slug}: {tenant.id}")
 
 
-def _admin_refusal(command: str, exc: AdminConnectionRequired) -> click.ClickException:
-    return click.ClickException(
-        f"{command} must see every tenant, and this role cannot: {exc.reason}; pass "
-        f"--admin-database URL (or set ${ADMIN_URL_ENV}) naming a BYPASSRLS role such "
-        "as relay_admin (see `relay-peewee roles`), or connect as one"
-    )
-
-
 admin_database_option = click.option(
     "--admin-database",
     "admin_url",
@@ -599,19 +591,137 @@ admin_database_option = click.option(
     envvar=ADMIN_URL_ENV,
     default=None,
     help="PostgreSQL, when --database is the application role: the database as a BYPASSRLS "
-    f"role (relay_admin), which the change runs on. Default: ${ADMIN_URL_ENV}.",
+    f"role (relay_admin), which the command runs on. Default: ${ADMIN_URL_ENV}.",
 )
+
+
+@contextmanager
+def _sees_every_tenant(command: str) -> Iterator[None]:
+    """AdminConnectionRequired as the one line that names the fix."""
+    try:
+        yield
+    except AdminConnectionRequired as exc:
+        raise click.ClickException(
+            f"{command} must see every tenant, and this role cannot: {exc.reason}; pass "
+            f"--admin-database URL (or set ${ADMIN_URL_ENV}) naming a BYPASSRLS role such "
+            "as relay_admin (see `relay-peewee roles`), or connect as one"
+        ) from None
+
+
+def _progress(quiet: bool) -> Callable[[str], None] | None:
+    return None if quiet else (lambda label: click.echo(f"  {label}", err=True))
+
+
+@tenants.command(
+    "export",
+    epilog=_examples(
+        "relay-peewee tenants export --slug acme --output acme.jsonl",
+        "relay-peewee tenants export --slug acme | gzip > acme.jsonl.gz",
+    ),
+)
+@database_option
+@click.option("--slug", required=True, help="The tenant to export.")
+@click.option(
+    "--output",
+    default="-",
+    metavar="FILE",
+    show_default=True,
+    help="The file to write; - is stdout.",
+)
+@admin_database_option
+@click.option(
+    "--models",
+    "models",
+    multiple=True,
+    metavar="MODULE",
+    help="A module of the application's models, whose TenantModels are exported too "
+    "(repeatable). Default: `models` in [tool.relay_peewee] of pyproject.toml.",
+)
+@click.option("-q", "--quiet", is_flag=True, help="Do not print progress.")
+@_user_errors
+def tenants_export(
+    database: str | None,
+    slug: str,
+    output: str,
+    admin_url: str | None,
+    models: tuple[str, ...],
+    quiet: bool,
+) -> None:
+    """Write a tenant's rows (Relay's tables, the app's, its audit events) as a tenant file."""
+    from .operations.tenant_export import export_tenant
+
+    app_models = load_models(_app((), models).models)
+    with (
+        _database(database) as db,
+        _admin_database(db, admin_url),
+        _sees_every_tenant("tenants export"),
+        _output(output) as out,
+    ):
+        done = export_tenant(db, slug, out, models=app_models, progress=_progress(quiet))
+    where = "stdout" if output == "-" else output
+    rows = sum(done.rows.values())
+    click.echo(
+        f"exported tenant {slug}: {rows} rows in {len(done.rows)} tables to {where}", err=True
+    )
+
+
+@contextmanager
+def _output(path: str) -> Iterator[Any]:
+    """stdout, or ``path`` written whole or not at all (a temporary file renamed at the end)."""
+    if path == "-":
+        yield sys.stdout.buffer
+        return
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        raise click.ClickException(f"cannot write {path}: no such folder {folder}")
+    partial = f"{path}.partial"
+    try:
+        with open(partial, "wb") as out:
+            yield out
+        os.replace(partial, path)
+    finally:
+        with suppress(FileNotFoundError):
+            os.remove(partial)
+
+
+@tenants.command(
+    "import",
+    epilog=_examples(
+        "relay-peewee tenants import acme.jsonl --database postgresql://root@db/relay",
+        "gunzip -c acme.jsonl.gz | relay-peewee tenants import - --database sqlite:///relay.db",
+    ),
+)
+@click.argument("file", metavar="FILE")
+@database_option
+@admin_database_option
+@click.option("-q", "--quiet", is_flag=True, help="Do not print progress.")
+@_user_errors
+def tenants_import(file: str, database: str | None, admin_url: str | None, quiet: bool) -> None:
+    """Import a tenant file (- is stdin) in one transaction: all of it, or nothing."""
+    from .operations.tenant_import import import_tenant
+
+    source: Any = sys.stdin.buffer if file == "-" else file
+    with (
+        _database(database) as db,
+        _admin_database(db, admin_url),
+        _sees_every_tenant("tenants import"),
+    ):
+        done = import_tenant(db, source, progress=_progress(quiet))
+    rows = sum(done.rows.values())
+    click.echo(
+        f"imported tenant {done.slug} ({done.tenant_id}): {rows} rows from {done.source_backend}"
+    )
 
 
 def _set_active(database: str | None, admin_url: str | None, slug: str, active: bool) -> None:
     command = f"tenants {'activate' if active else 'deactivate'}"
-    with _database(database) as db, _admin_database(db, admin_url):
-        try:
-            change = (tenant_states.activate_tenant if active else tenant_states.deactivate_tenant)(
-                db, slug
-            )
-        except AdminConnectionRequired as exc:
-            raise _admin_refusal(command, exc) from None
+    change_state = tenant_states.activate_tenant if active else tenant_states.deactivate_tenant
+    with (
+        _database(database) as db,
+        _admin_database(db, admin_url),
+        _sees_every_tenant(command),
+    ):
+        change = change_state(db, slug)
     state = "active" if active else "inactive"
     if change.changed:
         click.echo(f"tenant {change.slug} ({change.tenant_id}) is now {state}")
@@ -695,11 +805,12 @@ def tenants_erase(
         if not quiet:
             click.echo(message, err=True)
 
-    with _database(database) as db, _admin_database(db, admin_url):
-        try:
-            erasure = tenant_erase.erase_tenant(db, slug, batch_size=batch_size, progress=progress)
-        except AdminConnectionRequired as exc:
-            raise _admin_refusal("tenants erase", exc) from None
+    with (
+        _database(database) as db,
+        _admin_database(db, admin_url),
+        _sees_every_tenant("tenants erase"),
+    ):
+        erasure = tenant_erase.erase_tenant(db, slug, batch_size=batch_size, progress=progress)
     counts = ", ".join(f"{n} {table}" for table, n in erasure.deleted.items() if n)
     click.echo(f"erased tenant {slug} ({erasure.tenant_id}): {counts or 'no rows'}")
 
