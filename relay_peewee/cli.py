@@ -815,6 +815,68 @@ def tenants_erase(
     click.echo(f"erased tenant {slug} ({erasure.tenant_id}): {counts or 'no rows'}")
 
 
+@tenants.command(
+    "move",
+    epilog=_examples(
+        "relay-peewee tenants move --slug big --to postgresql://root@db2/relay",
+        "relay-peewee tenants move --slug acme --database postgresql://root@db/relay "
+        "--to sqlite:///acme.db",
+    ),
+)
+@database_option
+@click.option("--slug", required=True, help="The tenant to move.")
+@click.option(
+    "--to", "target_url", required=True, metavar="URL", help="The migrated database to move it to."
+)
+@click.option(
+    "--batch-size",
+    type=click.IntRange(min=1),
+    default=10_000,
+    show_default=True,
+    metavar="N",
+    help="Rows per transaction of the erase at the source.",
+)
+@admin_database_option
+@click.option(
+    "--models",
+    "models",
+    multiple=True,
+    metavar="MODULE",
+    help="A module of the application's models, whose TenantModels move too "
+    "(repeatable). Default: `models` in [tool.relay_peewee] of pyproject.toml.",
+)
+@click.option("-q", "--quiet", is_flag=True, help="Do not print progress.")
+@_user_errors
+def tenants_move(
+    database: str | None,
+    slug: str,
+    target_url: str,
+    batch_size: int,
+    admin_url: str | None,
+    models: tuple[str, ...],
+    quiet: bool,
+) -> None:
+    """Move a tenant to another database: deactivate, export, import, verify, erase, activate.
+
+    Resumable: after a crash at any step the same command completes the
+    move. The tenant is never active in both databases.
+    """
+    from .operations.tenant_move import move_tenant
+
+    app_models = load_models(_app((), models).models)
+    with (
+        _database(database) as db,
+        _admin_database(db, admin_url),
+        _database(target_url) as target,
+        _sees_every_tenant("tenants move"),
+    ):
+        moved = move_tenant(
+            db, slug, target, models=app_models, batch_size=batch_size, progress=_progress(quiet)
+        )
+    again = " (resumed)" if moved.resumed else ""
+    click.echo(f"moved tenant {slug} ({moved.tenant_id}) to {moved.target}{again}")
+
+
 @cli.group()
 def users() -> None:
     """Move users between tenants."""

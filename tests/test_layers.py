@@ -72,6 +72,7 @@ DEFERRED_OK = {
     # The tenant file's modules: only `tenants export` / `tenants import` need them.
     ("cli", "operations.tenant_export"),
     ("cli", "operations.tenant_import"),
+    ("cli", "operations.tenant_move"),
 }
 
 

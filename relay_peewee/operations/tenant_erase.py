@@ -42,11 +42,10 @@ from ..database import is_postgres, unwrap
 from ..database.catalog import catalog_for
 from ..database.quoting import quote
 from ..errors import RelayError
-from ..events import write_event
 from ..models.tenant import DEFAULT_TENANT_ID, tenants_changed
 from ..tenancy.rls import bypass_scope
 from ..tenancy.scoping import TENANT_COLUMN
-from .tenant_states import ERASED_SLUG_PREFIX, TenantRow, find_tenant, placeholder
+from .tenant_states import ERASED_SLUG_PREFIX, TenantRow, find_tenant, placeholder, record
 
 __all__ = [
     "ERASE_ACTION",
@@ -244,7 +243,7 @@ def _event(
     metadata: dict[str, Any],
     actor_id: str | None = None,
 ) -> None:
-    write_event(
+    record(
         db,
         {
             "action": action,
@@ -254,5 +253,4 @@ def _event(
             "actor_id": actor_id,
             "metadata": metadata,
         },
-        strict=True,
     )

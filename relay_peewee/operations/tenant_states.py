@@ -24,12 +24,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from typing import Any
 
 from peewee import Database, DatabaseProxy
 
 from ..database import is_postgres, unwrap
 from ..errors import MigrationError, RelayError
 from ..events import write_event
+from ..models.audit_log import AuditLog
 from ..models.tenant import DEFAULT_TENANT_ID, tenants_changed
 from ..tenancy.rls import bypass_scope
 
@@ -43,6 +45,7 @@ __all__ = [
     "deactivate_tenant",
     "find_tenant",
     "placeholder",
+    "record",
 ]
 
 DEACTIVATE_ACTION = "tenant.deactivate"
@@ -71,6 +74,21 @@ class TenantState:
     changed: bool  # False: it already was in that state, nothing was written
 
 
+def record(db: Database, row: dict[str, Any]) -> None:
+    """``write_event`` on ``db``, strict: the row commits with the change or neither does.
+
+    AuditLog is bound for the write when its proxy names another database
+    (a move's target): an insert built for one backend's dialect (RETURNING,
+    last row id) would fail on the other's connection.
+    """
+    bound: Any = AuditLog._meta.database
+    if getattr(bound, "obj", bound) is db:
+        write_event(db, row, strict=True)
+        return
+    with db.bind_ctx([AuditLog]):
+        write_event(db, row, strict=True)
+
+
 def placeholder(db: Database) -> str:
     return "%s" if is_postgres(db) else "?"
 
@@ -83,11 +101,13 @@ def find_tenant(db: Database, slug: str, *, lock: bool = False) -> TenantRow:
         raise MigrationError("this database has no tenants table yet: run `relay-peewee migrate`")
     p = placeholder(db)
     for_update = " FOR UPDATE" if lock and p == "%s" else ""
-    row = db.execute_sql(
+    # fetchall: a SQLite statement left unfinished would make a later COMMIT fail.
+    rows = db.execute_sql(
         f"SELECT id, slug, is_active FROM tenants WHERE slug = {p}{for_update}", (slug,)
-    ).fetchone()
-    if row is None:
+    ).fetchall()
+    if not rows:
         raise RelayError(f"no tenant with slug {slug!r}")
+    row = rows[0]
     return TenantRow(str(row[0]), str(row[1]), bool(row[2]))
 
 
@@ -124,7 +144,7 @@ def _set_active(db: Database, slug: str, active: bool, actor_id: str | None) -> 
                 f"UPDATE tenants SET is_active = {p}, updated_at = {p} WHERE id = {p}",
                 (active, now, tenant.id),
             )
-            write_event(
+            record(
                 db,
                 {
                     "action": ACTIVATE_ACTION if active else DEACTIVATE_ACTION,
@@ -134,7 +154,6 @@ def _set_active(db: Database, slug: str, active: bool, actor_id: str | None) -> 
                     "actor_id": actor_id,
                     "metadata": {"slug": tenant.slug},
                 },
-                strict=True,
             )
     finally:
         # Also on failure: a write may have reached tenants before the error.
