@@ -35,9 +35,11 @@ from typing import Any
 from peewee import Database, DatabaseProxy, Model
 
 from ..database import is_postgres, unwrap
+from ..database.quoting import quote
 from ..errors import RelayError
 from ..tenancy.rls import bypass_scope
-from .tenant_erase import ERASE_ACTION, erase_tenant
+from .tenant_data import tenant_tables
+from .tenant_erase import ERASE_ACTION, erase_order, erase_tenant
 from .tenant_export import export_tenant, tenant_fingerprints
 from .tenant_import import import_tenant
 from .tenant_states import activate_tenant, deactivate_tenant, placeholder, record
@@ -88,6 +90,7 @@ def move_tenant(
         say("move: activating at the target")
         activate_tenant(dst, slug)
         return MoveSummary(erased, slug, where, {}, True)
+    _require_carried(src, slug, tenant_id, models)
     at_target = _row(dst, tenant_id)
     taken = _slug_owner(dst, slug)
     if taken is not None and taken != tenant_id:
@@ -126,6 +129,27 @@ def move_tenant(
     say("move: activating at the target")
     activate_tenant(dst, slug)
     return MoveSummary(tenant_id, slug, where, erasure.deleted, resumed)
+
+
+def _require_carried(
+    db: Database, slug: str, tenant_id: str, models: Sequence[type[Model]]
+) -> None:
+    """Refuse a move that would erase rows the tenant file does not carry.
+
+    Erase deletes the tenant's rows in every table with a ``tenant_id``;
+    export writes only the tables a model describes. A table between the
+    two would be lost in a move, so it is refused before anything changes.
+    """
+    carried = {spec.name for spec in tenant_tables(models)}
+    for table in erase_order(db):
+        if table in carried:
+            continue
+        if _one(db, f"SELECT 1 FROM {quote(table)} WHERE tenant_id = ? LIMIT 1", (tenant_id,)):
+            raise RelayError(
+                f"table {table} holds rows of tenant {slug!r} that a tenant file does not "
+                "carry (no model describes it): name its module with --models, or delete "
+                "those rows first; nothing was changed"
+            )
 
 
 def _one(db: Database, query: str, params: tuple[Any, ...]) -> Any:
