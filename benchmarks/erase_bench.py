@@ -4,7 +4,7 @@ A migrated database holds a big tenant (``--skills N``, default 100,000:
 about 1.7 million rows in the nine tables, built inside the database by
 ``support/legacy_data.py`` and re-homed from the default tenant) and two
 small ones (the plugin's sample data). On PostgreSQL the big tenant has
-``--pg-skills`` (default 5,000): there deleting a tenant's skill versions
+``--pg-skills`` (default 2,000): there deleting a tenant's skill versions
 and skills is quadratic for any DELETE, the floor's too - each deleted row's
 ``ON DELETE SET NULL`` key (migration 0011's ``published_version_id``,
 ``draft_version_id``, ``forked_from_id``) makes PostgreSQL look for
@@ -240,7 +240,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--pg-skills",
         type=int,
-        default=5_000,
+        default=2_000,
         help="PostgreSQL's big tenant (smaller: there both sides are quadratic, see the docs)",
     )
     parser.add_argument("--rounds", type=int, default=3)

@@ -161,3 +161,19 @@ def test_move_refusals_change_nothing(pair: Pair) -> None:
         move_tenant(pair.source, "a", pair.target)
     assert pair.active_in(pair.source)
     assert Pair.data(pair.source, "a") == pair.before
+
+
+def test_move_refuses_tenant_rows_a_tenant_file_would_not_carry(pair: Pair) -> None:
+    # A table no model describes: erase would delete its rows, export not carry them.
+    with pair.source.atomic():
+        pair.source.execute_sql(
+            "CREATE TABLE notes (id TEXT PRIMARY KEY,"
+            " tenant_id TEXT NOT NULL REFERENCES tenants (id))"
+        )
+        pair.source.execute_sql(
+            sql(pair.source, "INSERT INTO notes VALUES (?, ?)"), ("n1", pair.ids["a"])
+        )
+    with pytest.raises(RelayError, match="table notes holds rows of tenant 'a' that a tenant file"):
+        move_tenant(pair.source, "a", pair.target)
+    assert pair.active_in(pair.source) and not pair.active_in(pair.target)
+    assert Pair.data(pair.source, "a") == pair.before
