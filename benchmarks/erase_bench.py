@@ -16,8 +16,9 @@ erases the big tenant from one copy with the project's ``erase_tenant``
 from the other with the floor (Relay's auth tables, which reference users
 with no index on ``user_id``, get one first: see ``build``): one
 ``DELETE FROM t WHERE tenant_id = ?`` per table, children first, in one
-transaction, run on a plain peewee connection. The sides take turns, in alternating order. Every run is
-verified: no row of the big tenant left, the small tenants' rows intact.
+transaction, run on a plain peewee connection. The sides take turns, in
+alternating order. Every run is verified: no row of the big tenant left,
+the small tenants' rows intact.
 
 Prints seconds per side and the median ratio project/floor (target <= 1.5).
 

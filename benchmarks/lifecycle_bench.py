@@ -372,10 +372,13 @@ def main() -> int:
             project_export(setup)  # the file the import phase loads
             size = setup.file.stat().st_size / 1e6
             print(
-                f"\n{backend}: tenant big, {args.skills} skills ({args.skills * 17 + args.skills // 10 + 2} rows, file {size:.0f} MB), {args.others} skills besides"
+                f"\n{backend}: tenant big, {args.skills} skills"
+                f" ({args.skills * 17 + args.skills // 10 + 2} rows, file {size:.0f} MB),"
+                f" {args.others} skills besides"
             )
             print(
-                f"{'phase':<8} {'project s':>10} {'floor s':>9} {'ratio q1':>9} {'median':>7} {'q3':>6}"
+                f"{'phase':<8} {'project s':>10} {'floor s':>9}"
+                f" {'ratio q1':>9} {'median':>7} {'q3':>6}"
             )
             for name in args.phases.split(","):
                 log(f"{backend}: {name}, {args.rounds} rounds a side")
@@ -383,7 +386,8 @@ def main() -> int:
                 ratios = [a / b for a, b in zip(project, floor, strict=True)]
                 q1, med, q3 = quartiles(ratios)
                 print(
-                    f"{name:<8} {statistics.median(project):>10.2f} {statistics.median(floor):>9.2f}"
+                    f"{name:<8} {statistics.median(project):>10.2f}"
+                    f" {statistics.median(floor):>9.2f}"
                     f" {fmt(q1):>9} {fmt(med):>7} {fmt(q3):>6}"
                 )
                 ok &= check_ratio(f"{backend:8s} {name} project/floor (median)", med, TARGET)
