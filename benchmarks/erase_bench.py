@@ -258,6 +258,8 @@ def main(argv: list[str] | None = None) -> int:
         met = ratio <= TARGET
         missed += measured and not met and "batches" not in name
         verdict = ("met" if met else "MISSED") if measured else "baseline"
+        if "batches" in name:  # resumable: a commit per batch, not held to the target
+            verdict = "informational"
         print(f"{name:<28} {seconds:>8.2f} {ratio:>6.2f}  {total}  {verdict}")
     print(f"\ntarget: project/floor <= {TARGET} (one transaction); {missed} missed")
     return 1 if missed else 0

@@ -66,9 +66,12 @@ def test_a_deactivated_tenant_is_refused_and_activated_again(
         job()  # refused where it runs
     with tenant_context(b):  # the other tenant is untouched
         assert {s.tenant_id for s in Skill.select()} == {b.id}
-    # The admin path still reaches it (erase and export need that).
+    # The admin path still reaches it (erase and export need that), by id
+    # and by a row that says inactive.
     with unscoped("test: read an inactive tenant"), tenant_context(a):
         assert {s.tenant_id for s in Skill.select()} == {a.id}
+    with unscoped("test: read an inactive tenant"), tenant_context(Tenant.get_by_id(a.id)):
+        assert Skill.select().count() == 3
 
     assert deactivate_tenant(relay_db, a.slug).changed is False  # a rerun writes nothing
     assert activate_tenant(relay_db, a.slug).changed is True

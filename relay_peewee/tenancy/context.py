@@ -135,16 +135,19 @@ class tenant_context(_ScopeBlock):
     def __init__(self, tenant: Any) -> None:
         self.tenant_id = tenant_id_of(tenant)
         # A row in hand that says inactive is refused without asking again.
-        if isinstance(tenant, Tenant) and tenant.is_active is False:
-            raise TenantInactive(self.tenant_id)
+        self._inactive_row = isinstance(tenant, Tenant) and tenant.is_active is False
 
     def _check_needed(self) -> Any:
         """The database to read the tenant's state on, or None (no check)."""
+        scope = active_scope()
+        if scope is not None and scope.unscoped:
+            return None  # admin work: an inactive tenant's rows stay reachable
+        if self._inactive_row:
+            raise TenantInactive(self.tenant_id)
         db = database_proxy.obj
         if db is None or activity.is_known_active(db, self.tenant_id):
             return None
-        scope = active_scope()
-        return None if scope is not None and scope.unscoped else db
+        return db
 
     def __enter__(self) -> str:
         db = self._check_needed()
