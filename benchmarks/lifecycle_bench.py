@@ -365,32 +365,30 @@ def main() -> int:
 
     def body(ws: Workspace) -> bool:
         ok = True
-        print(f"load: {os.getloadavg()[0]:.2f} {os.getloadavg()[1]:.2f} {os.getloadavg()[2]:.2f}")
+        print("load average: " + " ".join(f"{x:.2f}" for x in os.getloadavg()))
         for backend in chosen:
             source, empty = build(ws, backend, args.skills, args.others, "main")
             setup = Setup(backend, source, empty, ws.dir / f"{backend}.jsonl")
             project_export(setup)  # the file the import phase loads
             size = setup.file.stat().st_size / 1e6
+            rows = args.skills * 17 + args.skills // 10 + 2
             print(
-                f"\n{backend}: tenant big, {args.skills} skills ({args.skills * 17 + args.skills // 10 + 2} rows, file {size:.0f} MB), {args.others} skills besides"
+                f"\n{backend}: tenant big, {args.skills} skills ({rows} rows, file {size:.0f} MB),"
+                f" {args.others} skills besides"
             )
-            print(
-                f"{'phase':<8} {'project s':>10} {'floor s':>9} {'ratio q1':>9} {'median':>7} {'q3':>6}"
-            )
+            print(f"{'phase':<8} {'project s':>10} {'floor s':>9} {'ratio q1':>9} {'median':>7} q3")
             for name in args.phases.split(","):
                 log(f"{backend}: {name}, {args.rounds} rounds a side")
                 project, floor = PHASES[name].run(setup, ws, args.rounds, not args.no_verify)
                 ratios = [a / b for a, b in zip(project, floor, strict=True)]
                 q1, med, q3 = quartiles(ratios)
-                print(
-                    f"{name:<8} {statistics.median(project):>10.2f} {statistics.median(floor):>9.2f}"
-                    f" {fmt(q1):>9} {fmt(med):>7} {fmt(q3):>6}"
-                )
+                seconds = f"{statistics.median(project):>10.2f} {statistics.median(floor):>9.2f}"
+                print(f"{name:<8} {seconds} {fmt(q1):>9} {fmt(med):>7} {fmt(q3):>6}")
                 ok &= check_ratio(f"{backend:8s} {name} project/floor (median)", med, TARGET)
             if not args.no_memory:
                 sizes = sorted({10_000, args.skills} | ({300_000} if args.big else set()))
                 ok &= memory(ws, backend, sizes, args.others, setup, args.skills)
-        print(f"load: {os.getloadavg()[0]:.2f} {os.getloadavg()[1]:.2f} {os.getloadavg()[2]:.2f}")
+        print("load average: " + " ".join(f"{x:.2f}" for x in os.getloadavg()))
         return ok
 
     return run_in_workspace("lifecycle_bench", chosen, body, args.workdir)

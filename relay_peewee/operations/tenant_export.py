@@ -263,11 +263,29 @@ def _pg_value(column: str, kind: str, pg_type: str) -> str:
     return c
 
 
-class _Writer:
-    """A file for psycopg2's copy_expert: bytes (not a text file) go to ``write``."""
+class _Buffer:
+    """Rows as the drivers hand them over (one call per row) passed on in big chunks.
+
+    Also psycopg2's file for copy_expert: not a text file, so it gets bytes.
+    """
+
+    SIZE = 1 << 18
 
     def __init__(self, write: Write) -> None:
-        self.write = write
+        self.sink = write
+        self.parts: list[bytes] = []
+        self.size = 0
+
+    def write(self, data: bytes) -> None:
+        self.parts.append(data)
+        self.size += len(data)
+        if self.size >= self.SIZE:
+            self.flush()
+
+    def flush(self) -> None:
+        if self.parts:
+            self.sink(b"".join(self.parts))
+            self.parts, self.size = [], 0
 
 
 def _postgres_lines(db: Database, spec: TableSpec, tenant_id: str, write: Write) -> None:
@@ -284,12 +302,14 @@ def _postgres_lines(db: Database, spec: TableSpec, tenant_id: str, write: Write)
     )
     copy = f"COPY ({select}) TO STDOUT {_COPY_OPTIONS}"
     cursor = db.cursor()
+    buffer = _Buffer(write)
     if postgres_driver(db) == "psycopg3":
         with cursor.copy(copy) as stream:
             for data in stream:
-                write(bytes(data))
+                buffer.write(bytes(data))
     else:
-        cursor.copy_expert(copy, _Writer(write), size=1 << 16)
+        cursor.copy_expert(copy, buffer)
+    buffer.flush()
 
 
 _TS_SHAPE = (
