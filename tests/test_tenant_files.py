@@ -520,3 +520,11 @@ def test_cli_exports_and_imports(blank: Callable[[str], str], tmp_path: Path) ->
         ["tenants", "export", "--slug", "acme", "--output", str(missing), "--database", source_url],
     )
     assert nowhere.exit_code == 1 and "no such folder" in nowhere.stderr
+
+
+def test_export_refuses_a_sqlite_timestamp_it_cannot_read(blank: Callable[[str], str]) -> None:
+    source = _source(blank("sqlite"))
+    source.execute_sql("UPDATE users SET created_at = 'yesterday' WHERE email LIKE 'ann@%'")
+    with pytest.raises(RelayError, match=r"cannot export users.created_at = 'yesterday'"):
+        _export(source)
+    source.close()
