@@ -329,6 +329,22 @@ def test_import_refuses_a_row_of_another_tenant(
     _refused(target, _rewrite(data, smuggle), r"belong.? to another tenant")
 
 
+def test_import_refuses_a_value_its_column_cannot_take(
+    exported: tuple[bytes, str], target: Database
+) -> None:
+    data, _tenant_id = exported
+
+    def garble(rows: list[str]) -> list[str]:
+        out = list(rows)
+        i = next(i for i, r in enumerate(out) if r.startswith('["users"'))
+        row = json.loads(out[i])
+        row[6] = "not a time"  # users.created_at
+        out[i] = json.dumps(row) + "\n"
+        return out
+
+    _refused(target, _rewrite(data, garble), r"a row (holds a value|of users holds a value)")
+
+
 def test_import_refuses_what_is_not_a_tenant_file(target: Database, tmp_path: Path) -> None:
     _refused(target, b"", r"empty")
     _refused(target, b'{"hello": 1}\n', r"not a relay-peewee-tenant file")
@@ -504,3 +520,11 @@ def test_cli_exports_and_imports(blank: Callable[[str], str], tmp_path: Path) ->
         ["tenants", "export", "--slug", "acme", "--output", str(missing), "--database", source_url],
     )
     assert nowhere.exit_code == 1 and "no such folder" in nowhere.stderr
+
+
+def test_export_refuses_a_sqlite_timestamp_it_cannot_read(blank: Callable[[str], str]) -> None:
+    source = _source(blank("sqlite"))
+    source.execute_sql("UPDATE users SET created_at = 'yesterday' WHERE email LIKE 'ann@%'")
+    with pytest.raises(RelayError, match=r"cannot export users.created_at = 'yesterday'"):
+        _export(source)
+    source.close()

@@ -263,11 +263,29 @@ def _pg_value(column: str, kind: str, pg_type: str) -> str:
     return c
 
 
-class _Writer:
-    """A file for psycopg2's copy_expert: bytes (not a text file) go to ``write``."""
+class _Buffer:
+    """Rows as the drivers hand them over (one call per row) passed on in big chunks.
+
+    Also psycopg2's file for copy_expert: not a text file, so it gets bytes.
+    """
+
+    SIZE = 1 << 18
 
     def __init__(self, write: Write) -> None:
-        self.write = write
+        self.sink = write
+        self.parts: list[bytes] = []
+        self.size = 0
+
+    def write(self, data: bytes) -> None:
+        self.parts.append(data)
+        self.size += len(data)
+        if self.size >= self.SIZE:
+            self.flush()
+
+    def flush(self) -> None:
+        if self.parts:
+            self.sink(b"".join(self.parts))
+            self.parts, self.size = [], 0
 
 
 def _postgres_lines(db: Database, spec: TableSpec, tenant_id: str, write: Write) -> None:
@@ -284,19 +302,23 @@ def _postgres_lines(db: Database, spec: TableSpec, tenant_id: str, write: Write)
     )
     copy = f"COPY ({select}) TO STDOUT {_COPY_OPTIONS}"
     cursor = db.cursor()
+    buffer = _Buffer(write)
     if postgres_driver(db) == "psycopg3":
         with cursor.copy(copy) as stream:
             for data in stream:
-                write(bytes(data))
+                buffer.write(bytes(data))
     else:
-        cursor.copy_expert(copy, _Writer(write), size=1 << 16)
+        cursor.copy_expert(copy, buffer)
+    buffer.flush()
 
 
+# peewee's text for a datetime on SQLite: YYYY-MM-DD HH:MM:SS, a fraction
+# after it or not. Checked by its separators and length only: a GLOB on every
+# digit doubles the cost of a timestamp column, and a value shaped like one
+# but not one is refused by the import that reads it.
 _TS_SHAPE = (
-    "(typeof({c}) = 'text' AND (({c} GLOB '[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9]"
-    " [0-9][0-9]:[0-9][0-9]:[0-9][0-9]' AND length({c}) = 19) OR ({c} GLOB"
-    " '[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9] [0-9][0-9]:[0-9][0-9]:[0-9][0-9].[0-9]*'"
-    " AND substr({c}, 21) NOT GLOB '*[^0-9]*')))"
+    "(substr({c}, 11, 1) = ' ' AND (length({c}) = 19"
+    " OR (length({c}) > 20 AND substr({c}, 20, 1) = '.')))"
 )
 
 
@@ -308,11 +330,15 @@ def _sqlite_value(column: str, kind: str) -> str:
         # with an offset and no trailing zeros, as PostgreSQL writes it.
         # Anything else hits json()'s error; _bad_timestamp names it.
         shape = _TS_SHAPE.format(c=c)
+        whole = f"substr({c}, 1, 10) || 'T' || substr({c}, 12) || '+00:00'"
         iso = (
             f"substr({c}, 1, 10) || 'T' || substr({c}, 12, 8)"
             f" || rtrim(rtrim(substr({c}, 20), '0'), '.') || '+00:00'"
         )
-        return f"CASE WHEN {c} IS NULL THEN NULL WHEN {shape} THEN {iso} ELSE json('!') END"
+        return (
+            f"CASE WHEN {c} IS NULL THEN NULL WHEN NOT {shape} THEN json('!')"
+            f" WHEN length({c}) = 19 THEN {whole} ELSE {iso} END"
+        )
     if kind == BOOLEAN:
         return f"CASE WHEN {c} IS NULL THEN NULL WHEN {c} THEN json('true') ELSE json('false') END"
     if kind in (JSON, TEXT_LIST, REAL_LIST):

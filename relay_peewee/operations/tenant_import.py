@@ -176,6 +176,9 @@ def _header(line: bytes) -> dict[str, Any]:
             f"the file is {FORMAT} version {version!r}; this relay_peewee reads version "
             f"{FORMAT_VERSION}: upgrade relay_peewee"
         )
+    migrations = header.get("migrations", [])
+    if not isinstance(migrations, list) or not all(isinstance(m, str) for m in migrations):
+        raise TenantFileError("the file's header lists its migrations malformed")
     tenant = header.get("tenant")
     if not isinstance(tenant, dict) or not tenant.get("id") or not tenant.get("slug"):
         raise TenantFileError("the file's header names no tenant (id and slug)")
@@ -588,9 +591,15 @@ class _SqliteLoader(_Loader):
                 f"a row of {self.spec.name if self.spec else '?'} belongs to another tenant "
                 "or does not match the header's columns; nothing was changed"
             )
-        for i, fn in self.convert:
-            if row[i] is not None:
-                row[i] = fn(row[i])
+        try:
+            for i, fn in self.convert:
+                if row[i] is not None:
+                    row[i] = fn(row[i])
+        except (ValueError, TypeError, OverflowError) as exc:
+            raise TenantFileError(
+                f"a row of {self.spec.name if self.spec else '?'} holds a value its column's "
+                f"type cannot take ({exc}); nothing was changed"
+            ) from None
         self.batch.append(row[1:])
         if len(self.batch) >= _BATCH_ROWS:
             self.flush()
