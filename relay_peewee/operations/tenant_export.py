@@ -18,6 +18,7 @@ import codecs
 import hashlib
 import io
 import json
+import sqlite3
 from collections.abc import Callable, Collection, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -372,7 +373,9 @@ def _sqlite_lines(db: Database, spec: TableSpec, tenant_id: str, write: Write) -
         cursor = db.execute_sql(sql, (spec.name, tenant_id))
         while batch := cursor.fetchmany(_FETCH):
             write(("\n".join([r[0] for r in batch]) + "\n").encode())
-    except OperationalError as exc:
+    # sqlite3's own error too: a row stepped by fetchmany() fails outside
+    # peewee's execute_sql, unwrapped (whether it does depends on row order).
+    except (OperationalError, sqlite3.OperationalError) as exc:
         if "malformed JSON" not in str(exc):
             raise
         raise RelayError(_bad_value(db, spec, tenant_id)) from None
