@@ -39,7 +39,7 @@ from .errors import AdminConnectionRequired, RelayError
 from .migrator import MigrationStatus
 from .migrator.online import MAX_LOCK_TIMEOUT, MIN_LOCK_TIMEOUT
 from .migrator.runner import BASELINE
-from .operations import commands
+from .operations import commands, tenant_erase, tenant_states
 from .operations.roles import create_roles, role_statements
 
 __all__ = ["cli", "main"]
@@ -600,7 +600,7 @@ def makemigration(
 
 @cli.group()
 def tenants() -> None:
-    """Create and list tenants."""
+    """Create, list, export, import, deactivate, activate and erase tenants."""
 
 
 @tenants.command(
@@ -621,6 +621,299 @@ def tenants_create(database: str | None, slug: str, name: str, domain: str | Non
     with _database(database) as db:
         tenant = commands.create_tenant(db, slug, name, domain)
     click.echo(f"created tenant {tenant.slug}: {tenant.id}")
+
+
+admin_database_option = click.option(
+    "--admin-database",
+    "admin_url",
+    metavar="URL",
+    envvar=ADMIN_URL_ENV,
+    default=None,
+    help="PostgreSQL, when --database is the application role: the database as a BYPASSRLS "
+    f"role (relay_admin), which the command runs on. Default: ${ADMIN_URL_ENV}.",
+)
+
+
+@contextmanager
+def _sees_every_tenant(command: str) -> Iterator[None]:
+    """AdminConnectionRequired as the one line that names the fix."""
+    try:
+        yield
+    except AdminConnectionRequired as exc:
+        raise click.ClickException(
+            f"{command} must see every tenant, and this role cannot: {exc.reason}; pass "
+            f"--admin-database URL (or set ${ADMIN_URL_ENV}) naming a BYPASSRLS role such "
+            "as relay_admin (see `relay-peewee roles`), or connect as one"
+        ) from None
+
+
+def _progress(quiet: bool) -> Callable[[str], None] | None:
+    return None if quiet else (lambda label: click.echo(f"  {label}", err=True))
+
+
+@tenants.command(
+    "export",
+    epilog=_examples(
+        "relay-peewee tenants export --slug acme --output acme.jsonl",
+        "relay-peewee tenants export --slug acme | gzip > acme.jsonl.gz",
+    ),
+)
+@database_option
+@click.option("--slug", required=True, help="The tenant to export.")
+@click.option(
+    "--output",
+    default="-",
+    metavar="FILE",
+    show_default=True,
+    help="The file to write; - is stdout.",
+)
+@admin_database_option
+@click.option(
+    "--models",
+    "models",
+    multiple=True,
+    metavar="MODULE",
+    help="A module of the application's models, whose TenantModels are exported too "
+    "(repeatable). Default: `models` in [tool.relay_peewee] of pyproject.toml.",
+)
+@click.option("-q", "--quiet", is_flag=True, help="Do not print progress.")
+@_user_errors
+def tenants_export(
+    database: str | None,
+    slug: str,
+    output: str,
+    admin_url: str | None,
+    models: tuple[str, ...],
+    quiet: bool,
+) -> None:
+    """Write a tenant's rows (Relay's tables, the app's, its audit events) as a tenant file."""
+    from .operations.tenant_export import export_tenant
+
+    app_models = load_models(_app((), models).models)
+    with (
+        _database(database) as db,
+        _admin_database(db, admin_url),
+        _sees_every_tenant("tenants export"),
+        _output(output) as out,
+    ):
+        done = export_tenant(db, slug, out, models=app_models, progress=_progress(quiet))
+    where = "stdout" if output == "-" else output
+    rows = sum(done.rows.values())
+    click.echo(
+        f"exported tenant {slug}: {rows} rows in {len(done.rows)} tables to {where}", err=True
+    )
+
+
+@contextmanager
+def _output(path: str) -> Iterator[Any]:
+    """stdout, or ``path`` written whole or not at all (a temporary file renamed at the end)."""
+    if path == "-":
+        yield sys.stdout.buffer
+        return
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        raise click.ClickException(f"cannot write {path}: no such folder {folder}")
+    partial = f"{path}.partial"
+    try:
+        with open(partial, "wb") as out:
+            yield out
+        os.replace(partial, path)
+    finally:
+        with suppress(FileNotFoundError):
+            os.remove(partial)
+
+
+@tenants.command(
+    "import",
+    epilog=_examples(
+        "relay-peewee tenants import acme.jsonl --database postgresql://root@db/relay",
+        "gunzip -c acme.jsonl.gz | relay-peewee tenants import - --database sqlite:///relay.db",
+    ),
+)
+@click.argument("file", metavar="FILE")
+@database_option
+@admin_database_option
+@click.option("-q", "--quiet", is_flag=True, help="Do not print progress.")
+@_user_errors
+def tenants_import(file: str, database: str | None, admin_url: str | None, quiet: bool) -> None:
+    """Import a tenant file (- is stdin) in one transaction: all of it, or nothing."""
+    from .operations.tenant_import import import_tenant
+
+    source: Any = sys.stdin.buffer if file == "-" else file
+    with (
+        _database(database) as db,
+        _admin_database(db, admin_url),
+        _sees_every_tenant("tenants import"),
+    ):
+        done = import_tenant(db, source, progress=_progress(quiet))
+    rows = sum(done.rows.values())
+    click.echo(
+        f"imported tenant {done.slug} ({done.tenant_id}): {rows} rows from {done.source_backend}"
+    )
+
+
+def _set_active(database: str | None, admin_url: str | None, slug: str, active: bool) -> None:
+    command = f"tenants {'activate' if active else 'deactivate'}"
+    change_state = tenant_states.activate_tenant if active else tenant_states.deactivate_tenant
+    with (
+        _database(database) as db,
+        _admin_database(db, admin_url),
+        _sees_every_tenant(command),
+    ):
+        change = change_state(db, slug)
+    state = "active" if active else "inactive"
+    if change.changed:
+        click.echo(f"tenant {change.slug} ({change.tenant_id}) is now {state}")
+    else:
+        click.echo(f"tenant {change.slug} ({change.tenant_id}) was already {state}")
+
+
+@tenants.command(
+    "deactivate",
+    epilog=_examples("relay-peewee tenants deactivate --slug acme"),
+)
+@database_option
+@click.option("--slug", required=True, help="The tenant's slug.")
+@admin_database_option
+@_user_errors
+def tenants_deactivate(database: str | None, slug: str, admin_url: str | None) -> None:
+    """Refuse the tenant's new requests and contexts (audited: tenant.deactivate).
+
+    Requests already running finish; other processes refuse it within 2
+    seconds. Deactivating an inactive tenant changes nothing.
+    """
+    _set_active(database, admin_url, slug, False)
+
+
+@tenants.command(
+    "activate",
+    epilog=_examples("relay-peewee tenants activate --slug acme"),
+)
+@database_option
+@click.option("--slug", required=True, help="The tenant's slug.")
+@admin_database_option
+@_user_errors
+def tenants_activate(database: str | None, slug: str, admin_url: str | None) -> None:
+    """Let a deactivated tenant in again (audited: tenant.activate)."""
+    _set_active(database, admin_url, slug, True)
+
+
+@tenants.command(
+    "erase",
+    epilog=_examples(
+        "relay-peewee tenants deactivate --slug acme",
+        "relay-peewee tenants erase --slug acme --yes",
+        "relay-peewee tenants erase --slug big --yes --batch-size 10000   # resumable",
+    ),
+)
+@database_option
+@click.option("--slug", required=True, help="The tenant's slug (deactivated first).")
+@click.option("--yes", is_flag=True, help="Confirm: every row of the tenant is deleted for good.")
+@click.option(
+    "--batch-size",
+    type=click.IntRange(min=1),
+    default=None,
+    metavar="N",
+    help="Delete in transactions of at most N rows each, resumable after a crash "
+    "(default: one transaction).",
+)
+@click.option("-q", "--quiet", is_flag=True, help="Do not print progress.")
+@admin_database_option
+@_user_errors
+def tenants_erase(
+    database: str | None,
+    slug: str,
+    yes: bool,
+    batch_size: int | None,
+    quiet: bool,
+    admin_url: str | None,
+) -> None:
+    """Delete every row of a deactivated tenant, keeping a tombstone (audited: tenant.erase).
+
+    The tenants row stays, inactive, as slug erased:<id> (the slug is free
+    again); the audit log keeps its events. Refused for the default tenant
+    and an active one.
+    """
+    if not yes:
+        raise click.ClickException(
+            f"tenants erase deletes every row of tenant {slug!r} for good: "
+            "pass --yes to confirm (nothing was changed)"
+        )
+
+    def progress(message: str) -> None:
+        if not quiet:
+            click.echo(message, err=True)
+
+    with (
+        _database(database) as db,
+        _admin_database(db, admin_url),
+        _sees_every_tenant("tenants erase"),
+    ):
+        erasure = tenant_erase.erase_tenant(db, slug, batch_size=batch_size, progress=progress)
+    counts = ", ".join(f"{n} {table}" for table, n in erasure.deleted.items() if n)
+    click.echo(f"erased tenant {slug} ({erasure.tenant_id}): {counts or 'no rows'}")
+
+
+@tenants.command(
+    "move",
+    epilog=_examples(
+        "relay-peewee tenants move --slug big --to postgresql://root@db2/relay",
+        "relay-peewee tenants move --slug acme --database postgresql://root@db/relay "
+        "--to sqlite:///acme.db",
+    ),
+)
+@database_option
+@click.option("--slug", required=True, help="The tenant to move.")
+@click.option(
+    "--to", "target_url", required=True, metavar="URL", help="The migrated database to move it to."
+)
+@click.option(
+    "--batch-size",
+    type=click.IntRange(min=1),
+    default=10_000,
+    show_default=True,
+    metavar="N",
+    help="Rows per transaction of the erase at the source.",
+)
+@admin_database_option
+@click.option(
+    "--models",
+    "models",
+    multiple=True,
+    metavar="MODULE",
+    help="A module of the application's models, whose TenantModels move too "
+    "(repeatable). Default: `models` in [tool.relay_peewee] of pyproject.toml.",
+)
+@click.option("-q", "--quiet", is_flag=True, help="Do not print progress.")
+@_user_errors
+def tenants_move(
+    database: str | None,
+    slug: str,
+    target_url: str,
+    batch_size: int,
+    admin_url: str | None,
+    models: tuple[str, ...],
+    quiet: bool,
+) -> None:
+    """Move a tenant to another database: deactivate, export, import, verify, erase, activate.
+
+    Resumable: after a crash at any step the same command completes the
+    move. The tenant is never active in both databases.
+    """
+    from .operations.tenant_move import move_tenant
+
+    app_models = load_models(_app((), models).models)
+    with (
+        _database(database) as db,
+        _admin_database(db, admin_url),
+        _database(target_url) as target,
+        _sees_every_tenant("tenants move"),
+    ):
+        moved = move_tenant(
+            db, slug, target, models=app_models, batch_size=batch_size, progress=_progress(quiet)
+        )
+    again = " (resumed)" if moved.resumed else ""
+    click.echo(f"moved tenant {slug} ({moved.tenant_id}) to {moved.target}{again}")
 
 
 @cli.group()

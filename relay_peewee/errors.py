@@ -15,6 +15,7 @@ __all__ = [
     "MigrationError",
     "RawQueryRefused",
     "RelayError",
+    "TenantInactive",
     "TenantRequired",
     "UnrecognisedSchema",
 ]
@@ -45,6 +46,22 @@ class UnrecognisedSchema(MigrationError):
 
 class TenantRequired(RelayError):
     """A TenantModel was queried outside of any tenant context."""
+
+
+class TenantInactive(RelayError):
+    """The tenant named is deactivated (or erased): no new work may start in it.
+
+    Raised by ``tenant_context`` on entry (also ``async with`` and
+    ``tenant_bound``'s call on its thread), and by the operations that need
+    an active tenant. ``unscoped()`` still reaches the tenant's rows: that is
+    the admin path erase and export use.
+    """
+
+    def __init__(self, tenant_id: str) -> None:
+        super().__init__(
+            f"tenant {tenant_id} is inactive: `relay-peewee tenants activate` before working in it"
+        )
+        self.tenant_id = tenant_id
 
 
 class InvalidTenantId(RelayError, ValueError):

@@ -19,6 +19,7 @@ from relay_peewee import tenant_context
 from relay_peewee.database import is_postgres, postgres_driver
 from relay_peewee.database.deferred_begin import _runs_alone, deferred_class
 from relay_peewee.models import Rating, Skill
+from relay_peewee.tenancy import activity
 from relay_peewee.testing import (
     SAMPLE_SLUGS,
     TenantPair,
@@ -42,12 +43,19 @@ class _Recording:
 
 
 @pytest.fixture
-def sent(relay_db: Database, monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
-    """Every statement string the driver is handed, in order."""
+def sent(
+    relay_db: Database, two_tenants: TenantPair, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[list[str]]:
+    """Every statement string the driver is handed, in order, in the steady
+    state: both tenants were just read active (``activity``), as a tenant
+    serving requests is nearly always; the read itself has its own test."""
     if not is_postgres(relay_db):
         pytest.skip("SQLite contexts send nothing")
     if postgres_driver(relay_db) != "psycopg2":
         pytest.skip("deferred BEGIN is psycopg2's: psycopg 3 sends BEGIN and set_config on entry")
+    for tenant in (two_tenants.a, two_tenants.b):
+        with tenant_context(tenant):
+            pass
     log: list[str] = []
     real = relay_db.cursor
     monkeypatch.setattr(relay_db, "cursor", lambda *a, **k: _Recording(real(*a, **k), log))
@@ -74,6 +82,23 @@ def test_a_one_get_request_is_one_round_trip(
     assert sent[0].startswith("SET LOCAL app.current_tenant_id = %s; SELECT ")
     assert _idle(relay_db)
     assert _setting_outside(relay_db) in (None, "")
+
+
+def test_a_tenants_first_context_reads_its_state_with_the_begin(
+    two_tenants: TenantPair, relay_db: Database, sent: list[str]
+) -> None:
+    # Forgotten (as after SECONDS, or a write to tenants): the read is the
+    # context's first statement, behind the setting; the get is the second.
+    activity.forget()
+    with tenant_context(two_tenants.a):
+        Skill.get(Skill.slug == SAMPLE_SLUGS[0])
+    assert len(sent) == 2
+    assert sent[0].startswith("SET LOCAL app.current_tenant_id = %s; SELECT ")
+    assert '"tenants"' in sent[0] and '"is_active"' in sent[0]
+    with tenant_context(two_tenants.a):  # remembered now: one round trip again
+        Skill.get(Skill.slug == SAMPLE_SLUGS[0])
+    assert len(sent) == 3
+    assert _idle(relay_db)
 
 
 def test_three_reads_are_three_round_trips_each_with_its_tenant(

@@ -69,6 +69,10 @@ DEFERRED_OK = {
     ("database.connect", "database.statement_cache"),
     # What one command needs, not every start of the CLI.
     ("cli", "operations.makemigration"),
+    # The tenant file's modules: only `tenants export` / `tenants import` need them.
+    ("cli", "operations.tenant_export"),
+    ("cli", "operations.tenant_import"),
+    ("cli", "operations.tenant_move"),
 }
 
 

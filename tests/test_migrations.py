@@ -41,6 +41,7 @@ ALL = [
     "0010_relay_app_compat",
     "0011_tenant_consistent_ids",
     "0012_api_keys_of_active_tenants",
+    "0013_audit_log_imports",
 ]
 
 # The end state section 3 of the foundation issue asks for.

@@ -162,6 +162,13 @@ def _to_0010_with_tenant_b(db: Database) -> str:
     return "b-skill"
 
 
+AFTER_0010 = (
+    "0011_tenant_consistent_ids",
+    "0012_api_keys_of_active_tenants",
+    "0013_audit_log_imports",
+)
+
+
 def _rows(db: Database) -> dict[str, list[Any]]:
     tables = ("skills", "skill_versions", "usage_events", "ratings")
     return {t: db.execute_sql(f"SELECT * FROM {t} ORDER BY id").fetchall() for t in tables}
@@ -172,12 +179,12 @@ def test_migration_keeps_every_row_of_a_legacy_database(legacy: Legacy) -> None:
     _to_0010_with_tenant_b(db)
     before = _rows(db)
     assert all(before.values())
-    assert migrate(db).applied == ["0011_tenant_consistent_ids", "0012_api_keys_of_active_tenants"]
+    assert migrate(db).applied == [*AFTER_0010]
     assert _rows(db) == before
-    assert rollback(db, "11") == ["0012_api_keys_of_active_tenants", "0011_tenant_consistent_ids"]
+    assert rollback(db, "11") == [*reversed(AFTER_0010)]
     _run(db, "UPDATE skills SET forked_from_id = 'b-skill' WHERE tenant_id = ?", DEFAULT_TENANT_ID)
     _run(db, "UPDATE skills SET forked_from_id = NULL")
-    assert migrate(db).applied == ["0011_tenant_consistent_ids", "0012_api_keys_of_active_tenants"]
+    assert migrate(db).applied == [*AFTER_0010]
 
 
 @pytest.mark.parametrize("column", COLUMNS)
@@ -207,7 +214,4 @@ def test_migration_refuses_a_database_holding_a_cross_tenant_id(
     assert "\n" not in message
     assert f"{table}.{col} (2 rows" in message
     assert fingerprint(db) == before
-    assert [s.name for s in status(db) if not s.applied] == [
-        "0011_tenant_consistent_ids",
-        "0012_api_keys_of_active_tenants",
-    ]
+    assert [s.name for s in status(db) if not s.applied] == [*AFTER_0010]

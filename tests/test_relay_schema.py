@@ -110,6 +110,7 @@ def test_nulls_in_a_column_that_becomes_not_null_are_refused(
         "0010_relay_app_compat",
         "0011_tenant_consistent_ids",
         "0012_api_keys_of_active_tenants",
+        "0013_audit_log_imports",
     ]
 
 
@@ -297,6 +298,7 @@ def test_rollback_of_0010_drops_defaults_and_functions_keeps_relays_schema(
 
     db = migrated_db
     assert rollback(db, "10") == [
+        "0013_audit_log_imports",
         "0012_api_keys_of_active_tenants",
         "0011_tenant_consistent_ids",
         "0010_relay_app_compat",
@@ -312,6 +314,7 @@ def test_rollback_of_0010_drops_defaults_and_functions_keeps_relays_schema(
         "0010_relay_app_compat",
         "0011_tenant_consistent_ids",
         "0012_api_keys_of_active_tenants",
+        "0013_audit_log_imports",
     ]
     db.execute_sql("INSERT INTO tenants (name, slug) VALUES ('n', 'defaults-again')")
 

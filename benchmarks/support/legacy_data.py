@@ -36,6 +36,7 @@ __all__ = [
     "LEGACY_TABLES",
     "build_legacy_database",
     "expected_row_counts",
+    "fill_tenant",
     "migrated_rows",
     "row_counts",
 ]
@@ -56,6 +57,7 @@ _TAG = {
     "skill_reviews": 7,
     "api_keys": 8,
     "accounts": 9,
+    "audit_logs": 10,
 }
 
 
@@ -99,6 +101,8 @@ class _Dialect:
     """The few spellings that differ between the backends."""
 
     pg: bool
+    # Another id space (fill_tenant): ids, emails and key hashes apart from space 0's.
+    space: int = 0
 
     def series(self, n: int, var: str) -> tuple[str, str]:
         """(WITH prefix, FROM source) yielding integers ``var`` = 0 .. n-1."""
@@ -121,7 +125,7 @@ class _Dialect:
     def uid(self, table: str, expr: str) -> str:
         # Leading 8 hex digits: (n * odd constant) mod 2^32 is a bijection,
         # so ids are unique yet scattered; the tail keeps the uuid shape.
-        tag = _TAG[table]
+        tag = _TAG[table] + 16 * self.space
         scrambled = f"((({expr}) + {tag * 7919}) * 2654435761) % 4294967296"
         tail = self.hex(f"({expr})", 12)
         return f"{self.hex(scrambled, 8)} || '-{tag:04x}-4000-8000-' || {tail}"
@@ -163,12 +167,20 @@ def _null_if(expr: str, salt: int, percent: int, value: str) -> str:
     return f"CASE WHEN {_mix(expr, salt, 100)} < {percent} THEN NULL ELSE {value} END"
 
 
-def _statements(d: _Dialect, n: int) -> list[tuple[str, str]]:
-    """(table, INSERT ... SELECT) for every table, parents first."""
+def _statements(d: _Dialect, n: int, tenant_id: str | None = None) -> list[tuple[str, str]]:
+    """(table, INSERT ... SELECT) for every table, parents first.
+
+    ``tenant_id``: rows of that tenant, for a migrated database (the auth
+    tables, which belong to no tenant, left out).
+    """
     u = n_users(n)
     out: list[tuple[str, str]] = []
 
     def add(table: str, rows: int, columns: str, select: str, var: str = "i") -> None:
+        if tenant_id is not None:
+            if table in FOREIGN_TABLES:
+                return
+            columns, select = f"tenant_id, {columns}", f"'{tenant_id}', {select}"
         if rows > 0:
             with_, source = d.series(rows, var)
             out.append(
@@ -193,11 +205,14 @@ def _statements(d: _Dialect, n: int) -> list[tuple[str, str]]:
     )
 
     avatar = "'https://avatars.example.com/u/' || i || '.png'"
+    email = (
+        f"'user{d.space}-' || i || '@example.com'" if d.space else "'user' || i || '@example.com'"
+    )
     add(
         "users",
         u,
         "id, email, name, email_verified, image, created_at, updated_at",
-        f"{d.uid('users', 'i')}, 'user' || i || '@example.com', 'User ' || i, "
+        f"{d.uid('users', 'i')}, {email}, 'User ' || i, "
         f"{_null_if('i', 1, 40, d.ts('i * 7'))}, {_null_if('i', 2, 50, avatar)}, "
         f"{d.ts('i * 13')}, {d.ts('i * 13 + 3600')}",
     )
@@ -421,3 +436,37 @@ def build_legacy_database(
     if counts != expected:
         raise RuntimeError(f"legacy build produced {counts}, expected {expected}")
     return counts
+
+
+def fill_tenant(
+    db: Database, tenant_id: str, n_skills: int, space: int = 1, events: int = 0
+) -> None:
+    """Rows of ``n_skills`` skills (17 rows a skill, as above) for ``tenant_id``
+    in a migrated database, plus ``events`` audit events of the tenant.
+
+    ``space`` keeps ids, emails and key hashes apart from the legacy rows'
+    (space 0) and from other tenants filled with another space.
+    """
+    pg = isinstance(db, PostgresqlDatabase)
+    d = _Dialect(pg, space)
+    with db.atomic():
+        if pg:
+            # Keys and triggers off for the bulk load, as build_legacy_database.
+            db.execute_sql("SET LOCAL session_replication_role = replica")
+        else:
+            db.execute_sql("PRAGMA defer_foreign_keys = ON")
+        for _table, sql in _statements(d, n_skills, tenant_id):
+            db.cursor().execute(sql)
+        if events:
+            with_, source = d.series(events, "i")
+            when = "now() AT TIME ZONE 'UTC'" if pg else "datetime('now')"
+            meta = d.json('\'{"n": \' || i || \', "why": "bench"}\'')
+            db.cursor().execute(
+                f"{with_}INSERT INTO audit_logs (id, tenant_id, action, resource_type,"
+                f" resource_id, metadata, created_at) SELECT {d.uuid(d.uid('audit_logs', 'i'))},"
+                f" '{tenant_id}', 'skill.update', 'skill', {d.uid('skills', 'i')}, {meta}, {when}"
+                f" FROM {source}"
+            )
+        if pg:
+            db.execute_sql("SET LOCAL session_replication_role = origin")
+    db.execute_sql("ANALYZE")

@@ -4,9 +4,10 @@
 tenants); beside it, the operations big enough for a module of their own:
 ``roles`` (PostgreSQL roles for row-level security), ``lookups`` (API key
 and host lookups before the tenant is known), ``user_moves`` (a user and
-their rows to another tenant) and ``makemigration`` (drafting an
-application's next migration; imported by its full path, since only that
-command needs it).
+their rows to another tenant), ``tenant_states`` (deactivating and
+activating a tenant), ``tenant_erase`` (erasing one, leaving a tombstone)
+and ``makemigration`` (drafting an application's next migration; imported
+by its full path, since only that command needs it).
 """
 
 from __future__ import annotations
@@ -24,14 +25,21 @@ from .commands import (
     status,
 )
 from .roles import APP_ROLE, create_roles, role_statements
+from .tenant_erase import Erasure, erase_tenant
+from .tenant_states import TenantState, activate_tenant, deactivate_tenant
 
 __all__ = [
     "APP_ROLE",
+    "Erasure",
     "MigrateResult",
+    "TenantState",
     "UserMove",
+    "activate_tenant",
     "applied_migrations",
     "create_roles",
     "create_tenant",
+    "deactivate_tenant",
+    "erase_tenant",
     "list_tenants",
     "migrate",
     "migration_sql",

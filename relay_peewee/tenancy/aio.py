@@ -37,9 +37,9 @@ except ImportError:  # no asyncpg (an AsyncSqliteDatabase), or it moved
     _TransactionState = None
 
 from ..database import database_proxy, is_postgres
-from . import rls
+from . import activity, rls
 
-__all__ = ["tenant_scope"]
+__all__ = ["require_active", "tenant_scope"]
 
 
 def _bound() -> Database | None:
@@ -54,6 +54,16 @@ def tenant_scope(tenant_id: str, outer_tenant: str | None) -> AbstractAsyncConte
     # A sync database under `async with`: the sync side, run on the loop's thread
     # (and refused if another task holds this thread's connection).
     return _sync_scope(tenant_id, outer_tenant)
+
+
+async def require_active(db: Any, tenant_id: str) -> None:
+    """``activity.require_active`` for ``async with``: on a pwasyncio database
+    through its greenlet bridge, on the task's connection (inside its
+    transaction); on a sync one directly, as the sync side does."""
+    if isinstance(db, AsyncDatabaseMixin):
+        await db.run(activity.require_active, db, tenant_id)
+    else:
+        activity.require_active(db, tenant_id)
 
 
 @asynccontextmanager

@@ -28,9 +28,10 @@ from types import TracebackType
 from typing import Any, ParamSpec, TypeVar
 
 from ..database import database_proxy
-from ..errors import ContextAbandoned, InvalidTenantId
+from ..errors import ContextAbandoned, InvalidTenantId, TenantInactive
 from ..models.tenant import Tenant
 from ..scope import Scope, _scope, active_scope, current_tenant, in_force, require_tenant
+from . import activity
 from .rls import bypass_scope, discard_thread_blocks, tenant_scope, thread_blocks
 from .unscoped_log import record_unscoped
 
@@ -233,27 +234,61 @@ class tenant_context(_ScopeBlock):
     """Scope every TenantModel query inside the block to one tenant.
 
     Takes a ``Tenant`` or a tenant id. Nestable: the innermost block wins and
-    the outer one is back in force on exit, also when the block raises. The
-    tenant is not looked up, so entering costs no query; an id that names no
-    tenant reads nothing and cannot write (the foreign key refuses).
+    the outer one is back in force on exit, also when the block raises. A
+    deactivated tenant is refused on entry with ``TenantInactive``; the
+    answer "active" is remembered for a couple of seconds (``activity``), so
+    entering costs no query but one per tenant in that time. Inside
+    ``unscoped()`` it is not checked (admin work reaches inactive tenants).
+    An id that names no tenant reads nothing and cannot write (the foreign
+    key refuses).
     """
 
     def __init__(self, tenant: Any) -> None:
         self.tenant_id = tenant_id_of(tenant)
+        # A row in hand that says inactive is refused without asking again.
+        self._inactive_row = isinstance(tenant, Tenant) and tenant.is_active is False
+
+    def _check_needed(self) -> Any:
+        """The database to read the tenant's state on, or None (no check)."""
+        scope = active_scope()
+        if scope is not None and scope.unscoped:
+            return None  # admin work: an inactive tenant's rows stay reachable
+        if self._inactive_row:
+            raise TenantInactive(self.tenant_id)
+        db = database_proxy.obj
+        if db is None or activity.is_known_active(db, self.tenant_id):
+            return None
+        return db
 
     def __enter__(self) -> str:
+        db = self._check_needed()
         self._enter(
             Scope(self.tenant_id, False, None, _scope.get()),
             tenant_scope(self.tenant_id, current_tenant()),
         )
+        if db is not None:
+            # Inside the context: on PostgreSQL the read is the transaction's
+            # first statement, sent with its BEGIN (one round trip).
+            try:
+                activity.require_active(db, self.tenant_id)
+            except BaseException as exc:
+                self.__exit__(type(exc), exc, exc.__traceback__)
+                raise
         return self.tenant_id
 
     async def __aenter__(self) -> str:
         """``async with``: the same scope; on a pwasyncio database the task's own transaction."""
         from . import aio  # imports pwasyncio (the `async` extra): only async code pays for it
 
+        db = self._check_needed()
         scope = aio.tenant_scope(self.tenant_id, current_tenant())
         await self._aenter(Scope(self.tenant_id, False, None, _scope.get()), scope)
+        if db is not None:
+            try:
+                await aio.require_active(db, self.tenant_id)
+            except BaseException as exc:
+                await self.__aexit__(type(exc), exc, exc.__traceback__)
+                raise
         return self.tenant_id
 
 

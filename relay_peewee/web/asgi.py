@@ -35,8 +35,15 @@ from typing import Any
 
 from ..database import database_proxy
 from ..database.request_connection import request_connection
+from ..errors import TenantInactive
 from ..tenancy.context import tenant_context
-from .resolvers import RequestInfo, ResolvedTenant, Resolver, TenantNotResolved
+from .resolvers import (
+    RequestInfo,
+    ResolvedTenant,
+    Resolver,
+    TenantNotResolved,
+    inactive_refused,
+)
 
 __all__ = ["TenantMiddleware"]
 
@@ -76,8 +83,18 @@ class TenantMiddleware:
                 await _refuse(send, refused)
                 return
             scope.setdefault("state", {})["relay_tenant"] = resolved
-            async with tenant_context(resolved.tenant_id):
+            context = tenant_context(resolved.tenant_id)
+            try:
+                await context.__aenter__()
+            except TenantInactive as exc:  # entering only: the app's own stays its own
+                await _refuse(send, inactive_refused(exc))
+                return
+            try:
                 await self.app(scope, receive, send)
+            except BaseException as exc:
+                await context.__aexit__(type(exc), exc, exc.__traceback__)
+                raise
+            await context.__aexit__(None, None, None)
 
     async def _resolve(self, db: Any, request: RequestInfo) -> ResolvedTenant:
         remembered = getattr(self.resolve, "remembered", None)  # by_host's cache

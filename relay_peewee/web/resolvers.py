@@ -32,7 +32,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from ..database import database_proxy
-from ..errors import RelayError
+from ..errors import RelayError, TenantInactive
 from ..models import Tenant
 from ..operations.lookups import ApiKeyMatch, find_api_key, find_tenant_by_host
 from .host_cache import HostCache
@@ -46,6 +46,7 @@ __all__ = [
     "by_host",
     "by_trusted_header",
     "first_of",
+    "inactive_refused",
 ]
 
 
@@ -87,6 +88,17 @@ class TenantNotResolved(RelayError):
 
 
 Resolver = Callable[[RequestInfo], ResolvedTenant]
+
+
+def inactive_refused(exc: TenantInactive) -> TenantNotResolved:
+    """What the middleware answers when the resolved tenant turns out inactive.
+
+    The resolvers' lookups skip inactive tenants themselves (404, or 401 for
+    a key); this is the request that resolved from ``by_host``'s cache just
+    after a deactivation, refused by ``tenant_context``. 404, as an inactive
+    host is, with a message that says why.
+    """
+    return TenantNotResolved(404, "this tenant is inactive")
 
 
 def by_host(root_domain: str | None = None, cache_seconds: float = 2.0) -> Resolver:

@@ -32,8 +32,9 @@ from typing import Any
 
 from ..database import database_proxy
 from ..database.request_connection import request_connection
+from ..errors import TenantInactive
 from ..tenancy.context import tenant_context
-from .resolvers import RequestInfo, Resolver, TenantNotResolved
+from .resolvers import RequestInfo, Resolver, TenantNotResolved, inactive_refused
 
 __all__ = ["TenantMiddleware"]
 
@@ -68,7 +69,10 @@ class TenantMiddleware:
         try:
             resolved = self.resolve(request_info(environ))
             environ["relay.tenant"] = resolved
-            request.enter_context(tenant_context(resolved.tenant_id))
+            try:
+                request.enter_context(tenant_context(resolved.tenant_id))
+            except TenantInactive as exc:  # entering only: the app's own stays its own
+                raise inactive_refused(exc) from None
             body = self.app(environ, start_response)
         except TenantNotResolved as refused:
             request.close()
