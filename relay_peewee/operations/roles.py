@@ -31,11 +31,15 @@ from collections.abc import Iterable
 
 from peewee import Database, Model
 
+from ..database.citus import is_citus
 from ..database.quoting import quote, quote_list
 from ..errors import RelayError
 from ..migrator import HISTORY_TABLE
 from ..models import MODELS, AuditLog, Tenant
+from ..models._registry import REGISTRIES
 from .lookups import LOOKUP_FUNCTIONS
+
+CITUS_REGISTRIES = tuple(registry for _, registry in REGISTRIES.values())
 
 __all__ = ["ADMIN_ROLE", "APP_ROLE", "create_roles", "role_statements"]
 
@@ -147,12 +151,20 @@ def create_roles(
     tables: Iterable[str] = (),
 ) -> list[str]:
     """Run ``role_statements`` in one transaction; needs a superuser."""
+    if is_citus(db):
+        # The global uniques' registries `distribute` made (models._registry).
+        tables = list(tables)
+        tables += [t for t in CITUS_REGISTRIES if t in db.get_tables() and t not in tables]
     statements = role_statements(
         app_role, admin_role, allow_set_role=allow_set_role, models=models, tables=tables
     )
     if HISTORY_TABLE not in db.get_tables():
         raise RelayError("this database has no relay_peewee schema yet: run `relay-peewee migrate`")
     with db.atomic():
+        if is_citus(db):
+            # Citus: GRANTs on distributed tables after other statements of
+            # the transaction must use one connection per worker.
+            db.execute_sql("SET LOCAL citus.multi_shard_modify_mode TO 'sequential'")
         for statement in statements:
             db.execute_sql(statement)
     return statements
