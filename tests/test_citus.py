@@ -296,3 +296,61 @@ def test_distribute_refuses_a_plain_postgresql_with_one_line(pg_url: str) -> Non
             distribute(db)
     finally:
         db.close()
+
+
+def test_moving_a_user_recreates_them_and_their_keys_in_the_new_tenant(
+    app: Database, pair: TenantPair, cluster_db: str
+) -> None:
+    owner = relay_peewee.connect(cluster_db)
+    try:
+        with tenant_context(pair.a):
+            newcomer = User.create(email=f"mover-{secrets.token_hex(3)}@acme.example")
+        move = commands.move_user(owner, newcomer.email, pair.b.slug)
+        assert (move.from_tenant, move.to_tenant) == (pair.a.id, pair.b.id)
+        registered = owner.execute_sql(
+            "SELECT tenant_id FROM relay_user_emails WHERE email = %s", (newcomer.email,)
+        ).fetchone()
+        assert registered == (pair.b.id,)
+    finally:
+        owner.close()
+    with tenant_context(pair.b):
+        assert User.get(User.email == newcomer.email).id == newcomer.id
+    with tenant_context(pair.a):
+        assert not User.select().where(User.id == newcomer.id).exists()
+
+
+def test_audit_reads_citus_catalog_and_finds_nothing_after_distribute(
+    cluster_db: str, distributed: tuple[str, TenantPair, tuple[str, str]]
+) -> None:
+    from relay_peewee.audit import audit_schema
+
+    app_role, admin_role = distributed[2]
+    owner = relay_peewee.connect(cluster_db)
+    try:
+        findings = audit_schema(
+            owner, citus=True, migrations=(), app_role=app_role, admin_role=admin_role
+        )
+        # Relay's migrations after distribution: nothing pending, and they still apply.
+        assert commands.migrate(owner).applied == []
+    finally:
+        owner.close()
+    serious = [f for f in findings if f.severity in ("error", "warning")]
+    assert serious == [], serious
+
+
+def test_audit_of_a_citus_database_not_yet_distributed_names_what_distribute_fixes(
+    cluster_db: str,
+) -> None:
+    from relay_peewee.audit.citus import check_citus
+
+    owner = relay_peewee.connect(cluster_db)
+    try:
+        # A tenant table made after distribution: the catalog says it stays local.
+        owner.execute_sql("CREATE TABLE late_notes (id text, tenant_id text NOT NULL)")
+        findings = check_citus(owner, ["late_notes", "users"], {})
+        assert [(f.table, f.check) for f in findings] == [("late_notes", "citus-not-distributed")]
+        plan = distribute_plan(owner)
+        assert plan.distributed == ["late_notes"] and plan.reference == []
+    finally:
+        owner.execute_sql("DROP TABLE late_notes")
+        owner.close()

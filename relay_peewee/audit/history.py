@@ -9,6 +9,8 @@ from peewee import Database
 
 from ..database import is_postgres
 from ..migrator import HISTORY_TABLE, MigrationRunner
+from ..operations.distribute import FIND_API_KEY_BODY
+from .citus import is_distributed
 from .findings import MIGRATE, Finding
 
 
@@ -53,6 +55,9 @@ def expected_lookups(db: Database) -> dict[str, tuple[str, str]]:
             migration = importlib.import_module(f"relay_peewee.migrations.{name}")
             for sig, (_head, body) in migration.FUNCTIONS.items():
                 expected[sig] = (body, name)
+    if expected and is_distributed(db, "api_keys"):
+        # `distribute` made it PL/pgSQL, which Citus can plan.
+        expected["relay_find_api_key(text)"] = (FIND_API_KEY_BODY, LOOKUPS_MIGRATIONS[-1])
     return expected
 
 

@@ -56,6 +56,7 @@ from ..migrator.backends import POLICY_PREDICATE
 from ..tenancy import TENANT_COLUMN
 
 __all__ = [
+    "FIND_API_KEY_BODY",
     "GLOBAL_REGISTRIES",
     "DistributePlan",
     "Registry",
@@ -358,6 +359,10 @@ BEGIN
     RETURNING k.tenant_id, k.user_id, k.id::text;
 END
 $$"""
+
+
+# What pg_proc.prosrc holds for it (the audit compares bodies).
+FIND_API_KEY_BODY = _FIND_API_KEY.split("$$")[1]
 
 
 def distribute(db: Database | DatabaseProxy) -> DistributePlan:
