@@ -28,7 +28,7 @@ from relay_peewee.database.citus import SYSTEM_TENANT_ID, known_citus
 from relay_peewee.models import AuditLog, Skill, Tenant, User
 from relay_peewee.operations import commands
 from relay_peewee.operations.distribute import distribute, distribute_plan, distributed_tables
-from relay_peewee.operations.lookups import find_api_key
+from relay_peewee.operations.lookups import find_api_key, find_tenant_by_host
 from relay_peewee.testing import SAMPLE_SLUGS, TenantPair, populate_tenant
 from relay_peewee.testing.backends import (
     connect_as_app_role,
@@ -182,6 +182,10 @@ def test_raw_sql_as_the_app_role_sees_and_writes_only_its_tenant(
         other = app.execute_sql("SELECT count(*) FROM skills WHERE tenant_id = %s", (b.id,))
         assert other.fetchone()[0] == 0
     assert rows == [(a.id,)]
+    with tenant_context(a):
+        # The registry of every tenant's emails: this tenant's alone, to raw SQL too.
+        owners = app.execute_sql("SELECT DISTINCT tenant_id FROM relay_user_emails").fetchall()
+    assert owners == [(a.id,)]
     with pytest.raises(ProgrammingError, match="row-level security"), tenant_context(a):
         app.execute_sql(
             "INSERT INTO users (id, email, tenant_id) VALUES ('x', 'x@x.example', %s)",
@@ -223,6 +227,8 @@ def test_api_key_lookup_and_system_events(app: Database, pair: TenantPair) -> No
     match = find_api_key(app, RAW_KEY)
     assert match is not None and match.tenant_id == pair.a.id
     assert find_api_key(app, "no-such-key") is None
+    host = find_tenant_by_host(app, f"{pair.b.slug}.localhost")
+    assert host is not None and host.tenant_id == pair.b.id
     with unscoped("citus test"):
         events = AuditLog.select().where(AuditLog.action == "tenant.unscoped")
         assert events.count() >= 1
@@ -354,3 +360,22 @@ def test_audit_of_a_citus_database_not_yet_distributed_names_what_distribute_fix
     finally:
         owner.execute_sql("DROP TABLE late_notes")
         owner.close()
+
+
+def test_the_command_shows_nothing_left_and_refuses_sqlite_in_one_line(
+    cluster_db: str, distributed: Any, tmp_path: Any
+) -> None:
+    from click.testing import CliRunner
+
+    from relay_peewee.cli import cli
+
+    shown = CliRunner().invoke(cli, ["distribute", "--sql", "--database", cluster_db])
+    assert shown.exit_code == 0 and "nothing to do" in shown.output
+    sqlite = f"sqlite:///{tmp_path}/relay.db"
+    assert CliRunner().invoke(cli, ["migrate", "-q", "--database", sqlite]).exit_code == 0
+    refused = CliRunner().invoke(cli, ["distribute", "--database", sqlite])
+    assert refused.exit_code == 1
+    assert refused.output.strip().splitlines() == [
+        "Error: distribute needs a Citus coordinator (CREATE EXTENSION citus); "
+        "this database is not one"
+    ]
