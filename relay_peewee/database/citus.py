@@ -62,6 +62,11 @@ def is_citus(db: Database) -> bool:
     not open a tenant context's deferred transaction.
     """
     found = _known.get(db)
+    if found is None and hasattr(db, "aexecute_sql"):
+        # playhouse.pwasyncio, in sync code: only its execute_sql crosses
+        # the greenlet bridge (its connection's cursor is a stand-in).
+        row = db.execute_sql(DETECT_SQL).fetchone()
+        found = remember_citus(db, bool(row and row[0]))
     if found is None:
         cursor: Any = db.connection().cursor()
         try:
