@@ -76,6 +76,10 @@ def _ports() -> list[int]:
 @pytest.fixture(scope="module")
 def cluster_db() -> Iterator[str]:
     """A new database on the coordinator and both workers, workers registered."""
+    yield from _cluster_database()
+
+
+def _cluster_database() -> Iterator[str]:
     try:
         conns = [_node(CITUS_URL, port) for port in _ports()]
     except Exception as exc:
@@ -379,3 +383,17 @@ def test_the_command_shows_nothing_left_and_refuses_sqlite_in_one_line(
         "Error: distribute needs a Citus coordinator (CREATE EXTENSION citus); "
         "this database is not one"
     ]
+
+
+def test_distribute_refuses_a_database_with_migrations_pending() -> None:
+    from relay_peewee.errors import MigrationError
+
+    for url in _cluster_database():
+        db = relay_peewee.connect(url)
+        try:
+            commands.migrate(db, to="0005")
+            with pytest.raises(MigrationError, match=r"pending \(0006_tenant_references first\)"):
+                distribute(db)
+            assert distributed_tables(db) == {}  # nothing was changed
+        finally:
+            db.close()

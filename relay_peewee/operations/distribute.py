@@ -51,7 +51,7 @@ from ..database import is_postgres, unwrap
 from ..database.citus import SYSTEM_TENANT_ID, is_citus
 from ..database.quoting import quote
 from ..errors import MigrationError, RelayError
-from ..migrator import HISTORY_TABLE
+from ..migrator import HISTORY_TABLE, MigrationRunner
 from ..migrator.backends import POLICY_PREDICATE
 from ..tenancy import TENANT_COLUMN
 
@@ -107,6 +107,12 @@ def _require_citus(db: Database) -> None:
         )
     if "tenants" not in db.get_tables():
         raise MigrationError("this database has no tenants table yet: run `relay-peewee migrate`")
+    # Relay's own: distribution changes keys a pending migration may still alter.
+    pending = [s.name for s in MigrationRunner(db).statuses() if s.applied is None]
+    if pending:
+        raise MigrationError(
+            f"{len(pending)} migration(s) pending ({pending[0]} first): run `relay-peewee migrate`"
+        )
 
 
 def _tenant_tables(db: Database) -> list[str]:
