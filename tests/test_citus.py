@@ -20,15 +20,17 @@ from typing import Any
 from urllib.parse import urlparse, urlunparse
 
 import pytest
-from peewee import Database, IntegrityError, ProgrammingError
+from peewee import Database, IntegrityError, ProgrammingError, TextField
 
 import relay_peewee
 from relay_peewee import tenant_context, unscoped
 from relay_peewee.database.citus import SYSTEM_TENANT_ID, known_citus
+from relay_peewee.migrator.backends import POLICY_PREDICATE
 from relay_peewee.models import AuditLog, Skill, Tenant, User
 from relay_peewee.operations import commands
 from relay_peewee.operations.distribute import distribute, distribute_plan, distributed_tables
 from relay_peewee.operations.lookups import find_api_key, find_tenant_by_host
+from relay_peewee.tenancy import TenantModel
 from relay_peewee.testing import SAMPLE_SLUGS, TenantPair, populate_tenant
 from relay_peewee.testing.backends import (
     connect_as_app_role,
@@ -397,3 +399,46 @@ def test_distribute_refuses_a_database_with_migrations_pending() -> None:
             assert distributed_tables(db) == {}  # nothing was changed
         finally:
             db.close()
+
+
+class CitusNote(TenantModel):
+    """An application's own tenant table, made after `distribute` ran."""
+
+    body = TextField()
+
+    class Meta:
+        table_name = "citus_app_notes"
+
+
+def test_an_applications_own_tenant_model_distributed_later_is_isolated(
+    app: Database, pair: TenantPair, cluster_db: str, distributed: Any
+) -> None:
+    app_role = distributed[2][0]
+    owner = relay_peewee.connect(cluster_db)
+    try:
+        CitusNote.create_table()
+        # One statement each: Citus forwards a DDL string to the workers whole.
+        owner.execute_sql("ALTER TABLE citus_app_notes ENABLE ROW LEVEL SECURITY")
+        owner.execute_sql("ALTER TABLE citus_app_notes FORCE ROW LEVEL SECURITY")
+        owner.execute_sql(
+            f"CREATE POLICY tenant_isolation ON citus_app_notes USING ({POLICY_PREDICATE})"
+            f" WITH CHECK ({POLICY_PREDICATE})"
+        )
+        plan = distribute(owner)
+        assert plan.distributed == ["citus_app_notes"]
+        owner.execute_sql(f"GRANT SELECT, INSERT, UPDATE, DELETE ON citus_app_notes TO {app_role}")
+        owner.execute_sql(f"GRANT USAGE ON SEQUENCE citus_app_notes_id_seq TO {app_role}")
+    finally:
+        owner.close()
+    relay_peewee.database.database_proxy.initialize(app)
+    with tenant_context(pair.a):
+        CitusNote.create(body="a's note")
+    with tenant_context(pair.b):
+        assert list(CitusNote.select()) == []
+        assert app.execute_sql("SELECT count(*) FROM citus_app_notes").fetchone()[0] == 0
+        with pytest.raises(ProgrammingError, match="row-level security"):
+            app.execute_sql(
+                "INSERT INTO citus_app_notes (body, tenant_id) VALUES ('x', %s)", (pair.a.id,)
+            )
+    with tenant_context(pair.a):
+        assert [n.body for n in CitusNote.select()] == ["a's note"]

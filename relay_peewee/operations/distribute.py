@@ -90,9 +90,12 @@ class DistributePlan:
 
 
 def distributed_tables(db: Database) -> dict[str, str]:
-    """Table -> Citus partition method (``h`` hash, ``n`` reference/none) of this schema."""
+    """Table -> what Citus made it: ``h`` distributed by hash, ``n`` a
+    reference table, ``l`` a local table of the coordinator's it manages (a
+    table created with a key to a reference table becomes one)."""
     rows = db.execute_sql(
-        "SELECT c.relname, p.partmethod FROM pg_dist_partition p"
+        "SELECT c.relname, CASE WHEN p.partmethod = 'h' THEN 'h'"
+        " WHEN p.repmodel = 't' THEN 'n' ELSE 'l' END FROM pg_dist_partition p"
         " JOIN pg_class c ON c.oid = p.logicalrelid"
         " WHERE c.relnamespace = current_schema()::regnamespace"
     ).fetchall()
@@ -160,11 +163,11 @@ def distribute_plan(db: Database | DatabaseProxy) -> DistributePlan:
     _require_citus(database)
     done = distributed_tables(database)
     tenant_tables = _tenant_tables(database)
-    new = sorted((t for t in tenant_tables if t not in done), key=lambda t: (t != "users", t))
+    new = sorted((t for t in tenant_tables if done.get(t) != "h"), key=lambda t: (t != "users", t))
     plan = DistributePlan()
     fks = _foreign_keys(database, new)
     refs = sorted({r for _, _, _, r in fks if r not in tenant_tables} | {"tenants"})
-    plan.reference = [t for t in refs if t not in done]
+    plan.reference = [t for t in refs if done.get(t) != "n"]
     plan.distributed = new
     if not new and not plan.reference:
         return plan
