@@ -442,3 +442,57 @@ def test_an_applications_own_tenant_model_distributed_later_is_isolated(
             )
     with tenant_context(pair.a):
         assert [n.body for n in CitusNote.select()] == ["a's note"]
+
+
+def test_the_keys_and_triggers_keep_their_guarantees_for_raw_sql(
+    app: Database, pair: TenantPair
+) -> None:
+    a, b = pair.a, pair.b
+    with tenant_context(a):
+        parent = Skill.create(
+            name="p", slug="citus-parent", description="d", category="c", content="x"
+        )
+        child = Skill.create(
+            name="c",
+            slug="citus-child",
+            description="d",
+            category="c",
+            content="x",
+            forked_from=parent,
+        )
+        version = pair.rows_of(a).versions[0]
+        app.execute_sql(
+            "UPDATE skills SET published_version_id = %s WHERE tenant_id = %s AND id = %s",
+            (version.id, a.id, child.id),
+        )
+        # ON DELETE SET NULL (col), Citus-style: a trigger on the referenced table.
+        app.execute_sql(
+            "DELETE FROM skill_versions WHERE tenant_id = %s AND id = %s",
+            (version.id and a.id, version.id),
+        )
+        app.execute_sql("DELETE FROM skills WHERE tenant_id = %s AND id = %s", (a.id, parent.id))
+        row = app.execute_sql(
+            "SELECT forked_from_id, published_version_id FROM skills"
+            " WHERE tenant_id = %s AND id = %s",
+            (a.id, child.id),
+        ).fetchone()
+        assert row == (None, None)
+    # A user nobody registered: the key to the registry refuses it.
+    with pytest.raises(IntegrityError), tenant_context(a):
+        app.execute_sql(
+            "INSERT INTO users (id, email, tenant_id) VALUES ('raw', 'raw@acme.example', %s)",
+            (a.id,),
+        )
+    # 0011's guarantee, by the trigger distribute puts in its place: a usage
+    # event naming b's skill is refused; naming a's own is not.
+    other_skill = pair.rows_of(b).skills[0]
+    with pytest.raises(IntegrityError, match="skill of another tenant"), tenant_context(a):
+        app.execute_sql(
+            "INSERT INTO usage_events (tool_name, skill_id, tenant_id) VALUES ('t', %s, %s)",
+            (other_skill.id, a.id),
+        )
+    with tenant_context(a):
+        app.execute_sql(
+            "INSERT INTO usage_events (tool_name, skill_id, tenant_id) VALUES ('t', %s, %s)",
+            (pair.rows_of(a).skills[0].id, a.id),
+        )

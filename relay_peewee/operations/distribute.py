@@ -24,8 +24,10 @@ distributes them, in one transaction (it all happens or nothing does):
   the distribution column, becomes ``NO ACTION`` plus a ``BEFORE DELETE``
   trigger on the referenced table doing the same;
 * the triggers that query another distributed table run with
-  ``citus.allow_nested_distributed_execution`` (their queries name the
-  tenant, so they stay on the shard's own node);
+  ``citus.allow_nested_distributed_execution`` and name the tenant, so
+  their queries stay on the shard's own node (0011's ``usage_events``
+  trigger is replaced by one that asks its own tenant only: see
+  ``_usage_events_trigger``);
 * ``relay_find_api_key`` becomes PL/pgSQL (Citus cannot plan a SQL-language
   function with parameters over a distributed table) and finds the tenant
   in the registry first, so its UPDATE is a router query;
@@ -185,7 +187,6 @@ def distribute_plan(db: Database | DatabaseProxy) -> DistributePlan:
         out += _audit_log_tenant()
     for reg in registries:
         out += _registry_table(reg)
-    out += _nested_triggers(database)
     # Copying the rows into the shards fires their triggers: audit_logs'
     # would restamp every created_at, usage_events' would query a shard not
     # committed yet. The rows were checked when written; off for the copy.
@@ -210,6 +211,8 @@ def distribute_plan(db: Database | DatabaseProxy) -> DistributePlan:
         out += _readd_foreign_key(table, name, definition, ref)
     for reg in registries:
         out += _registry_sync(reg)
+    if "usage_events" in new:
+        out += _usage_events_trigger(database)
     if "api_keys" in new:
         out.append(_FIND_API_KEY)
     dbname = database.execute_sql("SELECT quote_ident(current_database())").fetchone()[0]
@@ -328,16 +331,39 @@ def _enabled_triggers(db: Database, tables: list[str]) -> list[tuple[str, str]]:
     return [(t, n) for t, n in rows]
 
 
-def _nested_triggers(db: Database) -> list[str]:
-    """0011's usage_events trigger reads skills: from a shard that needs nested execution."""
+def _usage_events_trigger(db: Database) -> list[str]:
+    """0011's usage_events trigger, as a query Citus can run from a shard.
+
+    0011's looks for the skill in every tenant (a multi-shard query), which a
+    shard cannot run inside a transaction that set the tenant ("the backend
+    has already been assigned a transaction id"). This one asks the row's own
+    tenant's shard (a router query, on the same node): a new or changed
+    usage event must name a skill of its own tenant that exists, or none -
+    stricter than 0011, which let an id of no skill at all through. Rows
+    already there keep their skill_id when the skill is deleted, as before.
+    """
     exists = db.execute_sql(
-        "SELECT to_regprocedure('relay_usage_events_skill_tenant()') IS NOT NULL"
-    ).fetchone()[0]
+        "SELECT 1 FROM pg_trigger WHERE tgname = 'usage_events_skill_tenant'"
+        " AND tgrelid = to_regclass('usage_events')"
+    ).fetchone()
     if not exists:
         return []
+    fn = "relay_usage_events_skill_tenant_citus"
     return [
-        "ALTER FUNCTION relay_usage_events_skill_tenant()"
-        " SET citus.allow_nested_distributed_execution = on"
+        f"CREATE FUNCTION {fn}() RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER"
+        " SET search_path = pg_catalog, public, pg_temp"
+        " SET citus.allow_nested_distributed_execution = on AS $$\nBEGIN\n"
+        "    IF NEW.skill_id IS NOT NULL AND NOT EXISTS (\n"
+        "        SELECT 1 FROM skills s WHERE s.tenant_id = NEW.tenant_id AND s.id = NEW.skill_id\n"
+        "    ) THEN\n"
+        "        RAISE EXCEPTION USING ERRCODE = '23503',\n"
+        "            MESSAGE = 'usage_events.skill_id names no skill of its tenant"
+        " (a skill of another tenant?)';\n"
+        "    END IF;\n    RETURN NEW;\nEND $$",
+        f"REVOKE ALL ON FUNCTION {fn}() FROM PUBLIC",
+        "DROP TRIGGER usage_events_skill_tenant ON usage_events",
+        "CREATE TRIGGER usage_events_skill_tenant BEFORE INSERT OR UPDATE OF skill_id, tenant_id"
+        f" ON usage_events FOR EACH ROW EXECUTE FUNCTION {fn}()",
     ]
 
 
