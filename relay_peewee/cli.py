@@ -40,6 +40,8 @@ from .migrator import MigrationStatus
 from .migrator.online import MAX_LOCK_TIMEOUT, MIN_LOCK_TIMEOUT
 from .migrator.runner import BASELINE
 from .operations import commands, tenant_erase, tenant_states
+from .operations.distribute import distribute as distribute_database
+from .operations.distribute import distribute_plan
 from .operations.roles import create_roles, role_statements
 
 __all__ = ["cli", "main"]
@@ -1124,6 +1126,33 @@ def roles(
     click.echo(f"roles {app_role} and {admin_role} are ready; set a password with:")
     click.echo(f"  ALTER ROLE {app_role} PASSWORD '...';")
     click.echo(f"  ALTER ROLE {admin_role} PASSWORD '...';  -- unscoped()'s own connection")
+
+
+@cli.command()
+@database_option
+@click.option("--sql", is_flag=True, help="Print the SQL that would run; change nothing.")
+@_user_errors
+def distribute(database: str | None, sql: bool) -> None:
+    """Citus: make the migrated schema Citus-ready and distribute it by tenant_id.
+
+    tenants becomes a reference table; every tenant table and audit_logs is
+    distributed, co-located. One transaction; run it again after adding tables.
+    """
+    with _database(database) as db:
+        if sql:
+            plan = distribute_plan(db)
+            for statement in plan.statements:
+                click.echo(f"{statement};")
+            if not plan.statements:
+                click.echo("-- nothing to do: every table is distributed already")
+            return
+        plan = distribute_database(db)
+    if not plan.statements:
+        click.echo("nothing to do: every table is distributed already")
+        return
+    if plan.reference:
+        click.echo(f"reference tables: {', '.join(plan.reference)}")
+    click.echo(f"distributed by tenant_id: {', '.join(plan.distributed)}")
 
 
 def main() -> None:

@@ -26,6 +26,7 @@ from ..fields import TenantForeignKeyField
 from ..migrator.backends import POLICY, POLICY_PREDICATE
 from ..models import MODELS, Tenant
 from ..tenancy import TENANT_COLUMN, TENANT_FIELD, TenantModel
+from .citus import registry_enforces
 from .findings import MIGRATE, Finding
 
 
@@ -47,7 +48,7 @@ def check_model(db: Database, model: type[Model], tables: set[str]) -> list[Find
                 msg += _create_index(db, table, cols, unique=True)
                 out.append(Finding("error", table, "tenant-unique", msg))
     for cols in global_:
-        if not any(_enforces(ix, cols) for ix in keys):
+        if not any(_enforces(ix, cols) for ix in keys) and not registry_enforces(db, table, cols):
             msg = f"the model declares ({', '.join(cols)}) unique across all tenants, but "
             msg += f"nothing enforces it; fix: {_create_index(db, table, cols, unique=True)}"
             out.append(Finding("error", table, "global-unique-missing", msg))

@@ -25,6 +25,7 @@ from playhouse import db_url
 
 from ..errors import ConfigurationError
 from .backend import POSTGRES_DRIVERS
+from .citus import is_citus
 from .deferred_begin import deferred_class
 from .pool import resetting_class
 from .request_connection import request_class, with_request_class
@@ -139,6 +140,8 @@ def open_database(url: str | None = None, *, must_exist: bool = False) -> Databa
     except Exception as exc:  # the driver's own error type varies
         first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ConfigurationError(f"cannot connect to {_redact(url)}: {first_line}") from None
+    if isinstance(db, PostgresqlDatabase):
+        is_citus(db)  # asked now, once, so that no tenant context pays for it
     return db
 
 

@@ -112,10 +112,20 @@ def _in_identifier(char: str) -> bool:
 class DeferredTransaction(_transaction):
     """``db.transaction()`` whose BEGIN (and setup) is sent with its first statement."""
 
-    def __init__(self, db: Database, setup_sql: str, setup_params: tuple[Any, ...]) -> None:
+    def __init__(
+        self,
+        db: Database,
+        setup_sql: str,
+        setup_params: tuple[Any, ...],
+        *,
+        setup_alone: bool = False,
+    ) -> None:
         super().__init__(db)
         self.setup_sql = setup_sql
         self.setup_params = setup_params
+        # Citus: BEGIN and the setup are one string, the first statement the
+        # next (``database.citus``): still no round trip until one is needed.
+        self.setup_alone = setup_alone
         self.begun = False
         # Statements sent in front of the next one (a savepoint's RELEASE).
         self.before_next: list[str] = []
@@ -214,6 +224,12 @@ class DeferredBeginMixin:
             if type(outermost) is DeferredTransaction and (
                 not outermost.begun or outermost.before_next
             ):
+                if outermost.setup_alone and not outermost.begun:
+                    setup = f"{_begin_statement(self)}; {outermost.setup_sql}"
+                    super().execute_sql(setup, outermost.setup_params or None)  # type: ignore[misc]
+                    outermost.begun = True
+                    if not outermost.before_next:
+                        return super().execute_sql(sql, params, **options)  # type: ignore[misc]
                 begun, queued = outermost.begun, list(outermost.before_next)
                 sql, params = outermost.prepare(sql, params)
                 try:

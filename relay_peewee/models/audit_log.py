@@ -34,6 +34,7 @@ from peewee import (
     Value,
 )
 
+from ..database.citus import SYSTEM_TENANT_ID, known_citus
 from ..errors import CrossTenantWrite
 from ..fields import JSONField
 from ..scope import active_scope
@@ -124,6 +125,8 @@ class AuditLog(BaseModel):
         if tenant_id is not None:
             row = dict(data or {}, **insert)
             _check_row(row, None, tenant_id)
+        elif _on_citus() and isinstance(data, Mapping) and not insert:
+            data = _with_system_tenant(data)
         return super().insert(data, **insert)
 
     @classmethod
@@ -148,6 +151,25 @@ class AuditLog(BaseModel):
     @classmethod
     def replace_many(cls, rows: Iterable[Any], fields: Any = None) -> Any:
         raise CrossTenantWrite("audit_logs is append-only: replace_many() refused")
+
+
+def _on_citus() -> bool:
+    # known_citus, not is_citus: never a query here (an asyncio database
+    # is asked by its first tenant context; connect() asks the others).
+    db = AuditLog._meta.database
+    db = getattr(db, "obj", db)
+    return db is not None and bool(known_citus(db))
+
+
+def _with_system_tenant(row: Mapping[Any, Any]) -> dict[Any, Any]:
+    """A row of no tenant, given ``SYSTEM_TENANT_ID`` (Citus: the
+    distribution column cannot be NULL)."""
+    out = dict(row)
+    keys = [k for k in out if k is AuditLog.tenant_id or (isinstance(k, str) and k == "tenant_id")]
+    if all(out[k] is None for k in keys):
+        for k in keys or ["tenant_id"]:
+            out[k] = SYSTEM_TENANT_ID
+    return out
 
 
 def audit_row_values(row: dict[str, Any]) -> dict[str, Any]:

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from peewee import DateTimeField, TextField
 
 from ..tenancy.model import TenantModel
 from ._columns import new_id, utcnow
+from ._registry import registered_delete, registered_save
 
 __all__ = ["User"]
 
@@ -27,3 +30,14 @@ class User(TenantModel):
         # also serves every lookup by tenant.
         tenant_unique = [("id",)]
         audit_events = "user"  # user.create / user.update / user.delete
+
+    # Citus: the global unique lives in a reference table (models._registry).
+    def save(self, force_insert: bool = False, only: Any = None) -> Any:
+        return registered_save(
+            self, lambda: super(User, self).save(force_insert, only), force_insert
+        )
+
+    def delete_instance(self, recursive: bool = False, delete_nullable: bool = False) -> Any:
+        return registered_delete(
+            self, lambda: super(User, self).delete_instance(recursive, delete_nullable)
+        )

@@ -31,11 +31,15 @@ from collections.abc import Iterable
 
 from peewee import Database, Model
 
+from ..database.citus import is_citus
 from ..database.quoting import quote, quote_list
 from ..errors import RelayError
 from ..migrator import HISTORY_TABLE, check_base_set, recorded_base_set
 from ..models import MODELS, AuditLog, Tenant
+from ..models._registry import REGISTRIES
 from .lookups import LOOKUP_FUNCTIONS
+
+CITUS_REGISTRIES = tuple(registry for _, registry in REGISTRIES.values())
 
 __all__ = ["ADMIN_ROLE", "APP_ROLE", "create_roles", "role_statements"]
 
@@ -166,6 +170,10 @@ def create_roles(
     if relay_schema is None:
         relay_schema = recorded_base_set(db) is not False
     check_base_set(db, relay_schema)
+    if is_citus(db):
+        # The global uniques' registries `distribute` made (models._registry).
+        tables = list(tables)
+        tables += [t for t in CITUS_REGISTRIES if t in db.get_tables() and t not in tables]
     statements = role_statements(
         app_role,
         admin_role,
@@ -175,6 +183,10 @@ def create_roles(
         relay_schema=relay_schema,
     )
     with db.atomic():
+        if is_citus(db):
+            # Citus: GRANTs on distributed tables after other statements of
+            # the transaction must use one connection per worker.
+            db.execute_sql("SET LOCAL citus.multi_shard_modify_mode TO 'sequential'")
         for statement in statements:
             db.execute_sql(statement)
     return statements

@@ -33,6 +33,7 @@ from ..errors import MigrationError, RelayError
 from ..events import write_event
 from ..migrator import recorded_base_set
 from ..tenancy.rls import bypass_scope
+from .citus_moves import find_user_for_move, move_rows
 
 __all__ = ["MOVE_ACTION", "UserMove", "move_user"]
 
@@ -93,9 +94,13 @@ def move_user(
 
 
 def _move(db: Database, p: str, email: str, to_slug: str, actor_id: str | None) -> UserMove:
+    citus = p == "%s" and "relay_user_emails" in db.get_tables()  # distributed (distribute)
     lock = " FOR UPDATE" if p == "%s" else ""
-    user = db.execute_sql(f"SELECT id, tenant_id FROM users WHERE email = {p}{lock}", (email,))
-    found = user.fetchone()
+    if citus:
+        found: Any = find_user_for_move(db, email)
+    else:
+        user = db.execute_sql(f"SELECT id, tenant_id FROM users WHERE email = {p}{lock}", (email,))
+        found = user.fetchone()
     if found is None:
         raise RelayError(f"no user with email {email!r}")
     user_id, from_tenant = str(found[0]), str(found[1])
@@ -128,7 +133,10 @@ def _move(db: Database, p: str, email: str, to_slug: str, actor_id: str | None) 
             "delete or reassign them first"
         )
 
-    moved = _update(db, p, user_id, from_tenant, to_tenant)
+    if citus:
+        moved = move_rows(db, user_id, from_tenant, to_tenant, _MOVED)
+    else:
+        moved = _update(db, p, user_id, from_tenant, to_tenant)
     metadata: dict[str, Any] = {
         "email": email,
         "from_tenant": from_tenant,

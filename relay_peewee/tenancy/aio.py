@@ -37,6 +37,7 @@ except ImportError:  # no asyncpg (an AsyncSqliteDatabase), or it moved
     _TransactionState = None
 
 from ..database import database_proxy, is_postgres
+from ..database.citus import DETECT_SQL, known_citus, remember_citus
 from . import activity, rls
 
 __all__ = ["require_active", "tenant_scope"]
@@ -103,7 +104,8 @@ async def _async_scope(db: Any, tenant_id: str, outer_tenant: str | None) -> Asy
     # leave this tenant's setting in force under the outer block, whose
     # current_tenant() already says the outer tenant again.
     conn = (await db.aconnect()).conn
-    restore = rls.tenant_setting_literal_sql(outer_tenant or "")
+    await _detect_citus(db, conn)
+    restore = rls.tenant_setting_literal_for(db, outer_tenant or "")
     savepoint = db.atomic()
     await savepoint.__aenter__()
     try:
@@ -172,10 +174,12 @@ class _TenantTransaction(AsyncPgAtomic):
 
     def __init__(self, db: Any, tenant_id: str) -> None:
         super().__init__(db)
-        self._setting = rls.tenant_setting_literal_sql(tenant_id)
+        self._tenant_id = tenant_id
 
     async def _abegin(self) -> Any:  # also after a commit() inside the block
         conn = await self.db.aconnect()
+        await _detect_citus(self.db, conn.conn)
+        self._setting = rls.tenant_setting_literal_for(self.db, self._tenant_id)
         tx = conn.conn.transaction()
         # peewee's own error types, as pwasyncio's _abegin raises them
         with _exception_wrapper:
@@ -220,4 +224,12 @@ async def _set_tenant(db: Any, tenant_id: str) -> None:
     # aexecute_sql is two (prepare, execute). The task's own connection,
     # idle here: nothing else of this task can be using it.
     wrapper = await db.aconnect()
-    await wrapper.conn.execute(rls.tenant_setting_literal_sql(tenant_id))
+    await _detect_citus(db, wrapper.conn)
+    await wrapper.conn.execute(rls.tenant_setting_literal_for(db, tenant_id))
+
+
+async def _detect_citus(db: Any, conn: Any) -> None:
+    """Ask once per database whether it is Citus (``database.citus``): on the
+    asyncpg connection, since the sync ``is_citus`` cannot run here."""
+    if known_citus(db) is None:
+        remember_citus(db, bool(await conn.fetchval(DETECT_SQL)))

@@ -34,6 +34,7 @@ from typing import Any, cast
 
 from peewee import ForeignKeyField, Model, classmethod_only
 
+from ..database.citus import known_citus
 from ..models.audited import AuditedModel, AuditedModelBase, WriteQueries
 from ..models.tenant import Tenant
 from . import checked_save
@@ -166,6 +167,17 @@ class TenantModel(AuditedModel, metaclass=TenantModelBase):
 
     @classmethod
     def update(cls, data: Any = None, /, **update: Any) -> ScopedUpdate:
+        # Citus refuses SET tenant_id (the distribution column) unless it can
+        # see the value is the row's own, which it cannot with server-side
+        # parameters (psycopg 3); save() writes it unchanged: leave it out.
+        if (
+            data is None
+            and TENANT_FIELD in update
+            and len(update) > 1
+            and _on_citus(cls)
+            and update[TENANT_FIELD] == scope_tenant(cls)
+        ):
+            update = {k: v for k, v in update.items() if k != TENANT_FIELD}
         # Before the query is built: take() may leave unchanged references out.
         taken = checked_save.take(cls, data, update, False) if update else None
         query = cls._update_query(cls, _normalize_data(cls, data, update))
@@ -262,3 +274,9 @@ def _claim(instance: Any, tenant_id: str) -> None:
         instance._dirty.add(TENANT_FIELD)
     elif owner != tenant_id:
         check_tenant_value(type(instance), owner, tenant_id)
+
+
+def _on_citus(model: type[Model]) -> bool:
+    db = model._meta.database
+    db = getattr(db, "obj", db)
+    return db is not None and bool(known_citus(db))

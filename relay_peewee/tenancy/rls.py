@@ -44,6 +44,7 @@ from typing import Any, cast
 from peewee import Database, PostgresqlDatabase
 
 from ..database import admin_database, database_proxy, is_postgres
+from ..database.citus import PROPAGATE_SQL, is_citus, known_citus, set_local_sql
 from ..database.deferred_begin import (
     BLOCKS,
     DeferredBeginMixin,
@@ -57,10 +58,12 @@ __all__ = [
     "ADMIN_ROLE",
     "TENANT_SETTING",
     "bypass_scope",
+    "citus_setting_sql",
     "discard_thread_blocks",
     "separate_transaction",
     "tenant_scope",
     "tenant_setting_client_sql",
+    "tenant_setting_literal_for",
     "tenant_setting_literal_sql",
     "tenant_setting_sql",
     "thread_blocks",
@@ -108,7 +111,25 @@ def tenant_setting_literal_sql(tenant_id: str) -> str:
     return f"SELECT set_config('{TENANT_SETTING}', {literal}, true)"
 
 
+def citus_setting_sql(tenant_id: str) -> str:
+    """The tenant setting on Citus, where ``set_config`` never reaches the
+    workers: ``SET LOCAL`` with its propagation on, to be sent as a string
+    of its own (or after a bare BEGIN) - Citus replays the whole string on
+    each worker, and a query in it would run there twice (``database.citus``)."""
+    return f"{PROPAGATE_SQL}; {set_local_sql(TENANT_SETTING, tenant_id)}"
+
+
+def tenant_setting_literal_for(db: Database, tenant_id: str) -> str:
+    """``tenant_setting_literal_sql``, or its Citus form on a database found to be Citus."""
+    if known_citus(db):
+        return citus_setting_sql(tenant_id)
+    return tenant_setting_literal_sql(tenant_id)
+
+
 def _set_tenant(db: Database, tenant_id: str) -> None:
+    if is_citus(db):
+        db.execute_sql(citus_setting_sql(tenant_id))
+        return
     db.execute_sql(*tenant_setting_sql(tenant_id))
 
 
@@ -139,7 +160,12 @@ class _DeferredScope:
     def __init__(self, db: Database, tenant_id: str, owners: list[object | None]) -> None:
         self.db = db
         self.owners = owners
-        self.transaction = DeferredTransaction(db, *tenant_setting_client_sql(tenant_id))
+        if is_citus(db):
+            # BEGIN and the setting still go out together, but not with the query.
+            setup = citus_setting_sql(tenant_id)
+            self.transaction = DeferredTransaction(db, setup, (), setup_alone=True)
+        else:
+            self.transaction = DeferredTransaction(db, *tenant_setting_client_sql(tenant_id))
 
     def __enter__(self) -> None:
         _claim(self.owners)
@@ -346,7 +372,9 @@ def separate_transaction(db: Database, tenant_id: str | None) -> Iterator[Any]:
             cursor.execute("BEGIN")
             # A lock the caller's own transaction holds must fail, not hang.
             cursor.execute("SET LOCAL lock_timeout = '2s'")
-            if admin is None and tenant_id is not None:
+            if admin is None and tenant_id is not None and is_citus(db):
+                cursor.execute(citus_setting_sql(tenant_id))
+            elif admin is None and tenant_id is not None:
                 cursor.execute("SELECT set_config(%s, %s, true)", (TENANT_SETTING, tenant_id))
             elif admin is None and _needs_admin_role(db, cursor):
                 role = getattr(db, "relay_admin_role", ADMIN_ROLE)

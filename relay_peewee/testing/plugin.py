@@ -114,6 +114,8 @@ MARKERS = {
     "its fixtures or markers)",
     "postgres_only": "runs on a PostgreSQL backend only (postgres or postgres_rls)",
     "postgres_rls_only": "runs on the postgres_rls backend only",
+    "citus": "runs on the Citus cluster of shared/citus (skipped when it is unreachable, "
+    "failed under CI=true)",
     FRESH_MARK: "relay_db is migrated from empty for this test instead of copied from a template",
 }
 
