@@ -26,6 +26,7 @@ from peewee import (
     BigIntegerField,
     BlobField,
     BooleanField,
+    Database,
     DateField,
     DateTimeField,
     DecimalField,
@@ -40,6 +41,7 @@ from peewee import (
 
 from ..errors import RelayError
 from ..fields import FloatListField, JSONField, TextListField
+from ..migrator import recorded_base_set
 from ..models import TENANT_MODELS, AuditLog, Tenant
 
 __all__ = [
@@ -49,6 +51,7 @@ __all__ = [
     "TableSpec",
     "TenantFileError",
     "column_type",
+    "database_tables",
     "header_line",
     "tenant_tables",
     "trailer_line",
@@ -132,15 +135,18 @@ def _spec(model: type[Model]) -> TableSpec:
     return TableSpec(model._meta.table_name, columns)
 
 
-def tenant_tables(models: Sequence[type[Model]] = ()) -> list[TableSpec]:
+def tenant_tables(
+    models: Sequence[type[Model]] = (), *, relay_schema: bool = True
+) -> list[TableSpec]:
     """Every table a tenant's rows live in, parents first.
 
-    ``tenants`` (the tenant's own row), Relay's nine tables, the
+    ``tenants`` (the tenant's own row), Relay's nine tables (not on a
+    database of the tenancy core alone, ``relay_schema=False``), the
     application's TenantModels (``models``, in peewee's dependency order; other
     models are left out), then ``audit_logs`` (the tenant's events, which
     reference nothing).
     """
-    relay: list[type[Model]] = [Tenant, *TENANT_MODELS]
+    relay: list[type[Model]] = [Tenant, *(TENANT_MODELS if relay_schema else ())]
     app = [m for m in models if "tenant" in m._meta.fields and m not in relay]
     names = [m._meta.table_name for m in app]
     every: list[type[Model]] = [*relay, *app, AuditLog]
@@ -149,6 +155,12 @@ def tenant_tables(models: Sequence[type[Model]] = ()) -> list[TableSpec]:
     if clash:
         raise RelayError(f"the application's model table {clash[0]!r} is one of Relay's own")
     return [_spec(m) for m in every]
+
+
+def database_tables(db: Database, models: Sequence[type[Model]] = ()) -> list[TableSpec]:
+    """``tenant_tables`` for the base set ``db``'s history records (Relay's
+    unless it records the tenancy core alone)."""
+    return tenant_tables(models, relay_schema=recorded_base_set(db) is not False)
 
 
 def _dumps(value: Any) -> str:

@@ -43,8 +43,8 @@ from .tenant_data import (
     TIMESTAMP,
     UUID,
     TableSpec,
+    database_tables,
     header_line,
-    tenant_tables,
     trailer_line,
 )
 
@@ -110,7 +110,7 @@ def export_tenant(
     tables. ``out`` may be a text or a binary stream.
     """
     database = unwrap(db)
-    tables = tenant_tables(models)
+    tables = database_tables(database, models)
     sink = _Sink(out)
     rows: dict[str, int] = {}
     with _snapshot(database):
@@ -139,7 +139,7 @@ def tenant_fingerprints(
     with the row count. Equal digests: equal rows, whatever the backend.
     """
     database = unwrap(db)
-    tables = tenant_tables(models)
+    tables = database_tables(database, models)
     out: dict[str, str] = {}
     with _snapshot(database):
         tenant_id, _tenant_row = _tenant(database, slug)

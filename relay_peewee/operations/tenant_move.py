@@ -38,7 +38,7 @@ from ..database import is_postgres, unwrap
 from ..database.quoting import quote
 from ..errors import RelayError
 from ..tenancy.rls import bypass_scope
-from .tenant_data import tenant_tables
+from .tenant_data import database_tables
 from .tenant_erase import ERASE_ACTION, erase_order, erase_tenant
 from .tenant_export import export_tenant, tenant_fingerprints
 from .tenant_import import import_tenant
@@ -140,7 +140,7 @@ def _require_carried(
     export writes only the tables a model describes. A table between the
     two would be lost in a move, so it is refused before anything changes.
     """
-    carried = {spec.name for spec in tenant_tables(models)}
+    carried = {spec.name for spec in database_tables(db, models)}
     for table in erase_order(db):
         if table in carried:
             continue
