@@ -194,3 +194,33 @@ def test_a_write_inside_unscoped_is_filed_under_the_rows_tenant(two_tenants: Ten
     (event,) = [e for e in events() if e.action == "user.update"]
     assert (event.tenant_id, event.resource_id) == (b.id, b_user.id)
     assert event.metadata == {"fields": ["name"], "unscoped": "support: fix a typo for tenant b"}
+
+
+@pytest.mark.postgres_only
+def test_an_event_written_to_sqlite_while_the_models_point_at_postgres(
+    pg_url: str, tmp_path: Any
+) -> None:
+    """The CLI writes to its own database while the models may still be bound
+    to another backend's: peewee must not ask SQLite for PostgreSQL's
+    RETURNING (it used to fail with 'no attribute lastrowid' and the event
+    was dropped)."""
+    import relay_peewee
+    from relay_peewee.database import open_database
+    from relay_peewee.models.audit_log import write_event
+    from relay_peewee.operations.commands import migrate
+
+    sqlite = open_database(f"sqlite:///{tmp_path / 'cli.db'}")
+    migrate(sqlite)
+    pg = relay_peewee.connect(pg_url)
+    migrate(pg)
+    try:
+        assert AuditLog._meta.database.obj is pg
+        written = write_event(sqlite, {"action": "test.cross_backend"}, strict=True)
+        assert written is not None
+        found = sqlite.execute_sql(
+            "SELECT id FROM audit_logs WHERE action = 'test.cross_backend'"
+        ).fetchall()
+        assert [uuid.UUID(str(r[0])) for r in found] == [written]
+    finally:
+        pg.close()
+        sqlite.close()

@@ -196,7 +196,11 @@ def write_event(
         # A savepoint when the caller is inside a transaction: a failed insert
         # rolls back to it and leaves the caller's transaction usable.
         with db.atomic():
-            AuditLog.insert(values).execute(db)
+            # .returning() with nothing: peewee decides RETURNING when the
+            # query is built, from the database the model is bound to, which
+            # need not be ``db`` (the CLI writes to its own while the models
+            # may still point at another backend); the id is ours already.
+            AuditLog.insert(values).returning().execute(db)
     except Exception:
         if strict:
             raise
