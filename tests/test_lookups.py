@@ -226,9 +226,17 @@ def test_the_audit_reports_0010s_api_key_lookup_once_0012_is_applied(pg_url: str
         def findings() -> list[str]:
             return [f.message for f in audit_schema(db) if f.check == "lookup-function"]
 
-        assert rollback(db, "12") == ["0013_audit_log_imports", "0012_api_keys_of_active_tenants"]
+        assert rollback(db, "12") == [
+            "0014_skill_reference_indexes",
+            "0013_audit_log_imports",
+            "0012_api_keys_of_active_tenants",
+        ]
         assert findings() == []  # 0010's body, expected as long as 0012 is not applied
-        assert migrate(db).applied == ["0012_api_keys_of_active_tenants", "0013_audit_log_imports"]
+        assert migrate(db).applied == [
+            "0012_api_keys_of_active_tenants",
+            "0013_audit_log_imports",
+            "0014_skill_reference_indexes",
+        ]
         assert findings() == []
         for statement in old.function_sql("public"):
             db.execute_sql(statement)

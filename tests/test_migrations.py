@@ -42,12 +42,19 @@ ALL = [
     "0011_tenant_consistent_ids",
     "0012_api_keys_of_active_tenants",
     "0013_audit_log_imports",
+    "0014_skill_reference_indexes",
 ]
 
 # The end state section 3 of the foundation issue asks for.
 EXPECTED_TENANT_KEYS = {
     "users": [(("tenant_id", "id"), True)],
-    "skills": [(("tenant_id", "id"), True), (("tenant_id", "slug"), True)],
+    "skills": [
+        (("tenant_id", "draft_version_id"), False),  # 0014: under 0011's keys
+        (("tenant_id", "forked_from_id"), False),
+        (("tenant_id", "id"), True),
+        (("tenant_id", "published_version_id"), False),
+        (("tenant_id", "slug"), True),
+    ],
     "skill_versions": [(("tenant_id", "id"), True)],
     "ratings": [(("tenant_id",), False)],
     "usage_events": [(("tenant_id",), False)],
