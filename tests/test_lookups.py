@@ -227,7 +227,7 @@ def test_the_audit_reports_0010s_api_key_lookup_once_0012_is_applied(pg_url: str
             return [f.message for f in audit_schema(db) if f.check == "lookup-function"]
 
         assert rollback(db, "12") == [
-            "0014_skill_reference_indexes",
+            "0014_foreign_key_indexes",
             "0013_audit_log_imports",
             "0012_api_keys_of_active_tenants",
         ]
@@ -235,7 +235,7 @@ def test_the_audit_reports_0010s_api_key_lookup_once_0012_is_applied(pg_url: str
         assert migrate(db).applied == [
             "0012_api_keys_of_active_tenants",
             "0013_audit_log_imports",
-            "0014_skill_reference_indexes",
+            "0014_foreign_key_indexes",
         ]
         assert findings() == []
         for statement in old.function_sql("public"):

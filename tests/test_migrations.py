@@ -42,24 +42,37 @@ ALL = [
     "0011_tenant_consistent_ids",
     "0012_api_keys_of_active_tenants",
     "0013_audit_log_imports",
-    "0014_skill_reference_indexes",
+    "0014_foreign_key_indexes",
 ]
 
 # The end state section 3 of the foundation issue asks for.
 EXPECTED_TENANT_KEYS = {
     "users": [(("tenant_id", "id"), True)],
+    # 0014: an index under each tenant-consistent key that had none.
     "skills": [
-        (("tenant_id", "draft_version_id"), False),  # 0014: under 0011's keys
+        (("tenant_id", "author_id"), False),
+        (("tenant_id", "draft_version_id"), False),
         (("tenant_id", "forked_from_id"), False),
         (("tenant_id", "id"), True),
         (("tenant_id", "published_version_id"), False),
         (("tenant_id", "slug"), True),
     ],
-    "skill_versions": [(("tenant_id", "id"), True)],
-    "ratings": [(("tenant_id",), False)],
-    "usage_events": [(("tenant_id",), False)],
+    "skill_versions": [
+        (("tenant_id", "created_by"), False),
+        (("tenant_id", "id"), True),
+        (("tenant_id", "skill_id"), False),
+    ],
+    "ratings": [
+        (("tenant_id",), False),
+        (("tenant_id", "skill_id"), False),
+        (("tenant_id", "user_id"), False),
+    ],
+    "usage_events": [(("tenant_id",), False), (("tenant_id", "user_id"), False)],
     "skill_embeddings": [(("tenant_id", "skill_id"), True)],
-    "skill_reviews": [(("tenant_id", "skill_id"), True)],
+    "skill_reviews": [
+        (("tenant_id", "requested_by"), False),
+        (("tenant_id", "skill_id"), True),
+    ],
     "api_keys": [(("tenant_id",), False)],
     "site_settings": [(("tenant_id", "id"), True)],
 }

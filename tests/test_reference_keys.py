@@ -166,7 +166,7 @@ AFTER_0010 = (
     "0011_tenant_consistent_ids",
     "0012_api_keys_of_active_tenants",
     "0013_audit_log_imports",
-    "0014_skill_reference_indexes",
+    "0014_foreign_key_indexes",
 )
 
 

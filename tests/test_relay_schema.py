@@ -111,7 +111,7 @@ def test_nulls_in_a_column_that_becomes_not_null_are_refused(
         "0011_tenant_consistent_ids",
         "0012_api_keys_of_active_tenants",
         "0013_audit_log_imports",
-        "0014_skill_reference_indexes",
+        "0014_foreign_key_indexes",
     ]
 
 
@@ -299,7 +299,7 @@ def test_rollback_of_0010_drops_defaults_and_functions_keeps_relays_schema(
 
     db = migrated_db
     assert rollback(db, "10") == [
-        "0014_skill_reference_indexes",
+        "0014_foreign_key_indexes",
         "0013_audit_log_imports",
         "0012_api_keys_of_active_tenants",
         "0011_tenant_consistent_ids",
@@ -317,7 +317,7 @@ def test_rollback_of_0010_drops_defaults_and_functions_keeps_relays_schema(
         "0011_tenant_consistent_ids",
         "0012_api_keys_of_active_tenants",
         "0013_audit_log_imports",
-        "0014_skill_reference_indexes",
+        "0014_foreign_key_indexes",
     ]
     db.execute_sql("INSERT INTO tenants (name, slug) VALUES ('n', 'defaults-again')")
 

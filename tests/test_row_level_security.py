@@ -202,7 +202,7 @@ def test_migrations_refuse_a_role_that_cannot_bypass_rls(roles: Roles) -> None:
 
 def test_rls_rolls_back_and_forward(pg_migrated: Database) -> None:
     assert rollback(pg_migrated, to="0008") == [
-        "0014_skill_reference_indexes",
+        "0014_foreign_key_indexes",
         "0013_audit_log_imports",
         "0012_api_keys_of_active_tenants",
         "0011_tenant_consistent_ids",
@@ -218,7 +218,7 @@ def test_rls_rolls_back_and_forward(pg_migrated: Database) -> None:
         "0011_tenant_consistent_ids",
         "0012_api_keys_of_active_tenants",
         "0013_audit_log_imports",
-        "0014_skill_reference_indexes",
+        "0014_foreign_key_indexes",
     ]
     forced = [*TENANT_TABLES, "audit_logs"]
     assert sorted(catalog.forced_rls_tables(pg_migrated)) == sorted(forced)
