@@ -24,3 +24,8 @@ class Rating(TenantModel):
 
     class Meta:
         table_name = "ratings"
+        # 0014: an index under each tenant-consistent key (deleting a parent probes it).
+        indexes = (
+            (("tenant", "skill"), False),
+            (("tenant", "user"), False),
+        )

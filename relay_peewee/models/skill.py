@@ -46,5 +46,12 @@ class Skill(TenantModel):
 
     class Meta:
         table_name = "skills"
+        # 0014: an index under each tenant-consistent key (deleting a parent probes it).
+        indexes = (
+            (("tenant", "author"), False),
+            (("tenant", "forked_from"), False),
+            (("tenant", "published_version"), False),
+            (("tenant", "draft_version"), False),
+        )
         # ("id",): the key (tenant_id, id) that tenant-consistent references use.
         tenant_unique = [("slug",), ("id",)]

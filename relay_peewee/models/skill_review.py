@@ -28,4 +28,6 @@ class SkillReview(TenantModel):
 
     class Meta:
         table_name = "skill_reviews"
+        # 0014: an index under each tenant-consistent key (deleting a parent probes it).
+        indexes = ((("tenant", "requested_by"), False),)
         tenant_unique = [("skill",)]

@@ -30,6 +30,11 @@ class SkillVersion(TenantModel):
 
     class Meta:
         table_name = "skill_versions"
+        # 0014: an index under each tenant-consistent key (deleting a parent probes it).
+        indexes = (
+            (("tenant", "skill"), False),
+            (("tenant", "created_by"), False),
+        )
         # The key (tenant_id, id) that skills' version references use (0011);
         # it also serves every lookup by tenant.
         tenant_unique = [("id",)]

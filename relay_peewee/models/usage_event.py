@@ -27,3 +27,5 @@ class UsageEvent(TenantModel):
 
     class Meta:
         table_name = "usage_events"
+        # 0014: an index under each tenant-consistent key (deleting a parent probes it).
+        indexes = ((("tenant", "user"), False),)
