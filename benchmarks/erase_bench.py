@@ -3,13 +3,10 @@
 A migrated database holds a big tenant (``--skills N``, default 100,000:
 about 1.7 million rows in the nine tables, built inside the database by
 ``support/legacy_data.py`` and re-homed from the default tenant) and two
-small ones (the plugin's sample data). On PostgreSQL the big tenant has
-``--pg-skills`` (default 2,000): there deleting a tenant's skill versions
-and skills is quadratic for any DELETE, the floor's too - each deleted row's
-``ON DELETE SET NULL`` key (migration 0011's ``published_version_id``,
-``draft_version_id``, ``forked_from_id``) makes PostgreSQL look for
-referencing skills, and no index leads with those columns, so every lookup
-reads all of the tenant's skills (docs/lifecycle.md). Each round copies that database
+small ones (the plugin's sample data); on PostgreSQL the big tenant has
+``--pg-skills`` (default 100,000 too; before migration 0014 indexed the
+tenant-consistent keys, every deleted parent row read the tenant's child
+rows, and both sides were quadratic there). Each round copies that database
 twice (SQLite: the file; PostgreSQL: ``CREATE DATABASE ... TEMPLATE``) and
 erases the big tenant from one copy with the project's ``erase_tenant``
 (one transaction; with ``--batch-size`` also its resumable batches) and
@@ -241,8 +238,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--pg-skills",
         type=int,
-        default=2_000,
-        help="PostgreSQL's big tenant (smaller: there both sides are quadratic, see the docs)",
+        default=100_000,
+        help="PostgreSQL's big tenant",
     )
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument(
