@@ -138,6 +138,18 @@ database_option = click.option(
 )
 
 
+def tenant_models_option(what: str) -> Callable[[F], F]:
+    """--models for a command that carries the app's TenantModels along ("what" they do)."""
+    return click.option(
+        "--models",
+        "models",
+        multiple=True,
+        metavar="MODULE",
+        help=f"A module of the application's models, whose TenantModels {what} "
+        "(repeatable). Default: `models` in [tool.relay_peewee] of pyproject.toml.",
+    )
+
+
 def app_options(fn: F) -> F:
     """--migrations, --models and --[no-]relay-schema, defaulting to
     [tool.relay_peewee] in pyproject.toml."""
@@ -670,14 +682,7 @@ def _progress(quiet: bool) -> Callable[[str], None] | None:
     help="The file to write; - is stdout.",
 )
 @admin_database_option
-@click.option(
-    "--models",
-    "models",
-    multiple=True,
-    metavar="MODULE",
-    help="A module of the application's models, whose TenantModels are exported too "
-    "(repeatable). Default: `models` in [tool.relay_peewee] of pyproject.toml.",
-)
+@tenant_models_option("are exported too")
 @click.option("-q", "--quiet", is_flag=True, help="Do not print progress.")
 @_user_errors
 def tenants_export(
@@ -878,14 +883,7 @@ def tenants_erase(
     help="Rows per transaction of the erase at the source.",
 )
 @admin_database_option
-@click.option(
-    "--models",
-    "models",
-    multiple=True,
-    metavar="MODULE",
-    help="A module of the application's models, whose TenantModels move too "
-    "(repeatable). Default: `models` in [tool.relay_peewee] of pyproject.toml.",
-)
+@tenant_models_option("move too")
 @click.option("-q", "--quiet", is_flag=True, help="Do not print progress.")
 @_user_errors
 def tenants_move(
