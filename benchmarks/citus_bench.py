@@ -33,6 +33,7 @@ from typing import Any
 from support.citus import citus_database
 from support.databases import app_role, throwaway
 from support.plain_models import reflected_model
+from support.skill_rows import skill_rows
 from support.timing import parser, quartiles, take_turns
 
 import relay_peewee
@@ -53,18 +54,7 @@ def populate(url: str, skills: int, citus: bool) -> tuple[str, list[str]]:
     tenants = [Tenant.create(slug=f"bench-{i}", name=f"bench {i}") for i in range(3)]
     for tenant in tenants:
         with db.atomic(), tenant_context(tenant):
-            Skill.insert_many(
-                [
-                    {
-                        "name": f"skill {i}",
-                        "slug": f"skill-{i}",
-                        "description": "d",
-                        "category": f"cat-{i % 10}",
-                        "content": "# x",
-                    }
-                    for i in range(skills)
-                ]
-            ).execute()
+            Skill.insert_many(skill_rows(skills)).execute()
     with tenant_context(tenants[0]):
         ids = [s.id for s in Skill.select(Skill.id)]
     if citus:

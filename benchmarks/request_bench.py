@@ -52,6 +52,7 @@ import peewee
 from support.databases import app_role, throwaway
 from support.plain_models import reflected_model
 from support.round_trips import counting_statements
+from support.skill_rows import skill_rows
 from support.timing import parser, quartiles, take_turns, take_turns_async
 
 import relay_peewee
@@ -68,18 +69,7 @@ def populate(url: str, skills: int) -> tuple[str, list[str]]:
     migrate(db)
     tenant = Tenant.create(slug="bench", name="bench")
     with db.atomic(), tenant_context(tenant):
-        Skill.insert_many(
-            [
-                {
-                    "name": f"skill {i}",
-                    "slug": f"skill-{i}",
-                    "description": "d",
-                    "category": f"cat-{i % 10}",
-                    "content": "# x",
-                }
-                for i in range(skills)
-            ]
-        ).execute()
+        Skill.insert_many(skill_rows(skills)).execute()
         ids = [s.id for s in Skill.select(Skill.id)]
     db.close()
     return tenant.id, ids

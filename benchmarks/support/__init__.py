@@ -13,6 +13,7 @@
 * ``sampling``: peak RSS and the ``pg_locks`` sampler;
 * ``app_load``: a pre-tenant application's load and the phases of ``lock_impact``;
 * ``plain_models``: the hand-written side, plain peewee models on the same tables.
+* ``skill_rows``: the small skills the request benchmarks insert.
 
 Importing this package puts the repository root (``relay_peewee``) and
 ``tests/`` (``legacy``) on ``sys.path``, so every script runs as
