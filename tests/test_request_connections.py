@@ -165,3 +165,61 @@ def test_a_bare_pool_the_app_built_forgets_session_state_once_connected(
     finally:
         db.close_all()  # type: ignore[attr-defined]
         relay_peewee.connect(app_role)
+
+
+def _last_statement(owner: Database, pid: int) -> str:
+    row = owner.execute_sql("SELECT query FROM pg_stat_activity WHERE pid = %s", (pid,)).fetchone()
+    return str(row[0]) if row else ""
+
+
+def test_the_checkout_reset_is_the_pools_only_extra_statement(
+    pool: Database, owner: Database, two_tenants: TenantPair
+) -> None:
+    """The reset takes the place of the pool's liveness probe: a request on a
+    pooled connection sends ``DISCARD ALL`` when it is handed out, and nothing
+    after its last statement when it is given back."""
+    client = attack_app(pool).test_client()
+    pool.connect()
+    pid = pool.execute_sql("SELECT pg_backend_pid()").fetchone()[0]
+    pool.close()
+    assert _last_statement(owner, pid) == "SELECT pg_backend_pid()"  # check-in sent nothing
+    response = client.get("/orm", headers=_host(two_tenants.a), buffered=True)
+    assert response.get_json()["owners"] == [two_tenants.a.id]
+    # Still nothing after the request's own last statement (psycopg 3 sends
+    # the context's COMMIT; on psycopg2 a read needs none).
+    last = _last_statement(owner, pid)
+    assert 'FROM "skills"' in last or last == "COMMIT"
+    pool.connect()
+    assert pool.connection().info.backend_pid == pid
+    assert _last_statement(owner, pid) == "DISCARD ALL"
+    pool.close()
+
+
+def test_a_connection_that_died_in_the_pool_is_not_handed_out(
+    pool: Database, owner: Database, two_tenants: TenantPair
+) -> None:
+    pool.connect()
+    pid = pool.connection().info.backend_pid
+    pool.close()
+    owner.execute_sql("SELECT pg_terminate_backend(%s)", (pid,))
+    client = attack_app(pool).test_client()
+    response = client.get("/orm", headers=_host(two_tenants.b), buffered=True)
+    assert response.status_code == 200
+    assert response.get_json()["owners"] == [two_tenants.b.id]
+    pool.connect()
+    assert pool.connection().info.backend_pid != pid
+    pool.close()
+
+
+def test_an_advisory_lock_a_request_kept_is_let_go_at_the_next_checkout(
+    pool: Database, owner: Database, two_tenants: TenantPair
+) -> None:
+    client = attack_app(pool).test_client()
+    key = 7_004_019
+    sql = f"SELECT pg_advisory_lock({key})"  # session-level: outlives the request
+    assert client.post("/sql", data=sql, headers=_host(two_tenants.a), buffered=True).status_code
+    held = "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND objid = %s"
+    assert owner.execute_sql(held, (key,)).fetchone()[0] == 1  # idle in the pool, still held
+    # The pool hands out its oldest idle connection: the one holding the lock.
+    assert client.get("/orm", headers=_host(two_tenants.b), buffered=True).status_code == 200
+    assert owner.execute_sql(held, (key,)).fetchone()[0] == 0

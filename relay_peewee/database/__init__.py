@@ -2,7 +2,7 @@
 
 ``connect`` opens a database from a URL and binds the models to it;
 ``backend`` answers "PostgreSQL or SQLite, which driver?"; ``pool`` is the
-pool that resets a connection on check-in. Three modules are imported by
+pool that resets a connection as it hands it out. Three modules are imported by
 their full path only, so that ``import relay_peewee`` does not pay for
 them: ``deferred_begin`` (a tenant context's BEGIN sent with its first
 statement), ``statement_cache`` (asyncio reads through asyncpg's cache) and

@@ -6,7 +6,7 @@ an application and the CLI configure the models the same way.
 
 Two things a multi-tenant application needs from its connections are chosen
 here too: ``postgresql+pool://`` opens a pool that resets every connection's
-session state when it is checked in (``pool.resetting_class``; so do
+session state when it is handed out (``pool.resetting_class``; so do
 ``psycopg3+pool://`` and ``postgresqlext+pool://``), and
 ``connect(url, admin_url=...)`` names the connection ``unscoped()`` opens
 to see every tenant, so the application role itself never needs a way out.

@@ -10,7 +10,7 @@ transaction open and its ``connect()`` the connection open.
 
 So the middleware owns the request's connection (``request_connection``):
 it closes whatever this thread had left open, connects - a new connection,
-or one from the pool, reset when it was checked in - before the tenant is
+or one from the pool, reset as it is handed out - before the tenant is
 resolved, and closes it (back to the pool) once the context has ended.
 In between, ``connect()`` and ``close()`` on the database are no-ops
 (``request_class``), so an app written for plain peewee runs
