@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import flask
+import peewee
 import pytest
 from peewee import Database
 
@@ -172,24 +173,32 @@ def _last_statement(owner: Database, pid: int) -> str:
     return str(row[0]) if row else ""
 
 
-def test_the_checkout_reset_is_the_pools_only_extra_statement(
+def test_the_reset_costs_a_request_no_round_trip_of_its_own(
     pool: Database, owner: Database, two_tenants: TenantPair
 ) -> None:
-    """The reset takes the place of the pool's liveness probe: a request on a
-    pooled connection sends ``DISCARD ALL`` when it is handed out, and nothing
-    after its last statement when it is given back."""
+    """Check-in sends nothing; on psycopg2 the reset goes out in front of the
+    next checkout's first read, in its query string (in place of the pool's
+    ``SELECT 1`` probe); psycopg 3 sends ``DISCARD ALL`` at checkout."""
     client = attack_app(pool).test_client()
-    pool.connect()
+    host = _host(two_tenants.a)
+    assert client.get("/orm", headers=host, buffered=True).status_code == 200  # host cached
+    pool.close_idle()  # type: ignore[attr-defined]
+    pool.connect()  # a new connection, the pool's only one
     pid = pool.execute_sql("SELECT pg_backend_pid()").fetchone()[0]
     pool.close()
     assert _last_statement(owner, pid) == "SELECT pg_backend_pid()"  # check-in sent nothing
-    response = client.get("/orm", headers=_host(two_tenants.a), buffered=True)
+    response = client.get("/orm", headers=host, buffered=True)
     assert response.get_json()["owners"] == [two_tenants.a.id]
-    # Still nothing after the request's own last statement (psycopg 3 sends
-    # the context's COMMIT; on psycopg2 a read needs none).
     last = _last_statement(owner, pid)
-    assert 'FROM "skills"' in last or last == "COMMIT"
-    pool.connect()
+    if postgres_driver(pool) == "psycopg2":
+        # The request's one read carried the reset: one round trip in all.
+        assert last.startswith("CLOSE ALL; SET SESSION AUTHORIZATION DEFAULT; RESET ALL;")
+        assert 'FROM "skills"' in last
+        pool.connect()  # handed out again: nothing is sent yet
+        assert _last_statement(owner, pid) == last
+        assert pool.connection().info.backend_pid == pid  # raw access: reset first
+    else:
+        pool.connect()  # psycopg 3: the reset goes out as it is handed out
     assert pool.connection().info.backend_pid == pid
     assert _last_statement(owner, pid) == "DISCARD ALL"
     pool.close()
@@ -223,3 +232,67 @@ def test_an_advisory_lock_a_request_kept_is_let_go_at_the_next_checkout(
     # The pool hands out its oldest idle connection: the one holding the lock.
     assert client.get("/orm", headers=_host(two_tenants.b), buffered=True).status_code == 200
     assert owner.execute_sql(held, (key,)).fetchone()[0] == 0
+
+
+def test_a_failed_first_read_leaves_the_reset_still_to_do(
+    pool: Database, two_tenants: TenantPair
+) -> None:
+    """The reset rides on the first read; when that read fails it is rolled
+    back with it, and goes out again with the next statement."""
+    a = two_tenants.a
+    pool.close_idle()  # type: ignore[attr-defined]
+    pool.connect()  # a new connection, the pool's only one
+    first = pool.connection()
+    pool.cursor().execute(f"SELECT set_config('{SETTING}', %s, false)", (a.id,))
+    pool.close()
+    pool.connect()
+    assert pool._state.conn is first  # type: ignore[attr-defined]  (connection() would reset)
+    with pytest.raises(peewee.DataError):
+        pool.execute_sql("SELECT 1 / 0")
+    cursor = pool.cursor()  # raw: nothing in front of it
+    cursor.execute("SELECT current_setting(%s, true), count(*) FROM skills", (SETTING,))
+    assert cursor.fetchone() in ((None, 0), ("", 0))
+    pool.close()
+
+
+def test_a_pool_that_sets_up_its_connections_keeps_its_setup(
+    app_role: Database, two_tenants: TenantPair
+) -> None:
+    """peewee's ``_initialize_connection`` hook runs after every checkout; the
+    reset must not undo it (such a pool resets before handing out). An app
+    subclassing the resetting pool to set up its connections, here."""
+    from playhouse.pool import PooledPostgresqlDatabase
+    from playhouse.postgres_ext import PooledPsycopg3Database
+
+    from relay_peewee.database.pool import resetting_class
+
+    base: Any = resetting_class(PooledPostgresqlDatabase)
+    if postgres_driver(app_role) == "psycopg3":
+        base = resetting_class(PooledPsycopg3Database)
+
+    class Named(base):  # type: ignore[misc, valid-type]
+        def _initialize_connection(self, conn: Any) -> None:
+            with conn.cursor() as cursor:
+                cursor.execute("SET application_name = 'relay-named'")
+
+    params = app_role.connect_params
+    bare = Named(
+        app_role.database,
+        max_connections=1,
+        user=params["user"],
+        host=params["host"],
+        port=params["port"],
+    )
+    app_role.close()
+    db = relay_peewee.connect(bare)
+    try:
+        db.execute_sql("SET application_name = 'changed'")
+        first = db.connection()
+        db.close()
+        db.connect()
+        assert db.connection() is first
+        name = db.execute_sql("SELECT current_setting('application_name')").fetchone()[0]
+        assert name == "relay-named"
+    finally:
+        db.close_all()  # type: ignore[attr-defined]
+        relay_peewee.connect(app_role)

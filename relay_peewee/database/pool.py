@@ -1,5 +1,5 @@
 """``postgresql+pool://`` and ``psycopg3+pool://``: pools of PostgreSQL
-connections reset when they are handed out."""
+connections reset before a request uses them again."""
 
 from __future__ import annotations
 
@@ -7,16 +7,27 @@ import contextlib
 import logging
 from typing import Any
 
-from peewee import Database
+from peewee import Database, Psycopg3Adapter
 from playhouse.pool import PooledPostgresqlDatabase, _PooledPostgresqlDatabase
+
+from .deferred_begin import _runs_alone
 
 __all__ = ["SessionResettingMixin", "SessionResettingPool", "resetting_class"]
 
 logger = logging.getLogger(__name__)
 
 
+# What DISCARD ALL does, as statements that may share a query string (DISCARD
+# ALL itself may not: it refuses to run in the string's implicit transaction).
+_RESET = (
+    "CLOSE ALL; SET SESSION AUTHORIZATION DEFAULT; RESET ALL; DEALLOCATE ALL; "
+    "UNLISTEN *; SELECT pg_advisory_unlock_all(); DISCARD PLANS; DISCARD TEMP; "
+    "DISCARD SEQUENCES"
+)
+
+
 class SessionResettingMixin:
-    """Every connection of a playhouse PostgreSQL pool is reset when it is checked out.
+    """Every connection of a playhouse PostgreSQL pool is reset before it is used again.
 
     A pooled connection outlives the request that used it. ``tenant_context``
     sets its tenant transaction-locally, but raw SQL can set a session-level
@@ -25,25 +36,45 @@ class SessionResettingMixin:
     them. ``DISCARD ALL`` drops all of it (and ``SET SESSION AUTHORIZATION
     DEFAULT`` undoes any role switch).
 
-    Why at checkout and not at check-in: peewee's pool already spends a
-    round trip on every checkout, probing an idle connection with
-    ``SELECT 1`` (``is_connection_closed``) so that a dead one is not handed
-    out. ``DISCARD ALL`` is that probe and the reset in one: a request pays
-    the round trip plain peewee pays, where a reset at check-in was one
-    more (about 80 us, a tenth of a one-query page). Nothing but the next
-    checkout can use a pooled connection, so the state never reaches
-    another request; what it holds on the server (a session advisory lock,
-    a ``LISTEN``) is let go when the connection is next handed out or closed.
-    ``DISCARD ALL`` cannot run inside a transaction, so one left open is
-    rolled back first (peewee's check-in does that already); a connection
-    that cannot be reset is closed, not handed out. Both drivers'
-    connections have ``autocommit`` and context-managed cursors, so one
-    mixin serves psycopg2's pool and psycopg 3's.
+    When: not at check-in, which would cost every request a round trip of
+    its own (about 80 us, a tenth of a one-query page), but before the next
+    checkout sends anything. playhouse's pool probes every connection it
+    hands out with ``SELECT 1`` (``is_connection_closed``), a round trip of
+    its own too; this pool skips the probe, and the reset goes out in front
+    of the connection's first statement, in the same query string, when
+    that statement is a single plain read (``deferred_begin._runs_alone``;
+    with a tenant context's ``SET LOCAL`` in front of it, the common first
+    statement of a request). A read found the connection dead (the server
+    closed it while it sat in the pool) had no effect, so it is sent again
+    on another connection: what the probe was for. Anything else first - a
+    write, ``BEGIN``, a raw ``db.cursor()`` or ``db.connection()`` - gets
+    the reset, which is also the probe, as a ``DISCARD ALL`` of its own
+    before it. So a request pays the round trips it pays on plain peewee,
+    less the probe.
+
+    Nothing but its next checkout uses a pooled connection, so the state
+    never reaches another request; what it holds on the server (a session
+    advisory lock, a ``LISTEN``) is let go when the connection is next used
+    or closed. A transaction left open is rolled back at check-in (peewee's
+    own) and at checkout. Two kinds of pool send ``DISCARD ALL`` at
+    checkout, before the connection is handed out: psycopg 3's (it binds
+    parameters on the server, one statement per message) and one whose
+    class sets up each connection in ``_initialize_connection``.
     """
 
     # No __slots__, not even empty ones: a mixin with slots changes the
     # object layout, and a pool the app built could not take the class on.
     _adapter: Any
+    _state: Any
+
+    @property
+    def _unreset(self) -> set[int]:
+        # ids of idle-then-handed-out connections whose reset has not gone
+        # out yet. A set on the pool: a driver connection takes no attributes.
+        found: set[int] | None = self.__dict__.get("_relay_unreset")
+        if found is None:
+            found = self.__dict__.setdefault("_relay_unreset", set())
+        return found
 
     def _is_closed(self, conn: Any) -> bool:
         # In place of playhouse's probe (_PooledPostgresqlDatabase._is_closed).
@@ -53,18 +84,94 @@ class SessionResettingMixin:
         status = adapter.txn_status(conn)
         if status == adapter.txn_unknown:
             return True
+        if status != adapter.txn_idle:
+            return not self._reset(conn)
+        if isinstance(adapter, Psycopg3Adapter) or _sets_up_sessions(self):
+            return not self._reset(conn)
+        self._unreset.add(id(conn))  # reset with, or before, its first statement
+        return False
+
+    def _reset(self, conn: Any) -> bool:
+        """Roll back, ``DISCARD ALL``: whether the connection is usable."""
+        self._unreset.discard(id(conn))
+        adapter = self._adapter
         try:
-            if status != adapter.txn_idle:
+            if adapter.txn_status(conn) != adapter.txn_idle:
                 adapter.rollback(conn)
             conn.autocommit = True  # peewee's own mode; raw code may have changed it
             with conn.cursor() as cursor:
                 cursor.execute("DISCARD ALL")
         except Exception:
-            logger.warning("could not reset a pooled connection; closing it", exc_info=True)
+            if not conn.closed:  # alive but refusing: not a connection to hand out
+                logger.warning("could not reset a pooled connection; closing it", exc_info=True)
             with contextlib.suppress(Exception):
                 conn.close()  # the pool only drops it: closed here, not left to the GC
-            return True
-        return False
+            return False
+        return True
+
+    def _usable(self) -> Any:
+        """The thread's connection, reset if it was not yet: replaced if it is dead."""
+        conn = self._state.conn
+        while conn is not None and id(conn) in self._unreset and not self._reset(conn):
+            conn = self._replace(conn)
+        return conn
+
+    def _replace(self, conn: Any) -> Any:
+        """Swap the thread's dead connection for another from the pool.
+
+        Only the connection: the thread's transaction blocks stay, since
+        nothing of them reached the dead one's server yet (this runs only
+        before a checkout's first statement).
+        """
+        self._close(conn, close_conn=True)  # type: ignore[attr-defined]
+        fresh = self._connect()  # type: ignore[attr-defined]
+        self._state.conn = fresh
+        return fresh
+
+    def _close_raw(self, conn: Any) -> None:
+        self._unreset.discard(id(conn))
+        super()._close_raw(conn)  # type: ignore[misc]
+
+    def connection(self) -> Any:
+        super().connection()  # type: ignore[misc]
+        return self._usable()
+
+    def cursor(self, named_cursor: Any = None) -> Any:
+        if self._state.conn is not None:
+            self._usable()
+        return super().cursor(named_cursor)  # type: ignore[misc]
+
+    def execute_sql(self, sql: str, params: Any = None, **options: Any) -> Any:
+        conn = self._state.conn
+        if conn is None or id(conn) not in self._unreset or not _single_read(sql):
+            return super().execute_sql(sql, params, **options)  # type: ignore[misc]
+        self._unreset.discard(id(conn))
+        try:
+            return super().execute_sql(f"{_RESET}; {sql}", params, **options)  # type: ignore[misc]
+        except Exception:
+            if conn.closed and self._state.conn is conn:
+                # Died in the pool: the read never ran. Again, on another.
+                self._replace(conn)
+                return self.execute_sql(sql, params, **options)
+            # The reset rolled back with the failed read: it goes out again.
+            self._unreset.add(id(conn))
+            raise
+
+
+def _sets_up_sessions(db: Any) -> bool:
+    # An app's _initialize_connection (peewee's per-connection hook: SET
+    # search_path, say) runs right after every checkout: a reset after it
+    # would undo it, so such a pool resets before handing the connection out.
+    return type(db)._initialize_connection is not Database._initialize_connection
+
+
+def _single_read(sql: str) -> bool:
+    """One plain read, maybe behind a ``SET LOCAL``: safe to send again."""
+    if sql.startswith("SET LOCAL "):
+        _setting, sep, sql = sql.partition("; ")
+        if not sep:
+            return False
+    return ";" not in sql and _runs_alone(sql)
 
 
 class SessionResettingPool(SessionResettingMixin, PooledPostgresqlDatabase):
