@@ -162,8 +162,9 @@ def _sets_up_sessions(db: Any) -> bool:
     # An app's _initialize_connection (peewee's per-connection hook: SET
     # search_path, say) runs right after every checkout: a reset after it
     # would undo it, so such a pool resets before handing the connection out.
-    hook = Database._initialize_connection  # type: ignore[attr-defined]  (not in the stubs)
-    return type(db)._initialize_connection is not hook
+    # (The hook is missing from peewee's stubs.)
+    hook = getattr(Database, "_initialize_connection")  # noqa: B009
+    return getattr(type(db), "_initialize_connection", hook) is not hook
 
 
 def _single_read(sql: str) -> bool:
