@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import tempfile
 import threading
+import traceback
 from collections.abc import Callable, Sequence
 from contextlib import suppress
 from dataclasses import dataclass
@@ -153,6 +154,9 @@ def export_in_parallel(
             thread.start()
         for index in range(len(tables)):
             written(index, _write_table(run, index, write))
+    except _Cancelled:  # the main thread's spool, stopped by a worker's failure
+        assert run.error is not None
+        raise run.error from None
     except BaseException as exc:
         run.fail(exc)
         raise
@@ -193,6 +197,7 @@ def _worker(run: _Run, connections: Connections) -> None:
     except _Cancelled:
         pass
     except BaseException as exc:
+        _drop_locals(exc)
         run.fail(exc)
     finally:
         _pinned(run, connections)
@@ -202,6 +207,18 @@ def _worker(run: _Run, connections: Connections) -> None:
                 run.conns.remove(conn)
             with suppress(Exception):
                 connections.close(conn)
+
+
+def _drop_locals(exc: BaseException | None) -> None:
+    """Free the variables of the frames a worker's error went through (and of the
+    errors it was raised from): their cursors would keep the worker's SQLite
+    connection open after close() until a garbage collection found the cycle
+    through ``run.error``. The traceback keeps its lines."""
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        traceback.clear_frames(exc.__traceback__)
+        exc = exc.__context__
 
 
 def _pinned(run: _Run, connections: Connections) -> None:
