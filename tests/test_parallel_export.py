@@ -21,11 +21,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from click.testing import CliRunner
 from peewee import Database, OperationalError
 from test_tenant_files import EXAMPLE, Note, _source
 
 import relay_peewee
 from relay_peewee import tenant_context
+from relay_peewee.cli import cli
 from relay_peewee.config import load_models
 from relay_peewee.database import admin_database, is_postgres, open_database, set_admin_database
 from relay_peewee.errors import RelayError
@@ -357,3 +359,19 @@ def test_the_app_role_exports_through_its_admin_connection(
     finally:
         set_admin_database(relay_db, admin)
         owner.execute_sql(f'REVOKE "{admin_role}" FROM "{app_role}"')
+
+
+def test_cli_jobs(backend: str, blank: Callable[[str], str], tmp_path: Path) -> None:
+    url = blank(backend)
+    _source(url).close()
+    runner = CliRunner()
+    files = []
+    for jobs in ("1", "2"):
+        out = tmp_path / f"acme-{jobs}.jsonl"
+        args = ["tenants", "export", "--slug", "acme", "--output", str(out), "--jobs", jobs]
+        result = runner.invoke(cli, [*args, "-q", "--database", url])
+        assert result.exit_code == 0, result.output
+        files.append(out.read_bytes())
+    assert files[0] == files[1]
+    refused = runner.invoke(cli, ["tenants", "export", "--slug", "acme", "--jobs", "0"])
+    assert refused.exit_code == 64 and "--jobs" in refused.output
