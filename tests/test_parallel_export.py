@@ -375,3 +375,22 @@ def test_cli_jobs(backend: str, blank: Callable[[str], str], tmp_path: Path) -> 
     assert files[0] == files[1]
     refused = runner.invoke(cli, ["tenants", "export", "--slug", "acme", "--jobs", "0"])
     assert refused.exit_code == 64 and "--jobs" in refused.output
+
+
+@pytest.mark.postgres_only
+def test_a_pooled_database_gives_its_workers_connections_of_their_own(
+    blank: Callable[[str], str],
+) -> None:
+    url = blank("postgres")
+    _source(url).close()
+    scheme, rest = url.split("://", 1)
+    pooled = open_database(f"{scheme}+pool://{rest}")
+    checker = open_database(url)
+    serial = _export(pooled, jobs=1)
+    backends = _backends(checker)
+    assert _export(pooled, jobs=2) == serial
+    # The workers' connections were closed, not handed to the pool.
+    assert _backends(checker, backends) == backends
+    assert len(pooled._in_use) <= 1  # type: ignore[attr-defined]
+    pooled.close_all()  # type: ignore[attr-defined]
+    checker.close()
