@@ -683,6 +683,15 @@ def _progress(quiet: bool) -> Callable[[str], None] | None:
 )
 @admin_database_option
 @tenant_models_option("are exported too")
+@click.option(
+    "--jobs",
+    type=click.IntRange(min=1),
+    default=None,
+    metavar="N",
+    help="Connections reading tables at once, all in one snapshot; tables not yet due "
+    "in the file wait in spool files in the temporary folder (at most about the file's "
+    "size). 1 reads them one by one. Default: 2 on PostgreSQL, 1 on SQLite.",
+)
 @click.option("-q", "--quiet", is_flag=True, help="Do not print progress.")
 @_user_errors
 def tenants_export(
@@ -691,6 +700,7 @@ def tenants_export(
     output: str,
     admin_url: str | None,
     models: tuple[str, ...],
+    jobs: int | None,
     quiet: bool,
 ) -> None:
     """Write a tenant's rows (Relay's tables, the app's, its audit events) as a tenant file."""
@@ -703,7 +713,7 @@ def tenants_export(
         _sees_every_tenant("tenants export"),
         _output(output) as out,
     ):
-        done = export_tenant(db, slug, out, models=app_models, progress=_progress(quiet))
+        done = export_tenant(db, slug, out, models=app_models, progress=_progress(quiet), jobs=jobs)
     where = "stdout" if output == "-" else output
     rows = sum(done.rows.values())
     click.echo(
