@@ -360,6 +360,24 @@ def test_a_worker_error_is_the_serial_error_and_leaves_nothing_open(
     source.close()
 
 
+@pytest.mark.sqlite_only
+def test_a_worker_process_missing_a_column_is_the_serial_error(
+    blank: Callable[[str], str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    source = _source(blank("sqlite"))
+    source.execute_sql("ALTER TABLE api_keys DROP COLUMN revoked_at")
+    message = r"^api_keys has no column revoked_at that its model declares"
+    with pytest.raises(RelayError, match=message) as serial:
+        _export(source, jobs=1)
+    spools = _spools()
+    _slow_main(monkeypatch)  # the worker process reads api_keys
+    with pytest.raises(RelayError, match=message) as parallel:
+        _export(source, jobs=2)
+    assert str(parallel.value) == str(serial.value)
+    assert _children() == [] and _threads() == [] and _spools() == spools
+    source.close()
+
+
 @pytest.mark.postgres_only
 def test_a_worker_losing_its_connection_fails_the_export(
     blank: Callable[[str], str], monkeypatch: pytest.MonkeyPatch

@@ -74,7 +74,12 @@ class _Process:
             shutil.rmtree(self.folder, ignore_errors=True)
             raise
         self.n = 0
-        self.send(setup)
+        try:
+            self.send(setup)
+        except BaseException:  # it died at once: waited for, its folder gone
+            self.kill()
+            self.close()
+            raise
 
     def send(self, obj: dict[str, Any]) -> None:
         assert self.proc is not None and self.proc.stdin is not None
