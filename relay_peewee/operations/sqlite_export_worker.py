@@ -17,7 +17,9 @@ it writes the table's row lines (exactly as ``tenant_export._sqlite_lines``)
 to the file ``path`` and answers ``{"rows": n}``, or ``{"missing": [the
 columns the table has]}``, ``{"bad": [probe index, repr(value)] or null}``
 (a value json() refused: the first probe that finds one), ``{"error":
-[class, message]}``. End of stdin: it exits. SIGINT is the parent's to
+[class, message]}``. End of stdin (or its answers' pipe broken: the parent
+is gone): it removes the spool it was last given unless the parent has,
+and its folder if empty, and exits. SIGINT is the parent's to
 handle: it kills its workers.
 """
 
@@ -25,6 +27,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import signal
 import sqlite3
 import sys
@@ -82,14 +85,26 @@ def main() -> None:
     except Exception as exc:
         _reply({"error": [type(exc).__name__, str(exc)]})
         return
-    _reply({"pinned": True})
-    for line in sys.stdin:
-        try:
-            answer = _table(conn, json.loads(line))
-        except Exception as exc:
-            answer = {"error": [type(exc).__name__, str(exc)]}
-        _reply(answer)
-    conn.close()
+    path = None
+    try:
+        _reply({"pinned": True})
+        for line in sys.stdin:
+            task = json.loads(line)
+            path = task["path"]
+            try:
+                answer = _table(conn, task)
+            except Exception as exc:
+                answer = {"error": [type(exc).__name__, str(exc)]}
+            _reply(answer)
+    finally:
+        # The parent gone without cleaning up (killed: its end of the pipes
+        # closed): nothing will read the spool in hand, nor the folder.
+        if path is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(path)
+            with contextlib.suppress(OSError):
+                os.rmdir(os.path.dirname(path))
+        conn.close()
 
 
 if __name__ == "__main__":
