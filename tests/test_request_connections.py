@@ -211,6 +211,13 @@ def test_a_connection_that_died_in_the_pool_is_not_handed_out(
     pid = pool.connection().info.backend_pid
     pool.close()
     owner.execute_sql("SELECT pg_terminate_backend(%s)", (pid,))
+    # Gone, as a connection the server closed while it sat idle is by the
+    # time it is handed out (pg_terminate_backend only signals it).
+    gone = "SELECT count(*) FROM pg_stat_activity WHERE pid = %s"
+    for _ in range(200):
+        if owner.execute_sql(gone, (pid,)).fetchone()[0] == 0:
+            break
+        threading.Event().wait(0.01)
     client = attack_app(pool).test_client()
     response = client.get("/orm", headers=_host(two_tenants.b), buffered=True)
     assert response.status_code == 200
@@ -293,6 +300,72 @@ def test_a_pool_that_sets_up_its_connections_keeps_its_setup(
         assert db.connection() is first
         name = db.execute_sql("SELECT current_setting('application_name')").fetchone()[0]
         assert name == "relay-named"
+    finally:
+        db.close_all()  # type: ignore[attr-defined]
+        relay_peewee.connect(app_role)
+
+
+@pytest.mark.parametrize("first", ["execute_sql", "raw cursor", "orm in a context"])
+def test_a_connection_opened_by_autoconnect_is_reset_too(
+    pool: Database, two_tenants: TenantPair, first: str
+) -> None:
+    """No ``db.connect()`` first (a worker, a script): peewee opens the
+    connection for the statement itself, and the reset still goes first."""
+    a, b = two_tenants.a, two_tenants.b
+    pool.close_idle()  # type: ignore[attr-defined]
+    pool.connect()
+    pool.cursor().execute(f"SELECT set_config('{SETTING}', %s, false)", (a.id,))
+    pool.close()  # checked in, the pool's only connection
+    if first == "execute_sql":
+        owners = {r[0] for r in pool.execute_sql("SELECT DISTINCT tenant_id FROM skills")}
+    elif first == "raw cursor":
+        cursor = pool.cursor()
+        cursor.execute("SELECT DISTINCT tenant_id FROM skills")
+        owners = {r[0] for r in cursor.fetchall()}
+    else:
+        with relay_peewee.tenant_context(b):
+            owners = {s.tenant_id for s in Skill.select()}
+    pool.close()
+    assert a.id not in owners
+
+
+def test_autocommit_turned_off_by_raw_code_is_back_on_for_the_next_checkout(
+    pool: Database, two_tenants: TenantPair
+) -> None:
+    a, b = two_tenants.a, two_tenants.b
+    pool.close_idle()  # type: ignore[attr-defined]
+    pool.connect()
+    pool.connection().autocommit = False  # raw code on the driver's connection
+    pool.close()
+    pool.connect()
+    with relay_peewee.tenant_context(b):
+        assert {s.tenant_id for s in Skill.select()} == {b.id}
+    conn = pool._state.conn  # type: ignore[attr-defined]
+    assert conn.autocommit and conn.info.transaction_status == 0  # nothing left open
+    # Outside the context: no tenant, so nothing visible under RLS.
+    assert pool.execute_sql("SELECT tenant_id FROM skills").fetchall() == []
+    assert a.id  # (a only exists to give the table two tenants)
+    pool.close()
+
+
+def test_a_server_side_cursor_as_the_first_statement(
+    app_role: Database, two_tenants: TenantPair
+) -> None:
+    """A named cursor's DECLARE takes one statement: the reset goes before it."""
+    params = app_role.connect_params
+    scheme = "psycopg3+pool" if postgres_driver(app_role) == "psycopg3" else "postgresqlext+pool"
+    url = f"{scheme}://{params['user']}@{params['host']}:{params['port']}/{app_role.database}"
+    app_role.close()
+    db = relay_peewee.connect(f"{url}?max_connections=1")
+    try:
+        db.connect()
+        db.cursor().execute(f"SELECT set_config('{SETTING}', %s, false)", (two_tenants.a.id,))
+        db.close()
+        db.connect()
+        cursor = db.execute_sql("SELECT current_setting(%s, true)", (SETTING,), named_cursor=True)
+        assert cursor.fetchone()[0] in (None, "")
+        cursor.close()
+        db.close()
     finally:
         db.close_all()  # type: ignore[attr-defined]
         relay_peewee.connect(app_role)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import select
 from typing import Any
 
 from peewee import Database, Psycopg3Adapter
@@ -44,13 +45,18 @@ class SessionResettingMixin:
     of the connection's first statement, in the same query string, when
     that statement is a single plain read (``deferred_begin._runs_alone``;
     with a tenant context's ``SET LOCAL`` in front of it, the common first
-    statement of a request). A read found the connection dead (the server
-    closed it while it sat in the pool) had no effect, so it is sent again
-    on another connection: what the probe was for. Anything else first - a
-    write, ``BEGIN``, a raw ``db.cursor()`` or ``db.connection()`` - gets
-    the reset, which is also the probe, as a ``DISCARD ALL`` of its own
-    before it. So a request pays the round trips it pays on plain peewee,
-    less the probe.
+    statement of a request). What the probe was for - not handing out a
+    connection the server closed while it sat in the pool - is checked
+    without a round trip: such a connection has the server's last message
+    waiting on its socket (``_has_input``), and gets the synchronous reset,
+    which fails and replaces it. Anything else first - a write, ``BEGIN``,
+    a server-side cursor, a raw ``db.cursor()`` or ``db.connection()`` -
+    gets the reset, which is also the probe, as a ``DISCARD ALL`` of its
+    own before it. A statement that opens the connection itself (peewee's
+    autoconnect, no ``db.connect()`` first) is treated the same way, and
+    raw code turning the driver's ``autocommit`` off is undone at checkout.
+    So a request pays the round trips it pays on plain peewee, less the
+    probe.
 
     Nothing but its next checkout uses a pooled connection, so the state
     never reaches another request; what it holds on the server (a session
@@ -88,6 +94,10 @@ class SessionResettingMixin:
             return not self._reset(conn)
         if isinstance(adapter, Psycopg3Adapter) or _sets_up_sessions(self):
             return not self._reset(conn)
+        # peewee's own mode: raw code may have turned it off, and the reset
+        # riding on a read would not turn it back on (no round trip: it is
+        # the driver's flag while the connection is idle).
+        conn.autocommit = True
         self._unreset.add(id(conn))  # reset with, or before, its first statement
         return False
 
@@ -132,30 +142,60 @@ class SessionResettingMixin:
         self._unreset.discard(id(conn))
         super()._close_raw(conn)  # type: ignore[misc]
 
+    def _open(self) -> None:
+        # peewee's autoconnect: the connection a statement would open by
+        # itself is opened here, so that its reset is not skipped.
+        if self._state.closed and getattr(self, "autoconnect", True):
+            self.connect()  # type: ignore[attr-defined]
+
     def connection(self) -> Any:
         super().connection()  # type: ignore[misc]
         return self._usable()
 
     def cursor(self, named_cursor: Any = None) -> Any:
-        if self._state.conn is not None:
-            self._usable()
+        self._open()
+        self._usable()
         return super().cursor(named_cursor)  # type: ignore[misc]
 
     def execute_sql(self, sql: str, params: Any = None, **options: Any) -> Any:
+        self._open()
         conn = self._state.conn
-        if conn is None or id(conn) not in self._unreset or not _single_read(sql):
+        if (
+            conn is None
+            or id(conn) not in self._unreset
+            or options  # a named (server-side) cursor: DECLARE takes one statement
+            or not _single_read(sql)
+            or _has_input(conn)
+        ):
+            # cursor() resets it on its own first, when that is still to do.
             return super().execute_sql(sql, params, **options)  # type: ignore[misc]
         self._unreset.discard(id(conn))
         try:
             return super().execute_sql(f"{_RESET}; {sql}", params, **options)  # type: ignore[misc]
-        except Exception:
-            if conn.closed and self._state.conn is conn:
-                # Died in the pool: the read never ran. Again, on another.
-                self._replace(conn)
-                return self.execute_sql(sql, params, **options)
-            # The reset rolled back with the failed read: it goes out again.
+        except BaseException:
+            # The reset rolled back with the failed read: it goes out again
+            # (or, on a connection that died meanwhile, the pool drops it).
+            # Not sent again elsewhere: a read may have run before the
+            # connection died (nextval(), a function with effects).
             self._unreset.add(id(conn))
             raise
+
+
+def _has_input(conn: Any) -> bool:
+    """Whether the server has sent an idle connection something.
+
+    What the skipped ``SELECT 1`` probe was for, without a round trip: a
+    connection the server closed while it sat in the pool (idle timeout,
+    ``pg_terminate_backend``, a restart) has its error message or the end
+    of the stream waiting on the socket, as has one with a notification
+    pending. Such a connection gets the synchronous reset, which replaces
+    it when it is dead.
+    """
+    try:
+        readable, _, _ = select.select([conn.fileno()], [], [], 0)
+    except (OSError, ValueError):
+        return True
+    return bool(readable)
 
 
 def _sets_up_sessions(db: Any) -> bool:
@@ -168,7 +208,8 @@ def _sets_up_sessions(db: Any) -> bool:
 
 
 def _single_read(sql: str) -> bool:
-    """One plain read, maybe behind a ``SET LOCAL``: safe to send again."""
+    """One plain read, maybe behind a ``SET LOCAL``: it may carry the reset
+    (and, failing, roll it back with nothing else of the request's done)."""
     if sql.startswith("SET LOCAL "):
         _setting, sep, sql = sql.partition("; ")
         if not sep:
