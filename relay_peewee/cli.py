@@ -690,7 +690,8 @@ def _progress(quiet: bool) -> Callable[[str], None] | None:
     metavar="N",
     help="Connections reading tables at once, all in one snapshot; tables not yet due "
     "in the file wait in spool files in the temporary folder (at most about the file's "
-    "size). 1 reads them one by one. Default: 2 on PostgreSQL, 1 on SQLite.",
+    "size); on SQLite the other readers are processes. 1 reads them one by one. "
+    "Default: 2.",
 )
 @click.option("-q", "--quiet", is_flag=True, help="Do not print progress.")
 @_user_errors

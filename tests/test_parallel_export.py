@@ -13,6 +13,7 @@ import contextlib
 import gc
 import io
 import os
+import tempfile
 import threading
 import time
 import uuid
@@ -86,6 +87,27 @@ def _threads() -> list[str]:
     return [t.name for t in threading.enumerate() if t.name.startswith("export-")]
 
 
+def _children() -> list[str]:
+    """This process's child processes (zombies too), as "pid state command"."""
+    found = []
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        with contextlib.suppress(OSError):
+            stat = Path(f"/proc/{pid}/stat").read_text()
+            # pid (comm) state ppid ...: comm may hold spaces, so split after it.
+            state, ppid = stat.rsplit(")", 1)[1].split()[:2]
+            if int(ppid) == os.getpid():
+                command = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ")
+                found.append(f"{pid} {state} {command.decode(errors='replace')}")
+    return found
+
+
+def _spools() -> list[str]:
+    """Spool folders of SQLite's worker processes left in the temporary folder."""
+    return sorted(p.name for p in Path(tempfile.gettempdir()).glob("relay-export-*"))
+
+
 def _fds() -> list[str]:
     """This process's open files, but sockets (PostgreSQL's are counted apart)."""
     found = []
@@ -128,6 +150,7 @@ def test_parallel_file_is_the_serial_file(
     assert text.getvalue().encode() == serial
     assert summary.rows["audit_logs"] > 3000
     assert _threads() == []
+    assert _children() == []
     source.close()
 
 
@@ -231,6 +254,55 @@ def test_a_row_committed_after_the_snapshot_is_in_no_table(
     source.close()
 
 
+@pytest.mark.sqlite_only
+def test_sqlite_workers_are_processes_in_the_snapshot(
+    blank: Callable[[str], str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On SQLite the workers are processes; a commit after the snapshot is in
+    none of the tables they read (the main process reads slowly: the worker
+    process reads all the rest)."""
+    url = blank("sqlite")
+    source = _source(url)
+    source.execute_sql("PRAGMA journal_mode = wal")
+    _wider(source)
+    expected = _export(source, jobs=1)
+    writer = open_database(url)
+    lines = tenant_export._table_lines
+    seen: list[str] = []
+    main_read: list[str] = []
+
+    def late_commit(db: Database, spec: Any, tid: str, write: Any) -> int:
+        if not seen:  # the main process's first table: every snapshot is taken
+            with writer.atomic():
+                writer.execute_sql(
+                    "INSERT INTO audit_logs (id, tenant_id, action, resource_type)"
+                    " VALUES (?, ?, 'late-action', 'tenant')",
+                    (_uuid(writer), tid),
+                )
+                writer.execute_sql(
+                    "UPDATE users SET name = 'Late name' WHERE tenant_id = ?", (tid,)
+                )
+        seen.extend(c for c in _children() if "sqlite_export_worker" in c)
+        main_read.append(spec.name)
+        time.sleep(0.3)
+        return lines(db, spec, tid, write)
+
+    monkeypatch.setattr(tenant_export, "_table_lines", late_commit)
+    summary_out = io.BytesIO()
+    summary = export_tenant(source, "acme", summary_out, jobs=2)
+    monkeypatch.undo()
+    assert seen, "no worker process ran"
+    data = summary_out.getvalue()
+    assert data == expected
+    assert b"late-action" not in data and b"Late name" not in data
+    # The worker process read the tables the main one did not, the big one too.
+    assert summary.rows["audit_logs"] > 3000 and "audit_logs" not in main_read
+    assert b"late-action" in _export(source, jobs=2)
+    assert _children() == [] and _threads() == []
+    writer.close()
+    source.close()
+
+
 # --- failures ----------------------------------------------------------------------
 
 
@@ -268,6 +340,7 @@ def test_a_worker_error_is_the_serial_error_and_leaves_nothing_open(
     del serial  # its traceback holds the serial export's cursor, so a SQLite file open
     gc.collect()
     fds = _fds()
+    spools = _spools()
     checker = open_database(url)
     backends = _backends(checker)
     _slow_main(monkeypatch)
@@ -275,6 +348,8 @@ def test_a_worker_error_is_the_serial_error_and_leaves_nothing_open(
         _export(source, jobs=2)
     assert str(parallel.value) == serial_message and "\n" not in str(parallel.value)
     assert _threads() == []
+    assert _children() == []
+    assert _spools() == spools
     source.close()
     assert _backends(checker, backends) == backends
     checker.close()
@@ -282,6 +357,24 @@ def test_a_worker_error_is_the_serial_error_and_leaves_nothing_open(
     # The main connection was fine: the next export runs (and fails the same way).
     with pytest.raises(RelayError, match=message):
         _export(source, jobs=2)
+    source.close()
+
+
+@pytest.mark.sqlite_only
+def test_a_worker_process_missing_a_column_is_the_serial_error(
+    blank: Callable[[str], str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    source = _source(blank("sqlite"))
+    source.execute_sql("ALTER TABLE api_keys DROP COLUMN revoked_at")
+    message = r"^api_keys has no column revoked_at that its model declares"
+    with pytest.raises(RelayError, match=message) as serial:
+        _export(source, jobs=1)
+    spools = _spools()
+    _slow_main(monkeypatch)  # the worker process reads api_keys
+    with pytest.raises(RelayError, match=message) as parallel:
+        _export(source, jobs=2)
+    assert str(parallel.value) == str(serial.value)
+    assert _children() == [] and _threads() == [] and _spools() == spools
     source.close()
 
 
@@ -329,9 +422,12 @@ def test_an_interrupt_stops_the_workers(
         if calls == 2:
             raise KeyboardInterrupt
 
+    spools = _spools()
     with pytest.raises(KeyboardInterrupt):
         export_tenant(source, "acme", io.BytesIO(), jobs=2, progress=progress)
     assert _threads() == []
+    assert _children() == []
+    assert _spools() == spools
     source.close()
     assert _fds() == fds
 

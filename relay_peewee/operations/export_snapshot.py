@@ -11,10 +11,11 @@ security) - or the file would not be one tenant at one moment.
   same parameters, past any pool - begins REPEATABLE READ, imports the
   snapshot, and switches to the main connection's role when that one had
   switched (``SET LOCAL ROLE relay_admin``, ``bypass_scope``'s opt-in path).
-* SQLite: connections to the same file. A write lock (``BEGIN IMMEDIATE``
-  on a connection apart) is held from before the main connection's first
-  read until every worker has read once, so no commit can land between
-  their snapshots; writers wait only for that moment.
+* SQLite: connections to the same file, in worker processes
+  (``export_processes``: threads do not pay on SQLite). A write lock
+  (``BEGIN IMMEDIATE`` on a connection apart) is held from before the main
+  connection's first read until every worker has read once, so no commit
+  can land between their snapshots; writers wait only for that moment.
 """
 
 from __future__ import annotations
@@ -97,7 +98,7 @@ def sqlite_in_memory(db: SqliteDatabase) -> bool:
 
 
 class SqliteSnapshot:
-    """The write lock that puts every reader's snapshot at one moment, and the readers."""
+    """The write lock that puts every reader's snapshot at one moment."""
 
     def __init__(self, db: SqliteDatabase) -> None:
         self.db = db
@@ -128,24 +129,3 @@ class SqliteSnapshot:
             with suppress(sqlite3.Error):
                 conn.execute("ROLLBACK")
             conn.close()
-
-    def connections(self) -> Connections:
-        connect, close = _raw(self.db)
-
-        def open_worker() -> Any:
-            conn = connect()
-            try:
-                conn.execute("BEGIN")
-                # The first read starts the read transaction: its snapshot, under the lock.
-                conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
-            except BaseException:
-                close(conn)
-                raise
-            return conn
-
-        return Connections(
-            open=open_worker,
-            close=close,
-            cancel=lambda conn: conn.interrupt(),
-            pinned=self.release,
-        )

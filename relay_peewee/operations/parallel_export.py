@@ -3,14 +3,16 @@
 Why: on PostgreSQL the server's ``json_build_array`` is nearly the whole cost
 of an export (2-2.5x a raw COPY of the same rows), and no other way of
 writing the lines is cheaper; the one lever left is reading several tables
-at once, as ``pg_dump -j`` does. On SQLite ``sqlite3`` releases the GIL while
-a statement steps, so threads overlap there too.
+at once, as ``pg_dump -j`` does. On SQLite the same, but a worker is a
+process driven by its thread (``export_processes``): ``sqlite3`` takes the
+GIL back at every row, so threads reading SQLite take as long as one.
 
 How: the exporting thread (the main one) holds the snapshot; K - 1 worker
 threads each open a connection of their own onto that same snapshot
 (PostgreSQL: ``pg_export_snapshot()`` / ``SET TRANSACTION SNAPSHOT``, with
 the main connection's role; SQLite: every reader starts its read transaction
-while a write lock keeps commits out, ``SqliteSnapshot``). Every thread
+while a write lock keeps commits out, ``SqliteSnapshot``; each worker
+thread's is in a process of its own, which writes its spools). Every thread
 takes the next table not yet started, in file order. The main thread writes
 the file in its fixed order: a table it takes when that table is next to be
 written goes straight to the output, any other into a spool file (an
@@ -57,6 +59,13 @@ class Connections:
     close: Callable[[Any], None]  # ends that transaction and closes the connection
     cancel: Callable[[Any], None]  # from another thread: stop its running statement
     pinned: Callable[[], None] = lambda: None  # every worker has its snapshot (or gave up)
+    # Set: a worker's connection is a process that reads a table into a spool
+    # itself ((connection, table, tenant id) -> the spool, read from its start,
+    # and its rows), not a connection this thread reads on.
+    spool: Callable[[Any, TableSpec, str], tuple[IO[bytes], int]] | None = None
+    # From the main thread once it is done: give up on workers still opening
+    # (a process still starting, which no table needs any more).
+    stop: Callable[[], None] = lambda: None
 
 
 class _Cancelled(Exception):
@@ -104,6 +113,10 @@ class _Run:
         except BaseException:
             spool.close()
             raise
+        self.put(index, spool, count)
+
+    def put(self, index: int, spool: IO[bytes], count: int) -> None:
+        """Table ``index``'s finished spool, for the main thread to copy."""
         with self.cond:
             if self.stopped:
                 spool.close()
@@ -189,6 +202,10 @@ def _worker(run: _Run, connections: Connections) -> None:
         with run.cond:
             run.conns.append(conn)
         _pinned(run, connections)
+        if connections.spool is not None:  # a process reads, into spools of its own
+            while (index := run.take()) is not None:
+                run.put(index, *connections.spool(conn, run.tables[index], run.tenant_id))
+            return
         # peewee's connection state is the thread's: this thread's queries go to conn.
         state: Any = run.db._state  # type: ignore[attr-defined]
         state.set_connection(conn)
@@ -238,6 +255,8 @@ def _finish(run: _Run, connections: Connections, workers: list[threading.Thread]
         run.stopped = True
         open_conns = list(run.conns)
         run.cond.notify_all()
+    with suppress(Exception):
+        connections.stop()
     if run.error is not None:  # stop statements still running: nothing will read them
         for conn in open_conns:
             with suppress(Exception):

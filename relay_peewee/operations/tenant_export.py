@@ -32,6 +32,7 @@ from ..database.quoting import quote
 from ..errors import MigrationError, RelayError
 from ..migrator import MigrationRunner
 from ..tenancy.rls import bypass_scope
+from .export_processes import sqlite_processes
 from .export_snapshot import SqliteSnapshot, postgres_connections, sqlite_in_memory
 from .parallel_export import Connections, export_in_parallel
 from .tenant_data import (
@@ -58,8 +59,12 @@ __all__ = ["DEFAULT_JOBS", "ExportSummary", "export_tenant", "tenant_fingerprint
 # where the text mode would double every backslash.
 _COPY_OPTIONS = "(FORMAT csv, DELIMITER E'\\x02', QUOTE E'\\x01')"
 _FETCH = 2000  # SQLite rows per fetchmany
-# export_tenant's connections by default, per backend (its docstring says why).
-DEFAULT_JOBS = {"postgresql": 2, "sqlite": 1}
+# export_tenant's connections by default, per backend. SQLite's 2 (processes)
+# measured on benchmarks/lifecycle_bench.py's tenant (1.7M rows): 5.6 s serial,
+# 2.9-3.0 s; a worker process takes ~23 ms to pin its snapshot and a tenant
+# exported sooner does not wait for it (~3 ms more for an empty tenant, even at
+# 1k skills, 270 ms against 460 at 10k skills), so no row-count threshold.
+DEFAULT_JOBS = {"postgresql": 2, "sqlite": 2}
 Write = Callable[[bytes], object]  # what it returns is ignored
 
 
@@ -118,9 +123,9 @@ def export_tenant(
     files in the temporary folder (at most about the file's size). The file
     is the same whatever ``jobs`` is. 1, an in-memory SQLite database, Citus
     and a call inside an open transaction of the caller's read serially.
-    By default (None) ``DEFAULT_JOBS``: 2 on PostgreSQL, 1 on SQLite, where
-    threads do not pay (measured: two threads take as long as one, at twice
-    the CPU; sqlite3 hands the GIL over at every row).
+    By default (None) ``DEFAULT_JOBS``. On SQLite the workers are processes
+    (``export_processes``; threads do not pay there: sqlite3 takes the GIL
+    back at every row).
     """
     database = unwrap(db)
     if jobs is None:
@@ -232,7 +237,9 @@ def _snapshot(db: Database, jobs: int = 1) -> Iterator[Connections | None]:
                     return
                 # The first read starts this connection's snapshot, under the lock.
                 db.execute_sql("SELECT count(*) FROM sqlite_master").fetchone()
-                yield lock.connections()
+                # Processes, not threads: see export_processes.
+                assert isinstance(db, SqliteDatabase)
+                yield sqlite_processes(db, lock.release, _sqlite_task, _sqlite_refuse)
         finally:
             if lock is not None:
                 lock.release()
@@ -419,14 +426,19 @@ def _sqlite_value(column: str, kind: str) -> str:
     return c
 
 
-def _sqlite_lines(db: Database, spec: TableSpec, tenant_id: str, write: Write) -> int:
-    info = db.execute_sql("SELECT name FROM pragma_table_info(?)", (spec.name,)).fetchall()
-    _missing(spec, {r[0] for r in info})
+def _sqlite_select(spec: TableSpec) -> str:
+    """The table's row lines (parameters: the table's name, the tenant id)."""
     values = [_sqlite_value(c.name, c.type) for c in spec.columns]
-    sql = (
+    return (
         f"SELECT json_array(?, {', '.join(values)}) FROM {quote(spec.name)}"
         f" WHERE {_owner_column(spec)} = ?"
     )
+
+
+def _sqlite_lines(db: Database, spec: TableSpec, tenant_id: str, write: Write) -> int:
+    info = db.execute_sql("SELECT name FROM pragma_table_info(?)", (spec.name,)).fetchall()
+    _missing(spec, {r[0] for r in info})
+    sql = _sqlite_select(spec)
     count = 0
     try:
         cursor = db.execute_sql(sql, (spec.name, tenant_id))
@@ -442,10 +454,12 @@ def _sqlite_lines(db: Database, spec: TableSpec, tenant_id: str, write: Write) -
     return count
 
 
-def _bad_value(db: Database, spec: TableSpec, tenant_id: str) -> str:
-    """Name the value export cannot encode (SQLite stores anything anywhere)."""
+def _bad_value_probes(spec: TableSpec) -> list[tuple[int, str]]:
+    """(column index, a query for a value of it export cannot encode; parameter: the
+    tenant id), in column order."""
     owner = _owner_column(spec)
-    for column in spec.columns:
+    probes = []
+    for i, column in enumerate(spec.columns):
         c = quote(column.name)
         if column.type == TIMESTAMP:
             test = f"{c} IS NOT NULL AND NOT {_TS_SHAPE.format(c=c)}"
@@ -453,15 +467,55 @@ def _bad_value(db: Database, spec: TableSpec, tenant_id: str) -> str:
             test = f"{c} IS NOT NULL AND NOT json_valid({c})"
         else:
             continue
-        row = db.execute_sql(
-            f"SELECT {c} FROM {quote(spec.name)} WHERE {owner} = ? AND {test} LIMIT 1", (tenant_id,)
-        ).fetchone()
+        table = quote(spec.name)
+        probes.append((i, f"SELECT {c} FROM {table} WHERE {owner} = ? AND {test} LIMIT 1"))
+    return probes
+
+
+def _bad_value_message(spec: TableSpec, index: int | None, value: str) -> str:
+    """The one-line error for column ``index``'s value (its repr ``value``)."""
+    if index is None:
+        return f"cannot export {spec.name}: a value is not valid JSON"
+    column = spec.columns[index]
+    what = "a timestamp in peewee's form (YYYY-MM-DD HH:MM:SS[.ffffff], UTC)"
+    if column.type != TIMESTAMP:
+        what = "valid JSON"
+    return (
+        f"cannot export {spec.name}.{column.name} = {value}: it is not {what}; "
+        "fix the row and export again"
+    )
+
+
+def _bad_value(db: Database, spec: TableSpec, tenant_id: str) -> str:
+    """Name the value export cannot encode (SQLite stores anything anywhere)."""
+    for index, probe in _bad_value_probes(spec):
+        row = db.execute_sql(probe, (tenant_id,)).fetchone()
         if row is not None:
-            what = "a timestamp in peewee's form (YYYY-MM-DD HH:MM:SS[.ffffff], UTC)"
-            if column.type != TIMESTAMP:
-                what = "valid JSON"
-            return (
-                f"cannot export {spec.name}.{column.name} = {row[0]!r}: it is not {what}; "
-                "fix the row and export again"
-            )
-    return f"cannot export {spec.name}: a value is not valid JSON"
+            return _bad_value_message(spec, index, repr(row[0]))
+    return _bad_value_message(spec, None, "")
+
+
+def _sqlite_task(spec: TableSpec, tenant_id: str) -> dict[str, Any]:
+    """What a worker process needs to write the table's lines as _sqlite_lines does."""
+    probes = _bad_value_probes(spec)
+    return {
+        "name": spec.name,
+        "columns": spec.column_names,
+        "sql": _sqlite_select(spec),
+        "params": [spec.name, tenant_id],
+        "probes": [sql for _i, sql in probes],
+        "probe_params": [tenant_id],
+    }
+
+
+def _sqlite_refuse(spec: TableSpec, tenant_id: str, reply: dict[str, Any]) -> None:
+    """A worker process's answer other than rows, raised as _sqlite_lines raises it."""
+    if "missing" in reply:
+        _missing(spec, set(reply["missing"]))
+    if "bad" in reply:
+        found = reply["bad"]
+        if found is None:
+            raise RelayError(_bad_value_message(spec, None, ""))
+        probe, value = found
+        raise RelayError(_bad_value_message(spec, _bad_value_probes(spec)[probe][0], value))
+    raise RelayError(f"cannot export {spec.name}: the worker process answered {reply!r}")
