@@ -12,7 +12,7 @@ Without a reachable server the PostgreSQL cases skip with the reason; with
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -30,6 +30,7 @@ from relay_peewee.testing import (
     postgres_server_url,
     throwaway_postgres_database,
 )
+from relay_peewee.testing.templates import Templates
 
 pytest_plugins = ("pytester",)
 
@@ -156,3 +157,20 @@ def pg_legacy(pg_url: str) -> Iterator[Legacy]:
         yield legacy
     finally:
         legacy.db.close()
+
+
+@pytest.fixture
+def blank(relay_templates: Templates, tmp_path: Path) -> Iterator[Callable[[str], str]]:
+    """``blank(backend)``: the URL of a new migrated, empty database of that
+    backend (a template copy), for exports to be imported into."""
+    made: list[str] = []
+
+    def make(backend: str) -> str:
+        url = relay_templates.copy(backend, relay_templates.get(backend, False), tmp_path)
+        made.append(url)
+        return url
+
+    yield make
+    for url in made:
+        if not url.startswith("sqlite"):
+            relay_templates.discard(url)

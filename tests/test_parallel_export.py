@@ -17,7 +17,7 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -38,25 +38,8 @@ from relay_peewee.operations.tenant_export import export_tenant, tenant_fingerpr
 from relay_peewee.operations.tenant_import import import_tenant
 from relay_peewee.testing import TenantPair
 from relay_peewee.testing.assertions import bound_by_row_level_security
-from relay_peewee.testing.templates import Templates
 
 TIMESTAMP = "2024-05-01 10:00:00"
-
-
-@pytest.fixture
-def blank(relay_templates: Templates, tmp_path: Path) -> Iterator[Callable[[str], str]]:
-    """``blank(backend)``: the URL of a new migrated, empty database of that backend."""
-    made: list[str] = []
-
-    def make(backend: str) -> str:
-        url = relay_templates.copy(backend, relay_templates.get(backend, False), tmp_path)
-        made.append(url)
-        return url
-
-    yield make
-    for url in made:
-        if not url.startswith("sqlite"):
-            relay_templates.discard(url)
 
 
 def _export(db: Database, slug: str = "acme", **kw: Any) -> bytes:

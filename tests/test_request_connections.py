@@ -131,6 +131,21 @@ def test_a_thread_per_request_server_does_not_run_the_pool_dry(
     assert statuses == [200] * 6
 
 
+def _bare_pool(cls: Any, app_role: Database) -> Any:
+    """A one-connection pool of class ``cls`` built the way an app builds one
+    (not from a URL), as the application role; ``app_role`` closed."""
+    params = app_role.connect_params
+    bare = cls(
+        app_role.database,
+        max_connections=1,
+        user=params["user"],
+        host=params["host"],
+        port=params["port"],
+    )
+    app_role.close()
+    return bare
+
+
 def test_a_bare_pool_the_app_built_forgets_session_state_once_connected(
     app_role: Database, two_tenants: TenantPair
 ) -> None:
@@ -144,15 +159,7 @@ def test_a_bare_pool_the_app_built_forgets_session_state_once_connected(
     pool = PooledPostgresqlDatabase
     if postgres_driver(app_role) == "psycopg3":
         pool = PooledPsycopg3Database
-    params = app_role.connect_params
-    bare = pool(
-        app_role.database,
-        max_connections=1,
-        user=params["user"],
-        host=params["host"],
-        port=params["port"],
-    )
-    app_role.close()
+    bare = _bare_pool(pool, app_role)
     db = relay_peewee.connect(bare)
     try:
         assert db is bare
@@ -282,15 +289,7 @@ def test_a_pool_that_sets_up_its_connections_keeps_its_setup(
             with conn.cursor() as cursor:
                 cursor.execute("SET application_name = 'relay-named'")
 
-    params = app_role.connect_params
-    bare = Named(
-        app_role.database,
-        max_connections=1,
-        user=params["user"],
-        host=params["host"],
-        port=params["port"],
-    )
-    app_role.close()
+    bare = _bare_pool(Named, app_role)
     db = relay_peewee.connect(bare)
     try:
         db.execute_sql("SET application_name = 'changed'")

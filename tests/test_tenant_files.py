@@ -38,7 +38,6 @@ from relay_peewee.operations.tenant_export import export_tenant, tenant_fingerpr
 from relay_peewee.operations.tenant_import import import_tenant
 from relay_peewee.testing import TenantPair
 from relay_peewee.testing.sample_data import populate_tenant
-from relay_peewee.testing.templates import Templates
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "invoicing"
 TABLES = (
@@ -58,22 +57,6 @@ TEXT = 'ünï ∑ \\ "q" \n\t\x01 💥 \u2028 end'
 # Exact in float4 (real[]) and in their shortest text, so every hop reads them back equal.
 VECTOR = [0.5, -0.25, 1024.0, 0.0, -3.0, 0.125]
 OLD = datetime(2020, 2, 29, 23, 59, 59, 123450)
-
-
-@pytest.fixture
-def blank(relay_templates: Templates, tmp_path: Path) -> Iterator[Callable[[str], str]]:
-    """``blank(backend)``: the URL of a new migrated, empty database of that backend."""
-    made: list[str] = []
-
-    def make(backend: str) -> str:
-        url = relay_templates.copy(backend, relay_templates.get(backend, False), tmp_path)
-        made.append(url)
-        return url
-
-    yield make
-    for url in made:
-        if not url.startswith("sqlite"):
-            relay_templates.discard(url)
 
 
 def _enrich(tenant_id: str) -> None:
