@@ -90,9 +90,11 @@ class SessionResettingMixin:
         status = adapter.txn_status(conn)
         if status == adapter.txn_unknown:
             return True
-        if status != adapter.txn_idle:
-            return not self._reset(conn)
-        if isinstance(adapter, Psycopg3Adapter) or _sets_up_sessions(self):
+        # Reset now, before it is handed out: a transaction left open (it
+        # must be rolled back first), psycopg 3 (one statement per message),
+        # a pool with its own per-connection setup.
+        eager = isinstance(adapter, Psycopg3Adapter) or _sets_up_sessions(self)
+        if status != adapter.txn_idle or eager:
             return not self._reset(conn)
         # peewee's own mode: raw code may have turned it off, and the reset
         # riding on a read would not turn it back on (no round trip: it is
@@ -218,7 +220,7 @@ def _single_read(sql: str) -> bool:
 
 
 class SessionResettingPool(SessionResettingMixin, PooledPostgresqlDatabase):
-    """``postgresql+pool://``: psycopg2's pool, reset on checkout."""
+    """``postgresql+pool://``: psycopg2's pool, each connection reset before its next use."""
 
 
 _classes: dict[type[Database], type[Database]] = {PooledPostgresqlDatabase: SessionResettingPool}
